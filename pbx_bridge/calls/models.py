@@ -1,0 +1,88 @@
+"""Routes, extensions, retention classes, calls and consents: the upper layer's rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from storage.models import Base, UTCDateTime, new_id, utcnow
+
+
+class RetentionClassRow(Base):
+    __tablename__ = "retention_classes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    days: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Extension(Base):
+    __tablename__ = "extensions"
+
+    number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recording: Mapped[str] = mapped_column(String(16))  # RecordingMode
+    retention_class: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Route(Base):
+    __tablename__ = "routes"
+
+    did: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(64))
+    announcement: Mapped[str] = mapped_column(String(16))  # Announcement
+    language: Mapped[str] = mapped_column(String(8))  # Language
+    legal_basis: Mapped[str] = mapped_column(String(32))  # LegalBasis
+    timeout_means: Mapped[str] = mapped_column(String(16))  # TimeoutRule
+    prompt_timeout_s: Mapped[int] = mapped_column(Integer)
+    retention_class: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Call(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    linkedid: Mapped[str] = mapped_column(String(64), index=True)
+    # The caller's channel id in Asterisk; a resync after reconnect finds the call by it.
+    channel_id: Mapped[str] = mapped_column(String(128), unique=True)
+    direction: Mapped[str] = mapped_column(String(16))
+    caller: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    did: Mapped[str] = mapped_column(String(64))
+    extension: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    announcement: Mapped[str] = mapped_column(String(16))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    retention_class: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    # answered, abandoned, no-answer, busy, failed; NULL while the call is live.
+    disposition: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    hangup_cause: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    consent: Mapped[Consent | None] = relationship(back_populates="call", uselist=False)
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id"), unique=True)
+    caller: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # granted, declined, timeout, not-asked
+    decision: Mapped[str] = mapped_column(String(16))
+    digit: Mapped[str | None] = mapped_column(String(1), nullable=True)
+    language: Mapped[str] = mapped_column(String(8))
+    prompt_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prompt_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prompt_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prompt_text_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    times_played: Mapped[int] = mapped_column(Integer, default=0)
+    evidence_recording_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    prompt_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="consent")

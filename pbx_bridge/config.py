@@ -1,0 +1,241 @@
+"""One configuration tree for the whole service.
+
+Every module receives only its own section, so a module cannot quietly depend on
+settings it does not own. Values come from (highest first) keyword arguments,
+environment variables (``PBX_BRIDGE_ARI__URL`` style) and one TOML file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+CONFIG_ENV = "PBX_BRIDGE_CONFIG"
+DEFAULT_CONFIG_PATH = Path("/etc/pbx-bridge/pbx-bridge.toml")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the file and the key."""
+
+
+class Announcement(StrEnum):
+    """When, and whether, the caller hears the disclosure."""
+
+    BEFORE_CONNECT = "before-connect"
+    ON_CONNECT = "on-connect"
+    NOTICE_ONLY = "notice-only"
+    NONE = "none"
+
+
+class LegalBasis(StrEnum):
+    """KVKK art. 5 / GDPR art. 6 ground the recording relies on."""
+
+    CONSENT = "consent"
+    LEGITIMATE_INTEREST = "legitimate-interest"
+    LEGAL_OBLIGATION = "legal-obligation"
+    CONTRACT = "contract"
+
+
+class TimeoutRule(StrEnum):
+    """What silence after the disclosure means. Silence is never consent (GDPR art. 4(11))."""
+
+    DECLINED = "declined"
+    HANGUP = "hangup"
+
+
+class RecordingMode(StrEnum):
+    """An extension's own recording policy, applied after the caller's choice."""
+
+    ALWAYS = "always"
+    ON_DEMAND = "on-demand"
+    NEVER = "never"
+
+
+class Language(StrEnum):
+    TR = "tr"
+    EN = "en"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AriSettings(_Section):
+    url: str = "http://127.0.0.1:8088"
+    username: str = "pbx-bridge"
+    password: SecretStr = SecretStr("")
+    app: str = Field(default="pbx-bridge", pattern=r"^[A-Za-z0-9_.-]+$")
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (the ARI base, without /ari)")
+        return value.rstrip("/")
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///./var/pbx-bridge.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
+            )
+        return value
+
+
+class LocalStorageSettings(_Section):
+    path: Path = Path("./var/recordings")
+
+
+class StorageSettings(_Section):
+    spool_dir: Path = Path("./var/spool")
+    local: LocalStorageSettings = LocalStorageSettings()
+
+
+class RetentionSettings(_Section):
+    default_days: int = Field(default=60, ge=0)
+    # Proof of consent must outlive the recordings it justifies, and an audit can come
+    # long after the call; two years is a common KVKK practice for such proof.
+    evidence_days: int = Field(default=730, ge=0)
+
+
+class PromptSettings(_Section):
+    # Texts (and optional studio recordings) per language: prompts/{language}/{name}.txt
+    dir: Path = Path("./prompts")
+    # Where `pbx-bridge prompts build` writes the 8 kHz audio and manifest.json; install
+    # this folder as {asterisk sounds}/{sound_prefix} (or build straight into it).
+    build_dir: Path = Path("./var/prompts")
+    # Substituted for {controller} in the disclosure texts (KVKK art. 10: who controls).
+    controller: str = "Örnek Şirket A.Ş."
+    default_language: Language = Language.TR
+    # Built prompts are installed under Asterisk's sounds folder in this sub-folder and
+    # played as sound:{sound_prefix}/{language}/{name}.
+    sound_prefix: str = Field(default="pbx-bridge", pattern=r"^[A-Za-z0-9_/-]+$")
+
+
+class CallSettings(_Section):
+    dial_template: str = "PJSIP/{ext}"
+    ring_timeout_s: int = Field(default=30, ge=1, le=600)
+    max_repeats: int = Field(default=2, ge=0, le=10)
+    # Agent's on-demand recording codes: "*" then the digit, within this many seconds.
+    on_demand_digit_window_s: float = Field(default=3.0, gt=0)
+
+    @field_validator("dial_template")
+    @classmethod
+    def _has_ext(cls, value: str) -> str:
+        if "{ext}" not in value:
+            raise ValueError("must contain {ext}, e.g. PJSIP/{ext}")
+        return value
+
+
+class RouteSettings(_Section):
+    """The route used for a DID that has no route of its own in the database."""
+
+    target: str = Field(default="100", pattern=r"^[A-Za-z0-9_+*#-]+$")
+    announcement: Announcement = Announcement.BEFORE_CONNECT
+    language: Language | None = None
+    legal_basis: LegalBasis = LegalBasis.CONSENT
+    timeout_means: TimeoutRule = TimeoutRule.DECLINED
+    prompt_timeout_s: int = Field(default=8, ge=1, le=60)
+    retention_class: str = "default"
+
+
+class LogSettings(_Section):
+    level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PBX_BRIDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    ari: AriSettings = AriSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    retention: RetentionSettings = RetentionSettings()
+    prompts: PromptSettings = PromptSettings()
+    call: CallSettings = CallSettings()
+    default_route: RouteSettings = RouteSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file is passed in as init data by load_settings; the environment wins.
+        return (env_settings, init_settings)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against pbx-bridge.example.toml)"
+        lines.append(f"{source}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load the config file (if any) under the environment's overrides.
+
+    With no explicit path, ``$PBX_BRIDGE_CONFIG`` is used, then the system path if it
+    exists; with neither, the embedded defaults (SQLite and local storage under ./var).
+    """
+    if path is None:
+        env_path = os.environ.get(CONFIG_ENV)
+        if env_path:
+            path = Path(env_path)
+        elif DEFAULT_CONFIG_PATH.exists():
+            path = DEFAULT_CONFIG_PATH
+    data = _read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "configuration"
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from exc

@@ -1,0 +1,74 @@
+"""One interface for every place a recording can be kept (local disk now; FTP, SFTP, S3 later).
+
+Keys are relative, ``/``-separated paths such as ``2025/01/31/<call>/<recording>.wav``;
+every backend validates them with ``validate_key`` before touching anything.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.errors import UnsafeKey
+
+MAX_KEY_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a backend vouches for after a put: read back from the stored copy itself."""
+
+    key: str
+    location: str  # a URI, e.g. file:///var/recordings/2025/... or s3://bucket/...
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    location: str
+    size: int
+    # Only where the backend knows it without reading the object back.
+    sha256: str | None = None
+
+
+def validate_key(key: str) -> str:
+    """Refuse any key that could name something outside the backend's root.
+
+    No absolute paths, no ``..`` or ``.`` segments, no empty segments, no NUL, no
+    backslashes (which some servers treat as separators).
+    """
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise UnsafeKey(f"key must be 1..{MAX_KEY_LENGTH} characters")
+    if "\x00" in key or "\\" in key:
+        raise UnsafeKey("key contains NUL or a backslash")
+    if key.startswith("/"):
+        raise UnsafeKey("key must be relative")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise UnsafeKey(f"key has an empty, '.' or '..' segment: {key!r}")
+    return key
+
+
+class Backend(ABC):
+    """A place recordings are kept. Every method is idempotent for the same key."""
+
+    name: str
+
+    @abstractmethod
+    async def put(self, src: Path, key: str) -> StoredObject:
+        """Store ``src`` under ``key`` atomically, replacing any earlier copy."""
+
+    @abstractmethod
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """The object's facts, or None if there is no object under ``key``."""
+
+    @abstractmethod
+    async def get(self, key: str, dest: Path) -> None:
+        """Copy the object to ``dest``; raises ``ObjectNotFound`` if it does not exist."""
+
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Delete the object; deleting a missing object is not an error."""

@@ -1,0 +1,79 @@
+"""Recordings on a local (or mounted) filesystem, written so a crash never leaves half a file.
+
+A put writes a temporary file in the destination folder, fsyncs it, renames it over the
+final name and fsyncs the folder; then it reads the stored copy back to hash it, so the
+digest it returns is the disk's word, not the source's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+from stat import S_ISREG
+
+from storage.audio_facts import digest_file
+from storage.backends.base import Backend, ObjectInfo, StoredObject, validate_key
+from storage.errors import ObjectNotFound, UnsafeKey
+from storage.spool import fsync_dir, fsync_file
+
+TEMP_MARK = ".tmp-"
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path_for(self, key: str) -> Path:
+        """The absolute path for ``key``, proven to stay under the root (symlinks followed)."""
+        validate_key(key)
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise UnsafeKey(f"key resolves outside the storage root: {key!r}")
+        return path
+
+    async def put(self, src: Path, key: str) -> StoredObject:
+        path = self.path_for(key)
+        return await asyncio.to_thread(self._put, src, key, path)
+
+    def _put(self, src: Path, key: str, path: Path) -> StoredObject:
+        folder = path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        # Leftovers of an interrupted put of this same key are junk, never a second copy.
+        for stale in folder.glob(f".{path.name}{TEMP_MARK}*"):
+            stale.unlink(missing_ok=True)
+        temp = folder / f".{path.name}{TEMP_MARK}{uuid.uuid4().hex}"
+        try:
+            shutil.copyfile(src, temp)
+            fsync_file(temp)
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        fsync_dir(folder)
+        digest = digest_file(path)
+        return StoredObject(key, path.as_uri(), digest.size_bytes, digest.sha256)
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        path = self.path_for(key)
+        try:
+            st = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            return None
+        if not S_ISREG(st.st_mode):
+            return None  # a folder on the way to other keys is not an object
+        return ObjectInfo(key, path.as_uri(), st.st_size)
+
+    async def get(self, key: str, dest: Path) -> None:
+        path = self.path_for(key)
+        try:
+            await asyncio.to_thread(shutil.copyfile, path, dest)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"no object under {key!r}") from exc
+
+    async def delete(self, key: str) -> None:
+        path = self.path_for(key)
+        await asyncio.to_thread(path.unlink, missing_ok=True)

@@ -1,0 +1,583 @@
+"""From Asterisk to a backend without ever losing or doubling a recording.
+
+Each recording moves ``recording -> finished -> spooled -> stored`` (or ``failed``), and
+every move is committed with a compare-and-set on the status before the next step starts.
+Every step can be repeated safely: the spool file appears only complete, the backend key is
+derived from the row (a repeated put replaces, never adds), and the Asterisk copy is deleted
+only after the ``stored`` commit. So a crash at any point is undone by ``resume()``, which
+picks up every row that is not ``stored`` or ``failed`` and deletes Asterisk copies of
+recordings that are already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.audio_facts import AudioFacts, inspect_recording
+from storage.backends.base import Backend
+from storage.errors import (
+    CorruptRecording,
+    IntegrityMismatch,
+    RecordingNotFound,
+    StorageError,
+    TransientStorageError,
+    UnsafeKey,
+)
+from storage.models import Recording, RecordingKind, RecordingStatus, new_id, utcnow
+from storage.source import RecordingSource, SourceMissing, SourceState
+from storage.spool import Spool
+
+log = logging.getLogger(__name__)
+
+ASTERISK_NAME_PREFIX = "pbxb-"
+LOST_IN_ASTERISK = "recording lost in Asterisk"
+# Call ids become a folder in every backend key: keep them to one harmless path segment.
+_CALL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,35}$")
+_FORMAT_RE = re.compile(r"^[a-z0-9]{1,16}$")
+_PENDING = (RecordingStatus.RECORDING, RecordingStatus.FINISHED, RecordingStatus.SPOOLED)
+_NAME_BATCH = 500
+
+
+@dataclass
+class PipelineStats:
+    """Counters since start, for metrics and for the operator's status page."""
+
+    stored: int = 0
+    failed: int = 0
+    retries: int = 0
+    source_delete_failures: int = 0
+
+
+@dataclass
+class ResumeReport:
+    queued: list[str] = field(default_factory=list)  # recording ids (re)started
+    source_cleanups: list[str] = field(default_factory=list)  # stored, still in Asterisk
+    spool_files_removed: int = 0
+    orphans: list[str] | None = None  # None: the source could not be asked
+
+
+def storage_key(row: Recording) -> str:
+    """``{yyyy}/{mm}/{dd}/{call_id}/{recording_id}.{ext}``, dated by the start in UTC."""
+    started = row.started_at.astimezone(UTC)
+    return f"{started:%Y/%m/%d}/{row.call_id}/{row.id}.{row.format}"
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TransientStorageError | OSError | sa_exc.TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
+class _RowVanished(StorageError):
+    """The row being ingested was deleted under us; there is nothing left to do."""
+
+
+class RecordingPipeline:
+    """Takes recordings from a ``RecordingSource`` into a ``Backend``, crash-safe.
+
+    The call flow drives it with ``begin``/``finished``/``mark_failed``/``close_call``;
+    ingests run as tasks inside the pipeline, at most ``concurrency`` at a time.
+    """
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        source: RecordingSource,
+        spool_dir: Path,
+        backend: Backend,
+        *,
+        concurrency: int = 2,
+        retry_initial_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._sessions = session_factory
+        self._source = source
+        self._spool = Spool(spool_dir)
+        self._backend = backend
+        self._slots = asyncio.Semaphore(concurrency)
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._stop_timeout_s = stop_timeout_s
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._running = False
+        self._stopping = asyncio.Event()
+        self.stats = PipelineStats()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> RecordingPipeline:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self, *, resume: bool = True) -> None:
+        """Open for work and, by default, pick up whatever a previous run left behind."""
+        await self._spool.prepare()
+        self._running = True
+        self._stopping.clear()
+        if resume:
+            await self.resume()
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Let in-flight ingests finish for a while, then cancel them; resume() redoes them."""
+        self._running = False
+        self._stopping.set()
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        limit = self._stop_timeout_s if timeout_s is None else timeout_s
+        _, pending = await asyncio.wait(tasks, timeout=limit)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.info("stop: cancelled %d unfinished ingest(s); resume will redo them", len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Wait until no ingest is queued, running or waiting to retry."""
+        await self._idle.wait()
+
+    # -- what the call flow calls -------------------------------------------------------
+
+    async def begin(
+        self,
+        *,
+        call_id: str,
+        kind: RecordingKind,
+        legal_basis: str,
+        retention_class: str,
+        retention_days: int,
+        format: str = "wav",
+    ) -> Recording:
+        """Commit the row before Asterisk is asked to record, so no file is ever unknown."""
+        if not _CALL_ID_RE.match(call_id):
+            raise UnsafeKey("call_id must be one path segment of [A-Za-z0-9_.-], at most 36")
+        if not _FORMAT_RE.match(format):
+            raise ValueError(f"unsupported recording format {format!r}")
+        if retention_days < 0:
+            raise ValueError("retention_days must not be negative")
+        recording_id = new_id()
+        row = Recording(
+            id=recording_id,
+            call_id=call_id,
+            kind=RecordingKind(kind).value,
+            status=RecordingStatus.RECORDING.value,
+            asterisk_name=f"{ASTERISK_NAME_PREFIX}{recording_id}",
+            legal_basis=legal_basis,
+            retention_class=retention_class,
+            retention_days=retention_days,
+            format=format,
+            started_at=utcnow(),
+        )
+        async with self._session() as session:
+            session.add(row)
+            await session.commit()
+        log.info("recording %s begun (%s)", recording_id, row.kind)
+        return row
+
+    async def finished(self, asterisk_name: str) -> Recording | None:
+        """Asterisk finished writing: commit that, then queue the ingest.
+
+        Returns None for a name no row knows (not ours). A repeated event is harmless.
+        """
+        async with self._session() as session:
+            row = await self._by_name(session, asterisk_name)
+            if row is None:
+                log.warning("RecordingFinished for unknown recording name %s", asterisk_name)
+                return None
+            if row.status == RecordingStatus.RECORDING:
+                row.status = RecordingStatus.FINISHED.value
+                row.finished_at = utcnow()
+                await session.commit()
+                log.info("recording %s finished", row.id)
+        if row.status in _PENDING:
+            self._spawn(row.id)
+        return row
+
+    async def mark_failed(self, recording_id: str, reason: str) -> None:
+        """Asterisk (or the flow's record request) failed; a stored recording stays stored."""
+        moved = await self._move(
+            recording_id,
+            (RecordingStatus.RECORDING, RecordingStatus.FINISHED),
+            RecordingStatus.FAILED,
+            error=reason,
+        )
+        if moved:
+            self.stats.failed += 1
+            log.warning("recording %s failed: %s", recording_id, reason)
+            return
+        async with self._session() as session:
+            if await session.get(Recording, recording_id) is None:
+                raise RecordingNotFound(recording_id)
+        log.info("recording %s: failure report ignored, already past it", recording_id)
+
+    async def failed_by_name(self, asterisk_name: str, reason: str) -> Recording | None:
+        """Asterisk's RecordingFailed names the recording, not our id; None if not ours."""
+        async with self._session() as session:
+            row = await self._by_name(session, asterisk_name)
+        if row is None:
+            log.warning("RecordingFailed for unknown recording name %s", asterisk_name)
+            return None
+        await self.mark_failed(row.id, reason)
+        return await self._load(row.id)
+
+    async def close_call(self, call_id: str, ended_at: datetime) -> int:
+        """The call ended: every recording of it is kept until end + its retention days."""
+        if ended_at.tzinfo is None:
+            raise ValueError("ended_at must be timezone-aware")
+        async with self._session() as session:
+            rows = (
+                await session.scalars(select(Recording).where(Recording.call_id == call_id))
+            ).all()
+            for row in rows:
+                row.retain_until = ended_at + timedelta(days=row.retention_days)
+            await session.commit()
+        return len(rows)
+
+    # -- recovery ------------------------------------------------------------------------
+
+    async def resume(self) -> ResumeReport:
+        """Pick up whatever a crash, a stop or a lost ARI event left behind.
+
+        Safe to call while running (after the event stream reconnects): recordings already
+        being ingested are left to their task.
+        """
+        report = ResumeReport()
+        async with self._session() as session:
+            pending = (
+                await session.scalars(
+                    select(Recording.id).where(Recording.status.in_([s.value for s in _PENDING]))
+                )
+            ).all()
+        report.spool_files_removed = await self._sweep_spool()
+        for recording_id in pending:
+            if not self._busy(recording_id):
+                report.queued.append(recording_id)
+                self._spawn(recording_id)
+        try:
+            names = await self._source.list_stored()
+        except TransientStorageError as exc:
+            log.warning("resume: source unavailable, Asterisk copies not reconciled: %s", exc)
+            return report
+        known = await self._known_names(names)
+        report.orphans = sorted(set(names) - set(known))
+        for recording_id, status in known.values():
+            if status == RecordingStatus.STORED and not self._busy(recording_id):
+                report.source_cleanups.append(recording_id)
+                self._spawn(recording_id)
+        self._log_orphans(report.orphans)
+        return report
+
+    async def orphans(self) -> list[str]:
+        """Recordings in Asterisk that no row knows of: not ours to delete, only reported."""
+        names = await self._source.list_stored()
+        known = await self._known_names(names)
+        found = sorted(set(names) - set(known))
+        self._log_orphans(found)
+        return found
+
+    # -- the ingest task -----------------------------------------------------------------
+
+    def _busy(self, recording_id: str) -> bool:
+        task = self._tasks.get(recording_id)
+        return task is not None and not task.done()
+
+    def _spawn(self, recording_id: str) -> None:
+        if not self._running:
+            log.info("recording %s: pipeline not running, left for resume", recording_id)
+            return
+        existing = self._tasks.get(recording_id)
+        if existing is not None and not existing.done():
+            # Its task may be about to return (e.g. it saw LIVE): make it look once more.
+            self._again.add(recording_id)
+            return
+        self._idle.clear()
+        task = asyncio.create_task(self._run(recording_id), name=f"ingest-{recording_id}")
+        self._tasks[recording_id] = task
+        task.add_done_callback(partial(self._forget, recording_id))
+
+    def _forget(self, recording_id: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(recording_id) is task:
+            del self._tasks[recording_id]
+        if not self._tasks:
+            self._idle.set()
+
+    async def _run(self, recording_id: str) -> None:
+        attempt = 0
+        while True:
+            self._again.discard(recording_id)
+            try:
+                async with self._slots:
+                    await self._advance(recording_id)
+            except _RowVanished:
+                log.warning("recording %s: row vanished during ingest", recording_id)
+                return
+            except Exception as exc:  # a task boundary: nothing may escape and be lost
+                if _is_transient(exc):
+                    log.warning("recording %s: %s; will retry", recording_id, exc)
+                else:
+                    log.exception("recording %s: unexpected error; will retry", recording_id)
+                self.stats.retries += 1
+                if await self._stopped_within(self._backoff(attempt)):
+                    return  # resume() after the next start picks it up
+                attempt += 1
+                continue
+            if recording_id not in self._again:
+                return
+            attempt = 0
+
+    async def _stopped_within(self, delay_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), delay_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self._retry_max_s, self._retry_initial_s * (2 ** min(attempt, 30)))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def _advance(self, recording_id: str) -> None:
+        """Move one recording as far as it can go now; each step commits before the next."""
+        while True:
+            row = await self._load(recording_id)
+            status = RecordingStatus(row.status)
+            if status == RecordingStatus.RECORDING:
+                if not await self._check_live(row):
+                    return
+            elif status == RecordingStatus.FINISHED:
+                await self._fetch(row)
+            elif status == RecordingStatus.SPOOLED:
+                await self._store(row)
+            elif status == RecordingStatus.STORED:
+                await self._clean_up(row)
+                return
+            else:
+                return
+
+    async def _check_live(self, row: Recording) -> bool:
+        """A row still ``recording`` after a restart: has Asterisk finished it meanwhile?"""
+        state = await self._source.state(row.asterisk_name)
+        if state == SourceState.LIVE:
+            return False
+        if state == SourceState.STORED:
+            await self._move(
+                row.id, (RecordingStatus.RECORDING,), RecordingStatus.FINISHED,
+                finished_at=utcnow(),
+            )
+            log.info("recording %s found finished in Asterisk", row.id)
+            return True
+        await self._fail(row.id, (RecordingStatus.RECORDING,), LOST_IN_ASTERISK)
+        return False
+
+    async def _fetch(self, row: Recording) -> None:
+        fmt = row.format
+        spool_path = self._spool.path_for(row.id, fmt)
+
+        async def write(dest: Path) -> int:
+            return await self._source.fetch(row.asterisk_name, fmt, dest)
+
+        try:
+            await self._spool.receive(row.id, fmt, write)
+        except SourceMissing:
+            # A crash after the spool rename but before the commit: the file is whole.
+            if not await self._spool.exists(spool_path):
+                await self._fail(
+                    row.id, (RecordingStatus.FINISHED, RecordingStatus.SPOOLED), LOST_IN_ASTERISK
+                )
+                return
+        await self._move(
+            row.id,
+            (RecordingStatus.FINISHED, RecordingStatus.SPOOLED),
+            RecordingStatus.SPOOLED,
+            spool_path=str(spool_path),
+        )
+        log.info("recording %s spooled", row.id)
+
+    async def _store(self, row: Recording) -> None:
+        spool_path = Path(row.spool_path) if row.spool_path else None
+        if spool_path is None or not await self._spool.exists(spool_path):
+            log.info("recording %s: spool file gone, fetching again", row.id)
+            await self._fetch(row)
+            return
+        try:
+            facts = await asyncio.to_thread(inspect_recording, spool_path, row.format)
+        except CorruptRecording as exc:
+            await self._fail(row.id, (RecordingStatus.SPOOLED,), f"corrupt recording: {exc}")
+            await self._spool.remove(spool_path)
+            return
+        key = storage_key(row)
+        stored = await self._backend.put(spool_path, key)
+        self._verify(row.id, facts, stored.size, stored.sha256)
+        moved = await self._move(
+            row.id,
+            (RecordingStatus.SPOOLED,),
+            RecordingStatus.STORED,
+            sha256=facts.sha256,
+            size_bytes=facts.size_bytes,
+            duration_s=facts.duration_s,
+            location=stored.location,
+            stored_at=utcnow(),
+            error=None,
+        )
+        if moved:
+            self.stats.stored += 1
+            log.info(
+                "recording %s stored in %s (%d bytes, %s s)",
+                row.id, self._backend.name, facts.size_bytes, facts.duration_s,
+            )
+
+    @staticmethod
+    def _verify(recording_id: str, facts: AudioFacts, size: int, sha256: str) -> None:
+        if size != facts.size_bytes or sha256 != facts.sha256:
+            raise IntegrityMismatch(
+                f"recording {recording_id}: stored copy is {size} bytes sha256 {sha256}, "
+                f"spool has {facts.size_bytes} bytes sha256 {facts.sha256}"
+            )
+
+    async def _clean_up(self, row: Recording) -> None:
+        """Only after the ``stored`` commit: drop the Asterisk copy, then the spool file."""
+        try:
+            await self._source.delete(row.asterisk_name, row.format)
+        except StorageError as exc:
+            self.stats.source_delete_failures += 1
+            if isinstance(exc, TransientStorageError):
+                raise  # retried by the task with backoff; resume() reconciles after a restart
+            log.error("recording %s: could not delete the Asterisk copy: %s", row.id, exc)
+        await self._spool.remove(self._spool.path_for(row.id, row.format))
+        if row.spool_path:
+            await self._spool.remove(Path(row.spool_path))
+
+    async def _sweep_spool(self) -> int:
+        """Discard half-written ``.part`` files and spool copies of finished rows."""
+        entries = [e for e in await self._spool.entries() if not self._busy(e.recording_id)]
+        if not entries:
+            return 0
+        ids = list({e.recording_id for e in entries})
+        async with self._session() as session:
+            statuses = dict(
+                (
+                    await session.execute(
+                        select(Recording.id, Recording.status).where(Recording.id.in_(ids))
+                    )
+                ).all()
+            )
+        removed = 0
+        for entry in entries:
+            status = statuses.get(entry.recording_id)
+            done = status in (RecordingStatus.STORED, RecordingStatus.FAILED)
+            if not entry.complete or done:
+                await self._spool.remove(entry.path)
+                removed += 1
+        return removed
+
+    # -- rows ------------------------------------------------------------------------------
+
+    def _session(self) -> AsyncSession:
+        # Rows handed out must stay readable after commit, outside any session.
+        return self._sessions(expire_on_commit=False)
+
+    async def _load(self, recording_id: str) -> Recording:
+        async with self._session() as session:
+            row = await session.get(Recording, recording_id)
+        if row is None:
+            raise _RowVanished(recording_id)
+        return row
+
+    @staticmethod
+    async def _by_name(session: AsyncSession, asterisk_name: str) -> Recording | None:
+        result = await session.scalars(
+            select(Recording).where(Recording.asterisk_name == asterisk_name)
+        )
+        return result.one_or_none()
+
+    async def _move(
+        self,
+        recording_id: str,
+        expected: Sequence[RecordingStatus],
+        to: RecordingStatus,
+        **values: Any,
+    ) -> bool:
+        """Compare-and-set the status, so two writers can never both win a transition."""
+        async with self._session() as session:
+            result = await session.execute(
+                update(Recording)
+                .where(
+                    Recording.id == recording_id,
+                    Recording.status.in_([s.value for s in expected]),
+                )
+                .values(status=to.value, **values)
+            )
+            await session.commit()
+        return cast(CursorResult[Any], result).rowcount == 1
+
+    async def _fail(
+        self, recording_id: str, expected: Sequence[RecordingStatus], reason: str
+    ) -> None:
+        if await self._move(recording_id, expected, RecordingStatus.FAILED, error=reason):
+            self.stats.failed += 1
+            log.warning("recording %s failed: %s", recording_id, reason)
+
+    async def _known_names(self, names: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Which of these Asterisk names are ours: name -> (recording id, status)."""
+        known: dict[str, tuple[str, str]] = {}
+        unique = sorted(set(names))
+        async with self._session() as session:
+            for start in range(0, len(unique), _NAME_BATCH):
+                batch = unique[start : start + _NAME_BATCH]
+                rows = await session.execute(
+                    select(Recording.asterisk_name, Recording.id, Recording.status).where(
+                        Recording.asterisk_name.in_(batch)
+                    )
+                )
+                for name, recording_id, status in rows:
+                    known[name] = (recording_id, status)
+        return known
+
+    @staticmethod
+    def _log_orphans(orphans: Sequence[str]) -> None:
+        if orphans:
+            # Other applications often name recordings after the caller's number, so the
+            # names stay out of INFO-and-above logs; orphans() returns them to the caller.
+            log.warning(
+                "%d recording(s) in Asterisk that no row knows of (left alone)", len(orphans)
+            )
+            log.debug("orphan recordings: %s", ", ".join(orphans))
+
+
+__all__ = [
+    "LOST_IN_ASTERISK",
+    "PipelineStats",
+    "RecordingPipeline",
+    "ResumeReport",
+    "storage_key",
+]

@@ -1,0 +1,96 @@
+"""The local landing area between Asterisk and a backend.
+
+A file only ever appears under its final name complete and on disk: it is fetched as
+``<id>.<fmt>.part``, fsynced, renamed, and the folder fsynced. So after a crash a final-named
+file can be trusted and a ``.part`` is always discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+PART_SUFFIX = ".part"
+
+
+def fsync_file(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    """A file found in the spool: which recording it belongs to, and whether it is whole."""
+
+    path: Path
+    recording_id: str
+    complete: bool
+
+
+class Spool:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def prepare(self) -> None:
+        await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+
+    def path_for(self, recording_id: str, fmt: str) -> Path:
+        return self.directory / f"{recording_id}.{fmt}"
+
+    def part_path_for(self, recording_id: str, fmt: str) -> Path:
+        return self.directory / f"{recording_id}.{fmt}{PART_SUFFIX}"
+
+    async def receive(
+        self,
+        recording_id: str,
+        fmt: str,
+        write: Callable[[Path], Awaitable[int]],
+    ) -> Path:
+        """Let ``write`` fill a ``.part`` file, then make it durable under its final name."""
+        part = self.part_path_for(recording_id, fmt)
+        final = self.path_for(recording_id, fmt)
+        await asyncio.to_thread(part.unlink, missing_ok=True)
+        try:
+            await write(part)
+            await asyncio.to_thread(self._commit, part, final)
+        except BaseException:
+            # A cancelled or failed fetch leaves nothing that looks like a spooled file.
+            await asyncio.shield(asyncio.to_thread(part.unlink, missing_ok=True))
+            raise
+        return final
+
+    def _commit(self, part: Path, final: Path) -> None:
+        fsync_file(part)
+        os.replace(part, final)
+        fsync_dir(self.directory)
+
+    async def exists(self, path: Path) -> bool:
+        return await asyncio.to_thread(path.is_file)
+
+    async def remove(self, path: Path) -> None:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def entries(self) -> list[SpoolEntry]:
+        return await asyncio.to_thread(self._entries)
+
+    def _entries(self) -> list[SpoolEntry]:
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for path in self.directory.iterdir():
+            if not path.is_file():
+                continue
+            recording_id = path.name.split(".", 1)[0]
+            found.append(SpoolEntry(path, recording_id, not path.name.endswith(PART_SUFFIX)))
+        return found

@@ -1,0 +1,306 @@
+"""What happened on past calls, as plain data for people and scripts (CLI, later an API).
+
+Views carry full numbers; ``masked()`` gives the copy fit for a screen. Keeping the
+mask on the view, not in each printer, makes privacy the default path for every reader.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from pbx_bridge.calls.models import Call, Consent
+from pbx_bridge.privacy import mask_number
+from storage.models import Recording
+
+DEFAULT_LIMIT = 50
+# Numbers reach us as 05321234567, +905321234567 or 5321234567; the last ten digits
+# are the national significant number in Turkey and most of Europe.
+SUFFIX_DIGITS = 10
+
+JsonObject = dict[str, object]
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, the one spelling scripts should have to parse."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ConsentView:
+    id: str
+    call_id: str
+    caller: str | None
+    decision: str
+    digit: str | None
+    language: str
+    prompt_name: str | None
+    prompt_version: str | None
+    prompt_sha256: str | None
+    times_played: int
+    evidence_recording_id: str | None
+    at: datetime
+
+    def masked(self) -> ConsentView:
+        return replace(self, caller=mask_number(self.caller))
+
+    def to_json(self, *, with_call: bool = True) -> JsonObject:
+        data: JsonObject = {
+            "decision": self.decision,
+            "digit": self.digit,
+            "prompt_version": self.prompt_version,
+            "prompt_sha256": self.prompt_sha256,
+            "at": iso(self.at),
+            "language": self.language,
+            "evidence_recording_id": self.evidence_recording_id,
+            "prompt_name": self.prompt_name,
+            "times_played": self.times_played,
+        }
+        if with_call:
+            data = {"id": self.id, "call_id": self.call_id, "caller": self.caller, **data}
+        return data
+
+
+@dataclass(frozen=True)
+class RecordingView:
+    id: str
+    call_id: str
+    # The call's caller; None when the call row is missing (the storage layer can
+    # hold recordings fed by other sources than our call flow).
+    caller: str | None
+    kind: str
+    status: str
+    format: str
+    duration_s: float | None
+    sha256: str | None
+    size_bytes: int | None
+    legal_basis: str
+    retention_class: str
+    retain_until: datetime | None
+    location: str | None
+    started_at: datetime
+
+    def masked(self) -> RecordingView:
+        return replace(self, caller=mask_number(self.caller))
+
+    def to_json(self, *, with_call: bool = True) -> JsonObject:
+        data: JsonObject = {
+            "id": self.id,
+            "kind": self.kind,
+            "format": self.format,
+            "duration_s": self.duration_s,
+            "sha256": self.sha256,
+            "retain_until": iso(self.retain_until),
+            "location": self.location,
+            "status": self.status,
+            "legal_basis": self.legal_basis,
+            "size_bytes": self.size_bytes,
+            "retention_class": self.retention_class,
+            "started_at": iso(self.started_at),
+        }
+        if with_call:
+            data = {**data, "call_id": self.call_id, "caller": self.caller}
+        return data
+
+
+@dataclass(frozen=True)
+class CallView:
+    id: str
+    linkedid: str
+    direction: str
+    caller: str | None
+    did: str
+    extension: str | None
+    language: str
+    legal_basis: str
+    retention_class: str
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    # answered, abandoned, no-answer, busy, failed; None while the call is live.
+    disposition: str | None
+    consent: ConsentView | None
+    recordings: tuple[RecordingView, ...]
+
+    def masked(self) -> CallView:
+        return replace(
+            self,
+            caller=mask_number(self.caller),
+            consent=None if self.consent is None else self.consent.masked(),
+            recordings=tuple(recording.masked() for recording in self.recordings),
+        )
+
+    def to_json(self) -> JsonObject:
+        return {
+            "id": self.id,
+            "linkedid": self.linkedid,
+            "direction": self.direction,
+            "caller": self.caller,
+            "did": self.did,
+            "extension": self.extension,
+            "started_at": iso(self.started_at),
+            "answered_at": iso(self.answered_at),
+            "ended_at": iso(self.ended_at),
+            "disposition": self.disposition,
+            "language": self.language,
+            "legal_basis": self.legal_basis,
+            "retention_class": self.retention_class,
+            "consent": None if self.consent is None else self.consent.to_json(with_call=False),
+            "recordings": [r.to_json(with_call=False) for r in self.recordings],
+        }
+
+
+def number_digits(number: str) -> str:
+    return re.sub(r"\D", "", number)
+
+
+def _number_matches(column: InstrumentedAttribute[str | None], number: str) -> ColumnElement[bool]:
+    """Exact match, or the same last ten digits when the query has that many.
+
+    Shorter queries (extensions, short codes) only match exactly: a suffix of four
+    digits would find strangers' calls.
+    """
+    digits = number_digits(number)
+    if len(digits) < SUFFIX_DIGITS:
+        return column == number
+    return or_(column == number, column.like(f"%{digits[-SUFFIX_DIGITS:]}"))
+
+
+def _consent_view(row: Consent) -> ConsentView:
+    return ConsentView(
+        id=row.id,
+        call_id=row.call_id,
+        caller=row.caller,
+        decision=row.decision,
+        digit=row.digit,
+        language=row.language,
+        prompt_name=row.prompt_name,
+        prompt_version=row.prompt_version,
+        prompt_sha256=row.prompt_sha256,
+        times_played=row.times_played,
+        evidence_recording_id=row.evidence_recording_id,
+        at=row.decided_at,
+    )
+
+
+def _recording_view(row: Recording, caller: str | None) -> RecordingView:
+    return RecordingView(
+        id=row.id,
+        call_id=row.call_id,
+        caller=caller,
+        kind=row.kind,
+        status=row.status,
+        format=row.format,
+        duration_s=row.duration_s,
+        sha256=row.sha256,
+        size_bytes=row.size_bytes,
+        legal_basis=row.legal_basis,
+        retention_class=row.retention_class,
+        retain_until=row.retain_until,
+        location=row.location,
+        started_at=row.started_at,
+    )
+
+
+def _check_limit(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return limit
+
+
+async def list_calls(
+    session: AsyncSession,
+    *,
+    number: str | None = None,
+    since: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> list[CallView]:
+    """Newest first, each with its consent and recordings."""
+    query = select(Call)
+    if number is not None:
+        query = query.where(_number_matches(Call.caller, number))
+    if since is not None:
+        query = query.where(Call.started_at >= since)
+    query = query.order_by(Call.started_at.desc(), Call.id.desc()).limit(_check_limit(limit))
+    calls: Sequence[Call] = (await session.scalars(query)).all()
+    ids = [call.id for call in calls]
+    if not ids:
+        return []
+    consents = {
+        row.call_id: _consent_view(row)
+        for row in (await session.scalars(select(Consent).where(Consent.call_id.in_(ids)))).all()
+    }
+    recordings: dict[str, list[Recording]] = {}
+    recording_rows = await session.scalars(
+        select(Recording)
+        .where(Recording.call_id.in_(ids))
+        .order_by(Recording.started_at, Recording.id)
+    )
+    for recording in recording_rows.all():
+        recordings.setdefault(recording.call_id, []).append(recording)
+    return [
+        CallView(
+            id=call.id,
+            linkedid=call.linkedid,
+            direction=call.direction,
+            caller=call.caller,
+            did=call.did,
+            extension=call.extension,
+            language=call.language,
+            legal_basis=call.legal_basis,
+            retention_class=call.retention_class,
+            started_at=call.started_at,
+            answered_at=call.answered_at,
+            ended_at=call.ended_at,
+            disposition=call.disposition,
+            consent=consents.get(call.id),
+            recordings=tuple(
+                _recording_view(row, call.caller) for row in recordings.get(call.id, [])
+            ),
+        )
+        for call in calls
+    ]
+
+
+async def list_recordings(
+    session: AsyncSession,
+    *,
+    number: str | None = None,
+    since: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> list[RecordingView]:
+    """Newest first; recordings without a call row are listed too (caller None)."""
+    query = select(Recording, Call.caller).outerjoin(Call, Call.id == Recording.call_id)
+    if number is not None:
+        query = query.where(_number_matches(Call.caller, number))
+    if since is not None:
+        query = query.where(Recording.started_at >= since)
+    query = query.order_by(Recording.started_at.desc(), Recording.id.desc()).limit(
+        _check_limit(limit)
+    )
+    rows = (await session.execute(query)).all()
+    return [_recording_view(recording, caller) for recording, caller in rows]
+
+
+async def list_consents(
+    session: AsyncSession,
+    *,
+    number: str | None = None,
+    since: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> list[ConsentView]:
+    query = select(Consent)
+    if number is not None:
+        query = query.where(_number_matches(Consent.caller, number))
+    if since is not None:
+        query = query.where(Consent.decided_at >= since)
+    query = query.order_by(Consent.decided_at.desc(), Consent.id.desc()).limit(_check_limit(limit))
+    return [_consent_view(row) for row in (await session.scalars(query)).all()]

@@ -1,0 +1,110 @@
+"""Retention classes: named periods a recording is kept for, editable by the operator.
+
+The ``default`` class always exists: its period comes from the configuration
+(``retention.default_days``) until an operator sets it in the database, so a fresh
+install can record lawfully before anyone has configured anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pbx_bridge.calls.models import RetentionClassRow
+from pbx_bridge.config import RetentionSettings
+from storage.models import utcnow
+
+DEFAULT_CLASS = "default"
+CLASS_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_DAYS = 36500
+
+
+class InvalidRetentionClass(ValueError):
+    """A class name or period that cannot be stored; the message says which and why."""
+
+
+class UnknownRetentionClass(LookupError):
+    """A class was named that neither the database nor the built-in default knows."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"unknown retention class {name!r}: create it with "
+            f"`pbx-bridge retention set {name} DAYS` (see `pbx-bridge retention list`)"
+        )
+        self.name = name
+
+
+@dataclass(frozen=True)
+class RetentionClassInfo:
+    name: str
+    days: int
+    # "config" while the default class has no row of its own, else "database".
+    source: Literal["config", "database"]
+
+
+def validate_class_name(name: str) -> str:
+    if not CLASS_NAME_PATTERN.fullmatch(name):
+        raise InvalidRetentionClass(
+            f"invalid retention class name {name!r}: use 1-64 lowercase letters, digits, "
+            "'-' or '_', starting with a letter or digit"
+        )
+    return name
+
+
+def validate_days(days: int) -> int:
+    if not 0 <= days <= MAX_DAYS:
+        raise InvalidRetentionClass(
+            f"invalid retention period {days} days: must be between 0 and {MAX_DAYS}"
+        )
+    return days
+
+
+async def list_classes(
+    session: AsyncSession, settings: RetentionSettings
+) -> list[RetentionClassInfo]:
+    rows = (await session.scalars(select(RetentionClassRow))).all()
+    classes = {row.name: RetentionClassInfo(row.name, row.days, "database") for row in rows}
+    classes.setdefault(
+        DEFAULT_CLASS, RetentionClassInfo(DEFAULT_CLASS, settings.default_days, "config")
+    )
+    return sorted(classes.values(), key=lambda info: (info.name != DEFAULT_CLASS, info.name))
+
+
+async def set_class(session: AsyncSession, name: str, days: int) -> RetentionClassInfo:
+    """Create or change a class. Existing recordings keep the retain_until they were given."""
+    validate_class_name(name)
+    validate_days(days)
+    row = await session.get(RetentionClassRow, name)
+    if row is None:
+        session.add(RetentionClassRow(name=name, days=days, updated_at=utcnow()))
+    else:
+        row.days = days
+        row.updated_at = utcnow()
+    await session.flush()
+    return RetentionClassInfo(name, days, "database")
+
+
+async def class_exists(session: AsyncSession, name: str) -> bool:
+    if name == DEFAULT_CLASS:
+        return True
+    return await session.get(RetentionClassRow, name) is not None
+
+
+async def require_class(session: AsyncSession, name: str) -> str:
+    """Return ``name`` if it is a known class, so callers can validate before they write."""
+    if not await class_exists(session, name):
+        raise UnknownRetentionClass(name)
+    return name
+
+
+async def class_days(session: AsyncSession, name: str, settings: RetentionSettings) -> int:
+    row = await session.get(RetentionClassRow, name)
+    if row is not None:
+        return row.days
+    if name == DEFAULT_CLASS:
+        return settings.default_days
+    raise UnknownRetentionClass(name)

@@ -1,0 +1,154 @@
+"""Routes: what a dialled number (DID) does — where it rings, what the caller hears, and why.
+
+A DID without a row uses the configured default route, so an unconfigured number is
+still announced and handled lawfully. Writers flush but do not commit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pbx_bridge.calls.extensions import validate_extension
+from pbx_bridge.calls.models import Route
+from pbx_bridge.calls.retention import require_class
+from pbx_bridge.config import Announcement, Language, LegalBasis, RouteSettings, TimeoutRule
+from storage.models import utcnow
+
+DID_PATTERN = re.compile(r"^[A-Za-z0-9_+*#-]{1,64}$")
+PROMPT_TIMEOUT_RANGE = (1, 60)
+
+
+class InvalidRoute(ValueError):
+    """A route field that cannot be stored; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ResolvedRoute:
+    did: str
+    target: str
+    announcement: Announcement
+    language: Language
+    legal_basis: LegalBasis
+    timeout_means: TimeoutRule
+    prompt_timeout_s: int
+    retention_class: str
+    # True when the DID has no row and the configured default route was used.
+    is_default: bool
+
+
+def validate_did(did: str) -> str:
+    if not DID_PATTERN.fullmatch(did):
+        raise InvalidRoute(f"invalid DID {did!r}: use 1-64 letters, digits or _ + * # -")
+    return did
+
+
+def _validate_prompt_timeout(seconds: int) -> int:
+    low, high = PROMPT_TIMEOUT_RANGE
+    if not low <= seconds <= high:
+        raise InvalidRoute(f"invalid prompt timeout {seconds}s: must be between {low} and {high}")
+    return seconds
+
+
+def _from_row(row: Route) -> ResolvedRoute:
+    return ResolvedRoute(
+        did=row.did,
+        target=row.target,
+        announcement=Announcement(row.announcement),
+        language=Language(row.language),
+        legal_basis=LegalBasis(row.legal_basis),
+        timeout_means=TimeoutRule(row.timeout_means),
+        prompt_timeout_s=row.prompt_timeout_s,
+        retention_class=row.retention_class,
+        is_default=False,
+    )
+
+
+def _from_default(did: str, default: RouteSettings, default_language: Language) -> ResolvedRoute:
+    return ResolvedRoute(
+        did=did,
+        target=default.target,
+        announcement=default.announcement,
+        language=default.language or default_language,
+        legal_basis=default.legal_basis,
+        timeout_means=default.timeout_means,
+        prompt_timeout_s=default.prompt_timeout_s,
+        retention_class=default.retention_class,
+        is_default=True,
+    )
+
+
+async def set_route(
+    session: AsyncSession,
+    did: str,
+    *,
+    default: RouteSettings,
+    default_language: Language,
+    target: str | None = None,
+    announcement: Announcement | None = None,
+    legal_basis: LegalBasis | None = None,
+    retention_class: str | None = None,
+    language: Language | None = None,
+    timeout_means: TimeoutRule | None = None,
+    prompt_timeout_s: int | None = None,
+) -> ResolvedRoute:
+    """Create or partially update a route; a new route takes unset fields from ``default``."""
+    validate_did(did)
+    if target is not None:
+        validate_extension(target)
+    if prompt_timeout_s is not None:
+        _validate_prompt_timeout(prompt_timeout_s)
+    if retention_class is not None:
+        await require_class(session, retention_class)
+
+    row = await session.get(Route, did)
+    if row is None:
+        base = _from_default(did, default, default_language)
+        # The configured default may name a class nobody created; refuse rather than dangle.
+        if retention_class is None:
+            await require_class(session, base.retention_class)
+        row = Route(
+            did=did,
+            target=base.target,
+            announcement=base.announcement.value,
+            language=base.language.value,
+            legal_basis=base.legal_basis.value,
+            timeout_means=base.timeout_means.value,
+            prompt_timeout_s=base.prompt_timeout_s,
+            retention_class=base.retention_class,
+        )
+        session.add(row)
+    if target is not None:
+        row.target = target
+    if announcement is not None:
+        row.announcement = announcement.value
+    if legal_basis is not None:
+        row.legal_basis = legal_basis.value
+    if retention_class is not None:
+        row.retention_class = retention_class
+    if language is not None:
+        row.language = language.value
+    if timeout_means is not None:
+        row.timeout_means = timeout_means.value
+    if prompt_timeout_s is not None:
+        row.prompt_timeout_s = prompt_timeout_s
+    row.updated_at = utcnow()
+    await session.flush()
+    return _from_row(row)
+
+
+async def list_routes(session: AsyncSession) -> list[ResolvedRoute]:
+    rows = (await session.scalars(select(Route).order_by(Route.did))).all()
+    return [_from_row(row) for row in rows]
+
+
+async def resolve_route(
+    session: AsyncSession, did: str, default: RouteSettings, default_language: Language
+) -> ResolvedRoute:
+    row = await session.get(Route, did)
+    if row is None:
+        return _from_default(did, default, default_language)
+    return _from_row(row)

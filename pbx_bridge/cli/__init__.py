@@ -1,0 +1,1 @@
+"""The ``pbx-bridge`` command: one file per command group, wired in ``main``."""

@@ -1,0 +1,46 @@
+"""Expected failures become one line on stderr and an exit code, never a traceback.
+
+Exit 2: the input or configuration is wrong (the operator fixes the command or file).
+Exit 1: the command was fine but the system is not ready (database missing, stale schema).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import typer
+
+from pbx_bridge.calls.extensions import InvalidExtension
+from pbx_bridge.calls.retention import InvalidRetentionClass, UnknownRetentionClass
+from pbx_bridge.calls.routes import InvalidRoute
+from pbx_bridge.config import ConfigError
+from storage.database import DatabaseError
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+USAGE_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    InvalidExtension,
+    InvalidRetentionClass,
+    InvalidRoute,
+    UnknownRetentionClass,
+)
+RUNTIME_ERRORS: tuple[type[Exception], ...] = (DatabaseError,)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def reporting_errors() -> Iterator[None]:
+    try:
+        yield
+    except USAGE_ERRORS as exc:
+        fail(str(exc), EXIT_USAGE)
+    except RUNTIME_ERRORS as exc:
+        fail(str(exc), EXIT_RUNTIME)

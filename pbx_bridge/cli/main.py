@@ -1,0 +1,62 @@
+"""The ``pbx-bridge`` command: global ``--config``, the service, and the admin groups."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pbx_bridge.cli import calls, consents, db, ext, prompts, recordings, retention, route
+from pbx_bridge.cli.context import CliState, settings_of
+from pbx_bridge.cli.errors import EXIT_RUNTIME, fail, reporting_errors
+
+app = typer.Typer(
+    name="pbx-bridge",
+    help="Lawful call recording beside Asterisk (KVKK / GDPR).",
+    no_args_is_help=True,
+    # Locals can hold database passwords and phone numbers: never print them.
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(ext.app, name="ext")
+app.add_typer(route.app, name="route")
+app.add_typer(retention.app, name="retention")
+app.add_typer(calls.app, name="calls")
+app.add_typer(recordings.app, name="recordings")
+app.add_typer(consents.app, name="consents")
+app.add_typer(prompts.app, name="prompts")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="PATH",
+            help="Config file (default: $PBX_BRIDGE_CONFIG, then /etc/pbx-bridge/pbx-bridge.toml"
+            " if present, else built-in defaults).",
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = CliState(config_path=config)
+
+
+@app.command("run")
+def run_command(ctx: typer.Context) -> None:
+    """Run the service until stopped (SIGINT/SIGTERM)."""
+    with reporting_errors():
+        settings = settings_of(ctx)
+        # Imported here so the admin commands work without the service's dependencies.
+        from pbx_bridge.flow.prompts import PromptCatalogueError
+        from pbx_bridge.service import run
+
+        try:
+            asyncio.run(run(settings))
+        except PromptCatalogueError as exc:
+            fail(str(exc), EXIT_RUNTIME)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None

@@ -1,0 +1,123 @@
+"""``pbx-bridge route``: what each dialled number does and on what legal basis."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from pbx_bridge.calls.routes import ResolvedRoute, list_routes, set_route, validate_did
+from pbx_bridge.cli.context import session_for, settings_of
+from pbx_bridge.cli.errors import reporting_errors
+from pbx_bridge.cli.table import render_table
+from pbx_bridge.config import Announcement, Language, LegalBasis, Settings, TimeoutRule
+
+app = typer.Typer(help="Routes: per dialled number (DID) target, disclosure and legal basis.")
+
+HEADERS = [
+    "DID",
+    "TARGET",
+    "ANNOUNCEMENT",
+    "LEGAL BASIS",
+    "RETENTION",
+    "LANGUAGE",
+    "TIMEOUT MEANS",
+    "PROMPT TIMEOUT",
+]
+
+
+def _row(did: str, route: ResolvedRoute) -> list[object]:
+    return [
+        did,
+        route.target,
+        route.announcement.value,
+        route.legal_basis.value,
+        route.retention_class,
+        route.language.value,
+        route.timeout_means.value,
+        f"{route.prompt_timeout_s}s",
+    ]
+
+
+@app.command("list")
+def list_command(ctx: typer.Context) -> None:
+    """List routes, and the configured default used for every other DID."""
+
+    async def fetch(settings: Settings) -> list[ResolvedRoute]:
+        async with session_for(settings) as session:
+            return await list_routes(session)
+
+    with reporting_errors():
+        settings = settings_of(ctx)
+        routes = asyncio.run(fetch(settings))
+    fallback = ResolvedRoute(
+        did="(any other)",
+        target=settings.default_route.target,
+        announcement=settings.default_route.announcement,
+        language=settings.default_route.language or settings.prompts.default_language,
+        legal_basis=settings.default_route.legal_basis,
+        timeout_means=settings.default_route.timeout_means,
+        prompt_timeout_s=settings.default_route.prompt_timeout_s,
+        retention_class=settings.default_route.retention_class,
+        is_default=True,
+    )
+    rows = [_row(route.did, route) for route in routes]
+    rows.append(_row(fallback.did, fallback))
+    typer.echo(render_table(HEADERS, rows))
+
+
+@app.command("set")
+def set_command(
+    ctx: typer.Context,
+    did: Annotated[
+        str, typer.Argument(metavar="DID", help="The dialled number, as Asterisk sees it.")
+    ],
+    target: Annotated[
+        str | None, typer.Option("--target", help="Extension that answers, e.g. 101.")
+    ] = None,
+    announcement: Annotated[
+        Announcement | None,
+        typer.Option("--announcement", help="When the caller hears the disclosure."),
+    ] = None,
+    legal_basis: Annotated[
+        LegalBasis | None,
+        typer.Option("--legal-basis", help="Ground the recording relies on (KVKK art. 5)."),
+    ] = None,
+    retention: Annotated[
+        str | None, typer.Option("--retention", help="Retention class of the recordings.")
+    ] = None,
+    language: Annotated[
+        Language | None, typer.Option("--language", help="Language of the prompts.")
+    ] = None,
+    timeout_means: Annotated[
+        TimeoutRule | None,
+        typer.Option("--timeout-means", help="What silence after the question means."),
+    ] = None,
+    prompt_timeout: Annotated[
+        int | None,
+        typer.Option("--prompt-timeout", metavar="SECONDS", help="Seconds to wait for a key."),
+    ] = None,
+) -> None:
+    """Create a route (unset fields from the default route) or change some of its fields."""
+
+    async def store(settings: Settings) -> ResolvedRoute:
+        async with session_for(settings) as session:
+            return await set_route(
+                session,
+                did,
+                default=settings.default_route,
+                default_language=settings.prompts.default_language,
+                target=target,
+                announcement=announcement,
+                legal_basis=legal_basis,
+                retention_class=retention,
+                language=language,
+                timeout_means=timeout_means,
+                prompt_timeout_s=prompt_timeout,
+            )
+
+    with reporting_errors():
+        validate_did(did)
+        route = asyncio.run(store(settings_of(ctx)))
+    typer.echo(render_table(HEADERS, [_row(route.did, route)]))

@@ -1,0 +1,186 @@
+"""Engines, sessions and the schema's revision: the service refuses to run on a stale schema.
+
+Migrations are never applied silently at start: an operator runs ``pbx-bridge db upgrade``
+(or calls :func:`upgrade`), so a schema change is a deliberate step that can be backed up
+before. The Alembic scripts live in the top-level ``migrations`` package, which covers the
+tables of both layers; this module only locates it, it imports nothing from ``pbx_bridge``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+import migrations
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class DatabaseError(RuntimeError):
+    """Base of the database problems an operator can fix; messages never carry a password."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached or opened."""
+
+
+class DatabaseNotMigrated(DatabaseError):
+    """The schema is not at the revision this code expects."""
+
+    def __init__(self, url: str, current: str | None, head: str) -> None:
+        state = f"at revision {current}" if current else "empty (no schema)"
+        super().__init__(f"database {url} is {state}; expected {head}: run `pbx-bridge db upgrade`")
+        self.url = url
+        self.current = current
+        self.head = head
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may be printed: with the password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    # Foreign keys are off by default in SQLite; WAL lets the CLI read while the
+    # service writes; busy_timeout turns a brief lock into a wait instead of an error.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """An engine for ``sqlite+aiosqlite`` or ``postgresql+asyncpg`` URLs.
+
+    Runs at start-up, before the service's loop is busy, so creating the SQLite
+    folder synchronously here is acceptable.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = _sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+        event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Rows outlive their commit: the flow reads them after each short transaction.
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config that needs no ini file (works from an installed package)."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations.SCRIPT_LOCATION))
+    if url is not None:
+        # In attributes, not the ini option: configparser would choke on % in passwords.
+        config.attributes["url"] = url
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise DatabaseError("the migrations package has no revisions")
+    return head
+
+
+def _upgrade_on(connection: Connection, config: Config) -> None:
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _current_on(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _reason(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
+
+
+async def _connect(engine: AsyncEngine) -> AsyncConnection:
+    """Open a connection, turning every way of not getting one into DatabaseUnavailable."""
+    try:
+        return await engine.connect()
+    except (DBAPIError, OSError, sqlite3.Error) as exc:
+        url = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnavailable(f"cannot connect to database {url}: {_reason(exc)}") from exc
+
+
+async def upgrade(url: str) -> None:
+    """Bring the schema to head; safe to call from inside a running event loop."""
+    engine = make_engine(url)
+    config = alembic_config(url)
+    try:
+        connection = await _connect(engine)
+        try:
+            await connection.run_sync(_upgrade_on, config)
+            await connection.commit()
+        finally:
+            await connection.close()
+    finally:
+        await engine.dispose()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The schema's revision, or None for a database Alembic never touched."""
+    connection = await _connect(engine)
+    try:
+        return await connection.run_sync(_current_on)
+    finally:
+        await connection.close()
+
+
+async def ensure_migrated(engine: AsyncEngine) -> None:
+    """Raise unless the schema is exactly at head, so the service never runs on a guess."""
+    current = await current_revision(engine)
+    head = head_revision()
+    if current != head:
+        raise DatabaseNotMigrated(engine.url.render_as_string(hide_password=True), current, head)
+
+
+__all__ = [
+    "DatabaseError",
+    "DatabaseNotMigrated",
+    "DatabaseUnavailable",
+    "alembic_config",
+    "current_revision",
+    "ensure_migrated",
+    "head_revision",
+    "make_engine",
+    "make_session_factory",
+    "safe_url",
+    "upgrade",
+]

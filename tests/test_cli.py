@@ -1,0 +1,445 @@
+"""The ``pbx-bridge`` admin commands against a real SQLite database and a temp config."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from pbx_bridge.calls.models import Call, Consent
+from pbx_bridge.cli.main import app
+from storage.database import make_engine, make_session_factory
+from storage.models import Recording
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+CALL_ID = "11111111-2222-3333-4444-555555555555"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("PBX_BRIDGE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "pbx-bridge.toml"
+    path.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/var/pbx-bridge.db"\n'
+        '[default_route]\ntarget = "100"\n'
+    )
+    return path
+
+
+def cli(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(app, ["--config", str(config), *args])
+
+
+@pytest.fixture
+def migrated(config: Path) -> Path:
+    result = cli(config, "db", "upgrade")
+    assert result.exit_code == 0, result.output
+    return config
+
+
+def _seed(config: Path) -> None:
+    url = f"sqlite+aiosqlite:///{config.parent}/var/pbx-bridge.db"
+
+    async def insert() -> None:
+        engine = make_engine(url)
+        try:
+            async with make_session_factory(engine)() as session:
+                session.add(
+                    Call(
+                        id=CALL_ID,
+                        linkedid="1700000000.1",
+                        channel_id="1700000000.1",
+                        direction="inbound",
+                        caller="+905321234567",
+                        did="902121112233",
+                        extension="101",
+                        announcement="before-connect",
+                        legal_basis="consent",
+                        retention_class="default",
+                        language="tr",
+                        started_at=T0,
+                        answered_at=T0 + timedelta(seconds=20),
+                        ended_at=T0 + timedelta(minutes=2),
+                        disposition="answered",
+                    )
+                )
+                await session.flush()
+                session.add(
+                    Consent(
+                        call_id=CALL_ID,
+                        caller="+905321234567",
+                        decision="granted",
+                        digit="1",
+                        language="tr",
+                        prompt_name="disclosure",
+                        prompt_version="v1",
+                        prompt_sha256="cd" * 32,
+                        times_played=1,
+                        evidence_recording_id="ev-1",
+                        decided_at=T0 + timedelta(seconds=12),
+                    )
+                )
+                for rid, kind, offset in (("ev-1", "evidence", 1), ("conv-1", "conversation", 21)):
+                    session.add(
+                        Recording(
+                            id=rid,
+                            call_id=CALL_ID,
+                            kind=kind,
+                            status="stored",
+                            asterisk_name=f"name-{rid}",
+                            legal_basis="consent",
+                            retention_class="default",
+                            retention_days=60,
+                            retain_until=T0 + timedelta(days=60),
+                            format="wav",
+                            sha256="ab" * 32,
+                            size_bytes=32044,
+                            duration_s=2.0,
+                            location=f"local:2026/03/01/{rid}.wav",
+                            started_at=T0 + timedelta(seconds=offset),
+                        )
+                    )
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(insert())
+
+
+# --- database --------------------------------------------------------------------------
+
+
+def test_commands_refuse_an_unmigrated_database(config: Path) -> None:
+    result = cli(config, "ext", "list")
+    assert result.exit_code == 1
+    assert "empty" in result.stderr and "pbx-bridge db upgrade" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_db_current_before_and_after_upgrade(config: Path) -> None:
+    assert "empty" in cli(config, "db", "current").stdout
+    assert cli(config, "db", "upgrade").exit_code == 0
+    result = cli(config, "db", "current")
+    assert result.exit_code == 0
+    assert "0001 (head)" in result.stdout
+
+
+def test_unreachable_database_names_the_url_without_password(tmp_path: Path) -> None:
+    config = tmp_path / "pg.toml"
+    config.write_text('[database]\nurl = "postgresql+asyncpg://pbx:s3cret@127.0.0.1:1/pbx"\n')
+    result = cli(config, "calls", "list")
+    assert result.exit_code == 1
+    assert "cannot connect to database postgresql+asyncpg://pbx:***@127.0.0.1:1/pbx" in (
+        result.stderr
+    )
+    assert "s3cret" not in result.output
+
+
+# --- config errors ---------------------------------------------------------------------
+
+
+def test_config_with_a_bad_key_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[database]\nurll = "sqlite+aiosqlite:///x.db"\n')
+    result = cli(config, "route", "list")
+    assert result.exit_code == 2
+    assert "database.urll: unknown key" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    result = cli(tmp_path / "nope.toml", "ext", "list")
+    assert result.exit_code == 2
+    assert "nope.toml: config file not found" in result.stderr
+
+
+def test_config_comes_from_the_environment_variable(
+    migrated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PBX_BRIDGE_CONFIG", str(migrated))
+    result = CliRunner().invoke(app, ["retention", "list"])
+    assert result.exit_code == 0, result.output
+    assert "default" in result.stdout
+
+
+# --- retention, extensions, routes -----------------------------------------------------
+
+
+def test_retention_set_and_list(migrated: Path) -> None:
+    result = cli(migrated, "retention", "set", "sales", "365")
+    assert result.exit_code == 0, result.output
+    lines = cli(migrated, "retention", "list").stdout.splitlines()
+    assert lines[0].split() == ["CLASS", "DAYS", "FROM"]
+    assert lines[1].split() == ["default", "60", "config"]
+    assert lines[2].split() == ["sales", "365", "database"]
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["sales", "-5"], "invalid retention period -5 days"),
+        (["Sales!", "5"], "invalid retention class name 'Sales!'"),
+    ],
+)
+def test_retention_set_rejects_bad_input(migrated: Path, args: list[str], problem: str) -> None:
+    result = cli(migrated, "retention", "set", *args)
+    assert result.exit_code == 2
+    assert problem in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_ext_set_and_list(migrated: Path) -> None:
+    assert cli(migrated, "retention", "set", "sales", "365").exit_code == 0
+    result = cli(migrated, "ext", "set", "101", "--recording", "never", "--retention", "sales")
+    assert result.exit_code == 0, result.output
+    assert cli(migrated, "ext", "set", "102", "--recording", "on-demand").exit_code == 0
+    lines = cli(migrated, "ext", "list").stdout.splitlines()
+    assert lines[1].split() == ["101", "never", "sales"]
+    assert lines[2].split() == ["102", "on-demand", "(route's)"]
+
+
+def test_ext_set_rejects_bad_mode_and_unknown_class(migrated: Path) -> None:
+    bad_mode = cli(migrated, "ext", "set", "101", "--recording", "sometimes")
+    assert bad_mode.exit_code == 2
+    assert "sometimes" in bad_mode.output and "--recording" in bad_mode.output
+    unknown = cli(migrated, "ext", "set", "101", "--recording", "never", "--retention", "x")
+    assert unknown.exit_code == 2
+    assert "unknown retention class 'x'" in unknown.stderr
+
+
+def test_route_set_and_list(migrated: Path) -> None:
+    assert cli(migrated, "retention", "set", "support", "180").exit_code == 0
+    result = cli(
+        migrated,
+        "route",
+        "set",
+        "902121112233",
+        "--target",
+        "101",
+        "--announcement",
+        "on-connect",
+        "--legal-basis",
+        "legitimate-interest",
+        "--retention",
+        "support",
+        "--language",
+        "en",
+        "--timeout-means",
+        "hangup",
+        "--prompt-timeout",
+        "12",
+    )
+    assert result.exit_code == 0, result.output
+    # A partial update keeps the other fields.
+    assert cli(migrated, "route", "set", "902121112233", "--target", "102").exit_code == 0
+    lines = cli(migrated, "route", "list").stdout.splitlines()
+    assert lines[1].split() == [
+        "902121112233",
+        "102",
+        "on-connect",
+        "legitimate-interest",
+        "support",
+        "en",
+        "hangup",
+        "12s",
+    ]
+    assert lines[2].split()[:3] == ["(any", "other)", "100"]
+
+
+def test_route_set_with_unknown_retention_class(migrated: Path) -> None:
+    result = cli(migrated, "route", "set", "123", "--retention", "nosuch")
+    assert result.exit_code == 2
+    assert "unknown retention class 'nosuch'" in result.stderr
+    assert "Traceback" not in result.output
+    # Nothing was stored: the header and the default line only.
+    assert len(cli(migrated, "route", "list").stdout.splitlines()) == 2
+
+
+def test_route_set_with_bad_language(migrated: Path) -> None:
+    result = cli(migrated, "route", "set", "123", "--language", "de")
+    assert result.exit_code == 2
+    assert "--language" in result.output
+
+
+# --- history ---------------------------------------------------------------------------
+
+
+def test_calls_list_json_shape(migrated: Path) -> None:
+    _seed(migrated)
+    result = cli(migrated, "calls", "list", "--json", "--unmasked")
+    assert result.exit_code == 0, result.output
+    calls = json.loads(result.stdout)
+    assert len(calls) == 1
+    call = calls[0]
+    for key in ("id", "linkedid", "direction", "caller", "did", "extension"):
+        assert key in call
+    assert call["id"] == CALL_ID
+    assert call["caller"] == "+905321234567"
+    assert call["started_at"] == "2026-03-01T09:00:00Z"
+    assert call["answered_at"] == "2026-03-01T09:00:20Z"
+    assert call["ended_at"] == "2026-03-01T09:02:00Z"
+    assert call["disposition"] == "answered"
+    consent = call["consent"]
+    assert {
+        "decision": "granted",
+        "digit": "1",
+        "prompt_version": "v1",
+        "prompt_sha256": "cd" * 32,
+        "at": "2026-03-01T09:00:12Z",
+        "language": "tr",
+        "evidence_recording_id": "ev-1",
+    }.items() <= consent.items()
+    assert [r["id"] for r in call["recordings"]] == ["ev-1", "conv-1"]
+    recording = call["recordings"][1]
+    assert {
+        "kind": "conversation",
+        "format": "wav",
+        "duration_s": 2.0,
+        "sha256": "ab" * 32,
+        "retain_until": "2026-04-30T09:00:00Z",
+        "location": "local:2026/03/01/conv-1.wav",
+        "status": "stored",
+        "legal_basis": "consent",
+        "size_bytes": 32044,
+    }.items() <= recording.items()
+
+
+def test_numbers_are_masked_by_default(migrated: Path) -> None:
+    _seed(migrated)
+    for args in (
+        ["calls", "list"],
+        ["calls", "list", "--json"],
+        ["recordings", "list"],
+        ["recordings", "list", "--json"],
+        ["consents", "list"],
+        ["consents", "list", "--json"],
+    ):
+        result = cli(migrated, *args)
+        assert result.exit_code == 0, result.output
+        assert "+905321234567" not in result.stdout, args
+        assert "+9053***4567" in result.stdout, args
+    unmasked = cli(migrated, "consents", "list", "--unmasked")
+    assert "+905321234567" in unmasked.stdout
+
+
+def test_calls_list_filters(migrated: Path) -> None:
+    _seed(migrated)
+    for number in ("05321234567", "5321234567", "+905321234567"):
+        found = json.loads(cli(migrated, "calls", "list", "--json", "--number", number).stdout)
+        assert [c["id"] for c in found] == [CALL_ID]
+    assert json.loads(cli(migrated, "calls", "list", "--json", "--number", "0555").stdout) == []
+    later = cli(migrated, "calls", "list", "--json", "--since", "2026-03-02")
+    assert json.loads(later.stdout) == []
+    same_day = cli(migrated, "calls", "list", "--json", "--since", "2026-03-01T08:59Z")
+    assert len(json.loads(same_day.stdout)) == 1
+
+
+def test_calls_list_table_and_bad_since(migrated: Path) -> None:
+    _seed(migrated)
+    lines = cli(migrated, "calls", "list").stdout.splitlines()
+    assert lines[0].split()[:2] == ["STARTED", "(UTC)"]
+    assert lines[1].split() == [
+        "2026-03-01",
+        "09:00:00",
+        "+9053***4567",
+        "902121112233",
+        "101",
+        "answered",
+        "granted",
+        "2",
+        CALL_ID,
+    ]
+    bad = cli(migrated, "calls", "list", "--since", "yesterday")
+    assert bad.exit_code == 2
+    assert "yesterday" in bad.output and "--since" in bad.output
+
+
+# --- the installed console script ------------------------------------------------------
+
+
+def test_console_script_prints_one_line_errors(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "pbx-bridge"
+    if not script.exists():
+        pytest.skip("pbx-bridge console script not installed in this environment")
+    config = tmp_path / "bad.toml"
+    config.write_text("[nonsense]\nx = 1\n")
+
+    async def run() -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            str(script),
+            "--config",
+            str(config),
+            "ext",
+            "list",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+        return proc.returncode or 0, err.decode()
+
+    code, err = asyncio.run(run())
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"error: {config}: nonsense: unknown key "
+        + ("(check the spelling against pbx-bridge.example.toml)")
+    ]
+
+
+# --- run -------------------------------------------------------------------------------
+
+
+def test_run_refuses_an_unmigrated_database(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PBX_BRIDGE_ARI__PASSWORD", "secret")
+    result = cli(config, "run")
+    assert result.exit_code == 1
+    assert "pbx-bridge db upgrade" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_run_without_ari_password_is_a_config_error(migrated: Path) -> None:
+    result = cli(migrated, "run")
+    assert result.exit_code == 2
+    assert "ari.password" in result.stderr
+
+
+# --- prompts ---------------------------------------------------------------------------
+
+
+def test_prompts_build_prints_the_manifest(tmp_path: Path) -> None:
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        pytest.skip("espeak-ng and sox are needed to build prompts")
+    config = tmp_path / "p.toml"
+    config.write_text(f'[prompts]\ndir = "{REPO / "prompts"}"\n')
+    out = tmp_path / "built"
+    result = cli(config, "prompts", "build", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    rows = {tuple(line.split()[:2]) for line in result.stdout.splitlines()[1:-1]}
+    assert rows == {tuple(key.split("/")) for key in manifest["prompts"]}
+    assert ("tr", "disclosure") in rows and ("en", "disclosure") in rows
+    assert result.stdout.splitlines()[-1].startswith(f"built {len(rows)} prompts in {out}")
+
+
+def test_prompts_build_failure_is_one_message(tmp_path: Path) -> None:
+    (tmp_path / "texts" / "tr").mkdir(parents=True)
+    config = tmp_path / "p.toml"
+    config.write_text(f'[prompts]\ndir = "{tmp_path / "texts"}"\n')
+    result = cli(config, "prompts", "build", "--out", str(tmp_path / "built"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "built").exists()

@@ -1,0 +1,205 @@
+"""Engines, migrations and the start-up schema check, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from database_fixtures import db_url, migrated_url, pg_database
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+import pbx_bridge.calls.models  # noqa: F401  (registers the call tables on Base.metadata)
+from storage.database import (
+    DatabaseNotMigrated,
+    DatabaseUnavailable,
+    current_revision,
+    ensure_migrated,
+    head_revision,
+    make_engine,
+    safe_url,
+    upgrade,
+)
+from storage.models import Base
+
+__all__ = ["db_url", "migrated_url", "pg_database"]  # fixtures, imported for pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXPECTED_TABLES = {
+    "alembic_version",
+    "calls",
+    "consents",
+    "extensions",
+    "recordings",
+    "retention_classes",
+    "routes",
+}
+
+
+def _diff(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+async def test_upgrade_from_empty_creates_every_table_at_head(db_url: str) -> None:
+    await upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_tables) == EXPECTED_TABLES
+        assert await current_revision(engine) == head_revision()
+    finally:
+        await engine.dispose()
+
+
+async def test_migrations_match_the_models_exactly(migrated_url: str) -> None:
+    engine = make_engine(migrated_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_twice_is_harmless(migrated_url: str) -> None:
+    await upgrade(migrated_url)
+    engine = make_engine(migrated_url)
+    try:
+        assert await current_revision(engine) == head_revision()
+    finally:
+        await engine.dispose()
+
+
+async def test_ensure_migrated_refuses_an_empty_database_then_passes(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        with pytest.raises(DatabaseNotMigrated) as caught:
+            await ensure_migrated(engine)
+        message = str(caught.value)
+        assert "empty" in message
+        assert head_revision() in message
+        assert "pbx-bridge db upgrade" in message
+        assert safe_url(db_url) in message
+        assert caught.value.current is None
+
+        await upgrade(db_url)
+        await ensure_migrated(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_ensure_migrated_names_a_stale_revision(migrated_url: str) -> None:
+    engine = make_engine(migrated_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = 'old1'"))
+        with pytest.raises(DatabaseNotMigrated, match="at revision old1; expected"):
+            await ensure_migrated(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_works_inside_a_running_loop_alongside_other_tasks(db_url: str) -> None:
+    # The service may call upgrade() from its own loop; env.py must not start a second one.
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    try:
+        await upgrade(db_url)
+    finally:
+        task.cancel()
+    assert ticks > 0
+    engine = make_engine(db_url)
+    try:
+        await ensure_migrated(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_engine_creates_its_folder_and_sets_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "x.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 5000
+        assert path.parent.is_dir()
+    finally:
+        await engine.dispose()
+
+
+async def test_unreachable_postgres_is_reported_without_password() -> None:
+    engine = make_engine("postgresql+asyncpg://admin:s3cret@127.0.0.1:1/pbx")
+    try:
+        with pytest.raises(DatabaseUnavailable) as caught:
+            await ensure_migrated(engine)
+    finally:
+        await engine.dispose()
+    message = str(caught.value)
+    assert "cannot connect" in message
+    assert "admin:***@127.0.0.1:1/pbx" in message
+    assert "s3cret" not in message
+
+
+@pytest.mark.postgres
+async def test_missing_postgres_database_is_unavailable(pg_database: str) -> None:
+    engine = make_engine("postgresql+asyncpg://postgres@127.0.0.1:5432/pbx_bridge_no_such_db")
+    try:
+        with pytest.raises(DatabaseUnavailable, match="does not exist"):
+            await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+def test_safe_url_hides_the_password() -> None:
+    assert safe_url("postgresql+asyncpg://u:p%40ss@h/db") == "postgresql+asyncpg://u:***@h/db"
+    assert safe_url("sqlite+aiosqlite:///./var/x.db") == "sqlite+aiosqlite:///./var/x.db"
+
+
+async def _alembic_cli(url: str, *args: str) -> tuple[int, str]:
+    env = {**os.environ, "PBX_BRIDGE_DATABASE__URL": url}
+    env.pop("PBX_BRIDGE_CONFIG", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "alembic",
+        "-c",
+        str(REPO / "migrations" / "alembic.ini"),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_alembic_cli_upgrades_and_downgrades_through_the_same_env(db_url: str) -> None:
+    code, out = await _alembic_cli(db_url, "upgrade", "head")
+    assert code == 0, out
+    engine = make_engine(db_url)
+    try:
+        await ensure_migrated(engine)
+        code, out = await _alembic_cli(db_url, "downgrade", "base")
+        assert code == 0, out
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_tables) == {"alembic_version"}
+        assert await current_revision(engine) is None
+    finally:
+        await engine.dispose()

@@ -90,7 +90,9 @@ class Recording(Base):
     legal_basis: Mapped[str] = mapped_column(String(32))
     retention_class: Mapped[str] = mapped_column(String(64))
     retention_days: Mapped[int] = mapped_column(BigInteger)
-    retain_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    retain_until: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, index=True
+    )
     format: Mapped[str] = mapped_column(String(16), default="wav")
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

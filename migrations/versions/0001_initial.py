@@ -49,6 +49,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_calls_caller"), "calls", ["caller"], unique=False)
     op.create_index(op.f("ix_calls_ended_at"), "calls", ["ended_at"], unique=False)
     op.create_index(op.f("ix_calls_linkedid"), "calls", ["linkedid"], unique=False)
+    op.create_index(op.f("ix_calls_started_at"), "calls", ["started_at"], unique=False)
 
     op.create_table(
         "extensions",
@@ -85,6 +86,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_recordings_call_id"), "recordings", ["call_id"], unique=False)
     op.create_index("ix_recordings_status", "recordings", ["status"], unique=False)
+    op.create_index(
+        op.f("ix_recordings_retain_until"), "recordings", ["retain_until"], unique=False
+    )
 
     op.create_table(
         "retention_classes",
@@ -136,10 +140,12 @@ def downgrade() -> None:
     op.drop_table("consents")
     op.drop_table("routes")
     op.drop_table("retention_classes")
+    op.drop_index(op.f("ix_recordings_retain_until"), table_name="recordings")
     op.drop_index("ix_recordings_status", table_name="recordings")
     op.drop_index(op.f("ix_recordings_call_id"), table_name="recordings")
     op.drop_table("recordings")
     op.drop_table("extensions")
+    op.drop_index(op.f("ix_calls_started_at"), table_name="calls")
     op.drop_index(op.f("ix_calls_linkedid"), table_name="calls")
     op.drop_index(op.f("ix_calls_ended_at"), table_name="calls")
     op.drop_index(op.f("ix_calls_caller"), table_name="calls")

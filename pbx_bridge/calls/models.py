@@ -56,7 +56,7 @@ class Call(Base):
     legal_basis: Mapped[str] = mapped_column(String(32))
     retention_class: Mapped[str] = mapped_column(String(64))
     language: Mapped[str] = mapped_column(String(8))
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
     # answered, abandoned, no-answer, busy, failed; NULL while the call is live.

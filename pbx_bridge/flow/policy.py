@@ -1,0 +1,92 @@
+"""Whether a call may be recorded: a pure function of the route, the caller's answer and the
+extension, so the rule that decides a legal question can be read and tested on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pbx_bridge.config import LegalBasis, RecordingMode
+
+
+class ConsentOutcome(StrEnum):
+    """What the caller did with the disclosure; stored as the consent row's decision."""
+
+    GRANTED = "granted"
+    DECLINED = "declined"
+    TIMEOUT = "timeout"
+    NOT_ASKED = "not-asked"
+
+
+class RecordingPlan(StrEnum):
+    RECORD = "record"  # start recording as soon as both parties are joined
+    ON_DEMAND = "on-demand"  # allowed, but only when the agent asks (*1 / *2)
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class RecordingDecision:
+    plan: RecordingPlan
+    reason: str
+
+    @property
+    def allowed(self) -> bool:
+        return self.plan is not RecordingPlan.NONE
+
+
+def caller_permits(basis: LegalBasis, outcome: ConsentOutcome) -> tuple[bool, str]:
+    """Does the caller's answer, under this legal basis, allow the recording?
+
+    Consent needs a "yes" (silence is not consent, GDPR art. 4(11), KVKK art. 3).
+    Under legitimate interest or contract a caller's "no" is an objection we honour
+    (GDPR art. 21); silence is not an objection. A legal obligation to record does not
+    depend on the caller, which is why such routes should announce, not ask.
+    """
+    if basis is LegalBasis.CONSENT:
+        if outcome is ConsentOutcome.GRANTED:
+            return True, "caller consented"
+        return False, f"legal basis is consent and the caller's answer was {outcome.value}"
+    if basis is LegalBasis.LEGAL_OBLIGATION:
+        return True, "recording is a legal obligation"
+    if outcome is ConsentOutcome.DECLINED:
+        return False, f"caller objected to recording under {basis.value}"
+    return True, f"legal basis is {basis.value}"
+
+
+def decide_recording(
+    basis: LegalBasis,
+    outcome: ConsentOutcome,
+    extension_mode: RecordingMode,
+    *,
+    do_not_record: bool = False,
+) -> RecordingDecision:
+    """Combine the caller's side and the extension's side; either can forbid recording."""
+    if do_not_record and basis is not LegalBasis.LEGAL_OBLIGATION:
+        return RecordingDecision(RecordingPlan.NONE, "caller is on the do-not-record list")
+    permitted, why = caller_permits(basis, outcome)
+    if not permitted:
+        return RecordingDecision(RecordingPlan.NONE, why)
+    if extension_mode is RecordingMode.NEVER:
+        return RecordingDecision(RecordingPlan.NONE, "extension never records")
+    if extension_mode is RecordingMode.ON_DEMAND:
+        return RecordingDecision(RecordingPlan.ON_DEMAND, f"{why}; extension records on demand")
+    return RecordingDecision(RecordingPlan.RECORD, f"{why}; extension always records")
+
+
+def confirmation_prompt(basis: LegalBasis, outcome: ConsentOutcome) -> str | None:
+    """The short prompt that tells the caller what their answer means, if any is true.
+
+    A confirmation must never say something false: "your call will not be recorded" is
+    only played when that is so.
+    """
+    if outcome is ConsentOutcome.GRANTED:
+        return "confirm-granted"
+    permitted, _ = caller_permits(basis, outcome)
+    if permitted:
+        return None
+    if outcome is ConsentOutcome.DECLINED:
+        return "confirm-declined"
+    if outcome is ConsentOutcome.TIMEOUT:
+        return "confirm-timeout"
+    return None

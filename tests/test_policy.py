@@ -1,0 +1,85 @@
+"""The recording decision is a legal rule: every combination is spelled out here."""
+
+from __future__ import annotations
+
+import pytest
+
+from pbx_bridge.config import LegalBasis, RecordingMode
+from pbx_bridge.flow.policy import (
+    ConsentOutcome,
+    RecordingPlan,
+    confirmation_prompt,
+    decide_recording,
+)
+
+G, D, T, N = (
+    ConsentOutcome.GRANTED,
+    ConsentOutcome.DECLINED,
+    ConsentOutcome.TIMEOUT,
+    ConsentOutcome.NOT_ASKED,
+)
+
+
+@pytest.mark.parametrize(
+    ("basis", "outcome", "permitted"),
+    [
+        (LegalBasis.CONSENT, G, True),
+        (LegalBasis.CONSENT, D, False),
+        (LegalBasis.CONSENT, T, False),  # silence is not consent
+        (LegalBasis.CONSENT, N, False),
+        (LegalBasis.LEGITIMATE_INTEREST, G, True),
+        (LegalBasis.LEGITIMATE_INTEREST, D, False),  # an objection is honoured
+        (LegalBasis.LEGITIMATE_INTEREST, T, True),
+        (LegalBasis.LEGITIMATE_INTEREST, N, True),
+        (LegalBasis.CONTRACT, D, False),
+        (LegalBasis.CONTRACT, N, True),
+        (LegalBasis.LEGAL_OBLIGATION, D, True),  # the law requires it whatever the caller says
+        (LegalBasis.LEGAL_OBLIGATION, T, True),
+    ],
+)
+def test_caller_side(basis: LegalBasis, outcome: ConsentOutcome, permitted: bool) -> None:
+    decision = decide_recording(basis, outcome, RecordingMode.ALWAYS)
+    assert decision.allowed is permitted
+    assert decision.plan is (RecordingPlan.RECORD if permitted else RecordingPlan.NONE)
+
+
+def test_extension_never_wins_over_consent() -> None:
+    decision = decide_recording(LegalBasis.CONSENT, G, RecordingMode.NEVER)
+    assert decision.plan is RecordingPlan.NONE
+    assert "never" in decision.reason
+
+
+def test_on_demand_only_when_the_caller_permits() -> None:
+    assert decide_recording(LegalBasis.CONSENT, G, RecordingMode.ON_DEMAND).plan is (
+        RecordingPlan.ON_DEMAND
+    )
+    assert decide_recording(LegalBasis.CONSENT, D, RecordingMode.ON_DEMAND).plan is (
+        RecordingPlan.NONE
+    )
+
+
+def test_do_not_record_list_beats_consent_but_not_a_legal_obligation() -> None:
+    assert not decide_recording(
+        LegalBasis.CONSENT, G, RecordingMode.ALWAYS, do_not_record=True
+    ).allowed
+    assert decide_recording(
+        LegalBasis.LEGAL_OBLIGATION, N, RecordingMode.ALWAYS, do_not_record=True
+    ).allowed
+
+
+@pytest.mark.parametrize(
+    ("basis", "outcome", "prompt"),
+    [
+        (LegalBasis.CONSENT, G, "confirm-granted"),
+        (LegalBasis.CONSENT, D, "confirm-declined"),
+        (LegalBasis.CONSENT, T, "confirm-timeout"),
+        # Under legitimate interest silence is recorded: "will not be recorded" would lie.
+        (LegalBasis.LEGITIMATE_INTEREST, T, None),
+        (LegalBasis.LEGITIMATE_INTEREST, D, "confirm-declined"),
+        (LegalBasis.LEGAL_OBLIGATION, D, None),
+    ],
+)
+def test_confirmation_never_says_something_false(
+    basis: LegalBasis, outcome: ConsentOutcome, prompt: str | None
+) -> None:
+    assert confirmation_prompt(basis, outcome) == prompt

@@ -1,0 +1,383 @@
+"""The REST client against httpx's MockTransport: what goes on the wire, what comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pbx_bridge.ari import (
+    AriAuthError,
+    AriBadRequest,
+    AriClient,
+    AriConflict,
+    AriConnectionError,
+    AriForbidden,
+    AriHttpError,
+    AriNotFound,
+    AriPreconditionFailed,
+    AriResponseError,
+    AriServerError,
+    AriUnprocessable,
+    Bridge,
+    Channel,
+    LiveRecording,
+    Playback,
+)
+
+PASSWORD = "s3cret/pa:ss"
+CHANNEL = {
+    "id": "c1", "name": "PJSIP/100-00000001", "state": "Ring",
+    "caller": {"name": "", "number": "05321234567"}, "connected": {"name": "", "number": ""},
+    "accountcode": "", "dialplan": {"context": "from-trunk", "exten": "2125550100",
+                                    "priority": 3, "app_name": "Stasis", "app_data": "pbxb"},
+    "creationtime": "2026-11-24T08:54:24.187+0000", "language": "tr",
+}
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Recorder:
+    """Collects requests and answers each with the next canned response."""
+
+    def __init__(self, *responses: httpx.Response) -> None:
+        self.requests: list[httpx.Request] = []
+        self._responses = list(responses)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self._responses.pop(0) if self._responses else httpx.Response(204)
+
+    @property
+    def last(self) -> httpx.Request:
+        return self.requests[-1]
+
+
+def client(handler: Handler) -> AriClient:
+    return AriClient("http://127.0.0.1:28088/", "pbx", PASSWORD, app="pbxb",
+                     transport=httpx.MockTransport(handler))
+
+
+def params(request: httpx.Request) -> dict[str, str]:
+    return dict(request.url.params)
+
+
+async def test_requests_carry_basic_auth_and_the_ari_prefix() -> None:
+    rec = Recorder(httpx.Response(200, json={"ping": "pong", "asterisk_id": "a",
+                                              "timestamp": "2026-11-24T08:54:14.124+0000"}))
+    async with client(rec) as ari:
+        pong = await ari.ping()
+    assert pong.ping == "pong" and pong.timestamp is not None
+    req = rec.last
+    assert req.method == "GET" and req.url.path == "/ari/asterisk/ping"
+    expected = base64.b64encode(f"pbx:{PASSWORD}".encode()).decode()
+    assert req.headers["authorization"] == f"Basic {expected}"
+
+
+async def test_info_and_application_parse_into_models() -> None:
+    info = {"build": {"os": "Linux"}, "system": {"version": "22.10.1", "entity_id": "e"},
+            "config": {"name": "", "default_language": "en", "setid": {}},
+            "status": {"startup_time": "2026-11-24T08:54:10.104+0000",
+                       "last_reload_time": "2026-11-24T08:54:10.104+0000"}}
+    app = {"name": "pbxb", "channel_ids": ["c1", "c2"], "bridge_ids": ["pbxb-call-1"],
+           "endpoint_ids": [], "device_names": [], "events_allowed": [],
+           "events_disallowed": []}
+    rec = Recorder(httpx.Response(200, json=info), httpx.Response(200, json=app))
+    async with client(rec) as ari:
+        got_info = await ari.info()
+        got_app = await ari.application()
+    assert got_info.version == "22.10.1" and got_info.default_language == "en"
+    assert got_info.startup_time is not None
+    assert rec.last.url.path == "/ari/applications/pbxb"
+    assert got_app.channel_ids == ("c1", "c2") and got_app.bridge_ids == ("pbxb-call-1",)
+
+
+async def test_channel_commands_use_the_documented_methods_and_paths() -> None:
+    rec = Recorder()
+    async with client(rec) as ari:
+        await ari.answer("c1")
+        await ari.ring("c1")
+        await ari.ring_stop("c1")
+        await ari.hangup("c1")
+        await ari.hangup("c/2", reason="busy")
+        await ari.start_moh("c1")
+        await ari.stop_moh("c1")
+        await ari.dial("agent-1", caller="c1", timeout_s=25)
+        await ari.continue_in_dialplan("c1", context="ctx", extension="s", priority=2)
+        await ari.set_variable("c1", "CONSENT", "granted")
+        await ari.send_dtmf("c1", "1#")
+    seen = [(r.method, r.url.raw_path.decode()) for r in rec.requests]
+    assert seen == [
+        ("POST", "/ari/channels/c1/answer"),
+        ("POST", "/ari/channels/c1/ring"),
+        ("DELETE", "/ari/channels/c1/ring"),
+        ("DELETE", "/ari/channels/c1?reason=normal"),
+        ("DELETE", "/ari/channels/c%2F2?reason=busy"),
+        ("POST", "/ari/channels/c1/moh"),
+        ("DELETE", "/ari/channels/c1/moh"),
+        ("POST", "/ari/channels/agent-1/dial?caller=c1&timeout=25"),
+        ("POST", "/ari/channels/c1/continue?context=ctx&extension=s&priority=2"),
+        ("POST", "/ari/channels/c1/variable?variable=CONSENT&value=granted"),
+        ("POST", "/ari/channels/c1/dtmf?dtmf=1%23&duration=100&between=100"),
+    ]
+
+
+async def test_play_joins_several_media_and_returns_a_playback() -> None:
+    rec = Recorder(httpx.Response(201, json={
+        "id": "pb1", "media_uri": "sound:a", "next_media_uri": "sound:b",
+        "target_uri": "channel:c1", "language": "tr", "state": "queued"}))
+    async with client(rec) as ari:
+        playback = await ari.play("c1", ["sound:a", "sound:b"], playback_id="pb1", lang="tr")
+    assert isinstance(playback, Playback)
+    assert playback.target_kind == "channel" and playback.target_id == "c1"
+    assert rec.last.url.path == "/ari/channels/c1/play"
+    assert params(rec.last) == {"media": "sound:a,sound:b", "playbackId": "pb1", "lang": "tr"}
+    async with client(rec) as ari:
+        with pytest.raises(ValueError):
+            await ari.play("c1", [])
+
+
+async def test_record_and_record_bridge_send_ari_parameter_names() -> None:
+    live = {"name": "rec-1", "format": "wav", "state": "queued", "target_uri": "bridge:b1"}
+    rec = Recorder(httpx.Response(201, json={**live, "target_uri": "channel:c1"}),
+                   httpx.Response(201, json=live))
+    async with client(rec) as ari:
+        first = await ari.record("c1", "rec-1", max_duration_s=60, beep=True,
+                                 terminate_on="#", if_exists="overwrite")
+        second = await ari.record_bridge("b1", "rec-1")
+    assert isinstance(first, LiveRecording) and first.target_id == "c1"
+    assert second.target_kind == "bridge"
+    assert rec.requests[0].url.path == "/ari/channels/c1/record"
+    assert params(rec.requests[0]) == {
+        "name": "rec-1", "format": "wav", "maxDurationSeconds": "60", "maxSilenceSeconds": "0",
+        "ifExists": "overwrite", "beep": "true", "terminateOn": "#"}
+    assert rec.requests[1].url.path == "/ari/bridges/b1/record"
+    assert params(rec.requests[1])["beep"] == "false"
+    assert params(rec.requests[1])["ifExists"] == "fail"
+
+
+async def test_snoop_and_create_channel_with_variables_body() -> None:
+    snoop = {**CHANNEL, "id": "pbxb-snoop-1", "name": "Snoop/c1-00000000"}
+    agent = {**CHANNEL, "id": "pbxb-agent-1", "state": "Down"}
+    rec = Recorder(httpx.Response(200, json=snoop), httpx.Response(200, json=agent))
+    async with client(rec) as ari:
+        snooped = await ari.snoop("c1", app="pbxb", app_args="snoop,42", snoop_id="pbxb-snoop-1")
+        created = await ari.create_channel(
+            "PJSIP/101", app="pbxb", app_args="agent,42", channel_id="pbxb-agent-1",
+            originator="c1", variables={"CALLERID(num)": "05321234567"})
+    assert isinstance(snooped, Channel) and snooped.id == "pbxb-snoop-1"
+    assert params(rec.requests[0]) == {"spy": "both", "whisper": "none", "app": "pbxb",
+                                       "appArgs": "snoop,42", "snoopId": "pbxb-snoop-1"}
+    req = rec.requests[1]
+    assert (req.method, req.url.path) == ("POST", "/ari/channels/create")
+    assert params(req) == {"endpoint": "PJSIP/101", "app": "pbxb", "appArgs": "agent,42",
+                           "channelId": "pbxb-agent-1", "originator": "c1"}
+    assert json.loads(req.content) == {"variables": {"CALLERID(num)": "05321234567"}}
+    assert created.state == "Down" and created.caller.number == "05321234567"
+
+
+async def test_originate_requires_app_or_dialplan() -> None:
+    rec = Recorder(httpx.Response(200, json=CHANNEL))
+    async with client(rec) as ari:
+        await ari.originate("Local/s@test", app="pbxb", app_args="x")
+        with pytest.raises(ValueError):
+            await ari.originate("Local/s@test")
+        with pytest.raises(ValueError):
+            await ari.originate("Local/s@test", app="pbxb", context="c", extension="s")
+    assert rec.last.url.path == "/ari/channels"
+    assert params(rec.last) == {"endpoint": "Local/s@test", "app": "pbxb", "appArgs": "x",
+                                "timeout": "30"}
+
+
+async def test_get_variable_tells_unset_variable_from_missing_channel() -> None:
+    rec = Recorder(
+        httpx.Response(200, json={"value": "granted"}),
+        httpx.Response(404, json={"message": "Provided variable was not found"}),
+        httpx.Response(404, json={"message": "Channel not found"}),
+    )
+    async with client(rec) as ari:
+        assert await ari.get_variable("c1", "CONSENT") == "granted"
+        assert await ari.get_variable("c1", "NOPE") is None
+        with pytest.raises(AriNotFound):
+            await ari.get_variable("gone", "CONSENT")
+    assert params(rec.requests[0]) == {"variable": "CONSENT"}
+
+
+async def test_bridge_operations() -> None:
+    bridge = {"id": "pbxb-call-1", "technology": "simple_bridge", "bridge_type": "mixing",
+              "bridge_class": "stasis", "creator": "Stasis", "name": "call 1",
+              "channels": [], "creationtime": "2026-11-24T08:54:28.604+0000"}
+    rec = Recorder(httpx.Response(200, json=bridge), httpx.Response(204),
+                   httpx.Response(204), httpx.Response(200, json=[bridge]),
+                   httpx.Response(204))
+    async with client(rec) as ari:
+        created = await ari.create_bridge(bridge_id="pbxb-call-1", name="call 1")
+        await ari.add_channel("pbxb-call-1", ["c1", "agent-1"], role="participant")
+        await ari.remove_channel("pbxb-call-1", "c1")
+        bridges = await ari.list_bridges()
+        await ari.destroy_bridge("pbxb-call-1")
+    assert isinstance(created, Bridge) and created.bridge_type == "mixing"
+    assert bridges == [created]
+    assert params(rec.requests[0]) == {"type": "mixing", "bridgeId": "pbxb-call-1",
+                                       "name": "call 1"}
+    assert rec.requests[1].url.path == "/ari/bridges/pbxb-call-1/addChannel"
+    assert params(rec.requests[1]) == {"channel": "c1,agent-1", "role": "participant"}
+    assert params(rec.requests[2]) == {"channel": "c1"}
+    assert (rec.requests[4].method, rec.requests[4].url.path) == (
+        "DELETE", "/ari/bridges/pbxb-call-1")
+
+
+async def test_playback_and_recording_paths() -> None:
+    rec = Recorder(
+        httpx.Response(204), httpx.Response(204), httpx.Response(204),
+        httpx.Response(200, json=[{"name": "r1", "format": "wav"}]), httpx.Response(204),
+    )
+    async with client(rec) as ari:
+        await ari.stop_playback("pb1")
+        await ari.stop_recording("r1")
+        await ari.cancel_recording("r1")
+        stored = await ari.list_stored_recordings()
+        await ari.delete_stored_recording("r1")
+    assert [(r.method, r.url.path) for r in rec.requests] == [
+        ("DELETE", "/ari/playbacks/pb1"),
+        ("POST", "/ari/recordings/live/r1/stop"),
+        ("DELETE", "/ari/recordings/live/r1"),
+        ("GET", "/ari/recordings/stored"),
+        ("DELETE", "/ari/recordings/stored/r1"),
+    ]
+    assert stored[0].name == "r1" and stored[0].format == "wav"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "exc_type"),
+    [
+        (400, {"message": "Invalid parameters"}, AriBadRequest),
+        (401, {"message": "Authentication required"}, AriAuthError),
+        (403, {"message": "The recording file could not be opened"}, AriForbidden),
+        (404, {"message": "Channel not found"}, AriNotFound),
+        (409, {"message": "Channel not in Stasis application"}, AriConflict),
+        (412, {"message": "Channel in invalid state"}, AriPreconditionFailed),
+        (422, {"message": "specified format is unknown on this system"}, AriUnprocessable),
+        (500, {"error": "Allocation failed"}, AriServerError),
+        (503, None, AriServerError),
+        (418, None, AriHttpError),
+    ],
+)
+async def test_error_statuses_map_to_specific_exceptions(
+    status: int, body: dict[str, Any] | None, exc_type: type[AriHttpError]
+) -> None:
+    response = (httpx.Response(status, json=body) if body is not None
+                else httpx.Response(status, text="teapot"))
+    async with client(Recorder(response)) as ari:
+        with pytest.raises(exc_type) as info:
+            await ari.answer("c1")
+    err = info.value
+    assert type(err) is exc_type
+    assert (err.status, err.method, err.path) == (status, "POST", "/channels/c1/answer")
+    if body is not None:
+        assert err.message == next(iter(body.values()))
+    assert PASSWORD not in str(err)
+
+
+async def test_403_is_also_an_auth_error() -> None:
+    async with client(Recorder(httpx.Response(403, json={"message": "x"}))) as ari:
+        with pytest.raises(AriAuthError):
+            await ari.get_stored_recording("r1")
+
+
+async def test_unreachable_asterisk_is_a_connection_error_without_secrets() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    async with client(refuse) as ari:
+        with pytest.raises(AriConnectionError) as refused:
+            await ari.info()
+    assert "Connection refused" in str(refused.value) and PASSWORD not in str(refused.value)
+    async with client(slow) as ari:
+        with pytest.raises(AriConnectionError, match="did not answer in time"):
+            await ari.get_channel("c1")
+
+
+async def test_real_asterisk_is_refused_port_maps_to_connection_error() -> None:
+    # Nothing listens on this port: a real socket-level refusal through httpx.
+    async with AriClient("http://127.0.0.1:28999", "pbx", PASSWORD, app="pbxb",
+                         timeout=2.0) as ari:
+        with pytest.raises(AriConnectionError):
+            await ari.ping()
+
+
+async def test_garbage_bodies_are_response_errors() -> None:
+    rec = Recorder(httpx.Response(200, text="<html>"), httpx.Response(200, json={"name": "x"}),
+                   httpx.Response(200, json={"not": "a list"}))
+    async with client(rec) as ari:
+        with pytest.raises(AriResponseError):
+            await ari.info()
+        with pytest.raises(AriResponseError):
+            await ari.get_channel("c1")  # a channel without an id
+        with pytest.raises(AriResponseError):
+            await ari.list_channels()
+
+
+async def test_channel_model_reads_everything_the_flow_uses() -> None:
+    async with client(Recorder(httpx.Response(200, json=CHANNEL))) as ari:
+        channel = await ari.get_channel("c1")
+    assert channel.caller.number == "05321234567"
+    assert channel.dialplan_exten == "2125550100" and channel.dialplan_priority == 3
+    assert channel.language == "tr" and channel.channelvars == {}
+
+
+async def test_download_streams_to_file_in_chunks(tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 2048  # 512 KiB, several chunks
+
+    async def body() -> Any:
+        for start in range(0, len(payload), 10_000):
+            yield payload[start:start + 10_000]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.raw_path == b"/ari/recordings/stored/r%201/file"
+        return httpx.Response(200, content=body(), headers={"content-type": "audio/wav"})
+
+    dest = tmp_path / "r1.wav"
+    async with client(handler) as ari:
+        written = await ari.download_stored_recording("r 1", dest)
+    assert written == len(payload)
+    assert dest.read_bytes() == payload
+    assert not (tmp_path / "r1.wav.part").exists()
+
+
+async def test_failed_download_leaves_no_file(tmp_path: Path) -> None:
+    dest = tmp_path / "missing.wav"
+    rec = Recorder(httpx.Response(404, json={"message": "Recording not found"}))
+    async with client(rec) as ari:
+        with pytest.raises(AriNotFound, match="Recording not found"):
+            await ari.download_stored_recording("missing", dest)
+    assert await asyncio.to_thread(lambda: list(tmp_path.iterdir())) == []
+
+    async def broken() -> Any:
+        yield b"RIFF...."
+        raise httpx.ReadError("connection reset")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=broken())
+
+    async with client(handler) as ari:
+        with pytest.raises(AriConnectionError):
+            await ari.download_stored_recording("half", dest)
+    assert await asyncio.to_thread(lambda: list(tmp_path.iterdir())) == []
+
+
+async def test_client_closes_its_pool_even_when_the_body_raises() -> None:
+    ari = client(Recorder())
+    with pytest.raises(RuntimeError):
+        async with ari:
+            raise RuntimeError("boom")
+    assert ari._http.is_closed

@@ -1,0 +1,174 @@
+"""The call's life as rows: opened when the caller arrives, closed when the last leg leaves.
+
+Each write is its own short transaction, committed before the flow moves on, so a crash
+leaves the database saying exactly how far the call got.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pbx_bridge.calls.models import Call, Consent
+from storage.models import utcnow
+
+
+class CallNotFound(LookupError):
+    """A journal write named a call id that has no row."""
+
+
+@dataclass(frozen=True)
+class ConsentProof:
+    """What the caller heard and did: the proof kept for an audit."""
+
+    decision: str
+    digit: str | None
+    language: str
+    prompt_name: str | None
+    prompt_version: str | None
+    prompt_sha256: str | None
+    prompt_text_sha256: str | None
+    times_played: int
+    evidence_recording_id: str | None
+    prompt_started_at: datetime | None
+    decided_at: datetime
+
+
+@dataclass(frozen=True)
+class OpenCall:
+    """A call still live in the database (no end time): what a restart must reconcile."""
+
+    id: str
+    channel_id: str
+    direction: str
+    did: str
+    answered: bool
+    consent_decision: str | None
+
+
+class CallJournal:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def open(
+        self,
+        *,
+        linkedid: str,
+        channel_id: str,
+        direction: str,
+        caller: str | None,
+        did: str,
+        extension: str,
+        announcement: str,
+        legal_basis: str,
+        retention_class: str,
+        language: str,
+    ) -> str:
+        """Record the caller's arrival; a call already known by its channel is reused.
+
+        Reuse matters after a restart: the same channel re-enters the flow and must not
+        become a second call.
+        """
+        async with self._sessions() as session, session.begin():
+            existing = await session.scalar(select(Call).where(Call.channel_id == channel_id))
+            if existing is not None:
+                return existing.id
+            call = Call(
+                linkedid=linkedid,
+                channel_id=channel_id,
+                direction=direction,
+                caller=caller,
+                did=did,
+                extension=extension,
+                announcement=announcement,
+                legal_basis=legal_basis,
+                retention_class=retention_class,
+                language=language,
+                started_at=utcnow(),
+            )
+            session.add(call)
+            await session.flush()
+            return call.id
+
+    async def answered(self, call_id: str, at: datetime | None = None) -> None:
+        async with self._sessions() as session, session.begin():
+            call = await self._get(session, call_id)
+            if call.answered_at is None:
+                call.answered_at = at or utcnow()
+
+    async def close(
+        self, call_id: str, disposition: str, *, cause: str | None = None
+    ) -> datetime:
+        """Mark the call ended; closing twice keeps the first end (idempotent on resync)."""
+        async with self._sessions() as session, session.begin():
+            call = await self._get(session, call_id)
+            if call.ended_at is None:
+                call.ended_at = utcnow()
+                call.disposition = disposition
+                call.hangup_cause = cause
+            return call.ended_at
+
+    async def save_consent(self, call_id: str, caller: str | None, proof: ConsentProof) -> None:
+        async with self._sessions() as session, session.begin():
+            existing = await session.scalar(select(Consent).where(Consent.call_id == call_id))
+            if existing is not None:
+                return
+            session.add(
+                Consent(
+                    call_id=call_id,
+                    caller=caller,
+                    decision=proof.decision,
+                    digit=proof.digit,
+                    language=proof.language,
+                    prompt_name=proof.prompt_name,
+                    prompt_version=proof.prompt_version,
+                    prompt_sha256=proof.prompt_sha256,
+                    prompt_text_sha256=proof.prompt_text_sha256,
+                    times_played=proof.times_played,
+                    evidence_recording_id=proof.evidence_recording_id,
+                    prompt_started_at=proof.prompt_started_at,
+                    decided_at=proof.decided_at,
+                )
+            )
+
+    async def consent_decision(self, call_id: str) -> str | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(Consent.decision).where(Consent.call_id == call_id)
+            )
+
+    async def open_calls(self) -> list[OpenCall]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(
+                    Call.id,
+                    Call.channel_id,
+                    Call.direction,
+                    Call.did,
+                    Call.answered_at,
+                    Consent.decision,
+                )
+                .outerjoin(Consent, Consent.call_id == Call.id)
+                .where(Call.ended_at.is_(None))
+            )
+            return [
+                OpenCall(
+                    id=r.id,
+                    channel_id=r.channel_id,
+                    direction=r.direction,
+                    did=r.did,
+                    answered=r.answered_at is not None,
+                    consent_decision=r.decision,
+                )
+                for r in rows
+            ]
+
+    @staticmethod
+    async def _get(session: AsyncSession, call_id: str) -> Call:
+        call = await session.get(Call, call_id)
+        if call is None:
+            raise CallNotFound(call_id)
+        return call

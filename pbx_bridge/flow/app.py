@@ -1,0 +1,136 @@
+"""The Stasis dispatcher: StasisStart of a caller becomes one CallSession task; every other
+event goes to the inbox of the call that owns its channel or bridge.
+
+Recording events are also handed to the storage pipeline directly, whether or not the
+call is still live, so a recording that finishes after its call is never forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from pbx_bridge.ari import events as ev
+from pbx_bridge.ari.stream import StreamConnected, StreamDisconnected
+from pbx_bridge.flow.context import FlowContext
+from pbx_bridge.flow.inbox import CallInbox
+from pbx_bridge.flow.resync import Resync
+from pbx_bridge.flow.session import CallSession
+
+log = logging.getLogger(__name__)
+
+StreamItem = ev.Event | StreamConnected | StreamDisconnected
+
+
+class ChannelOwnership:
+    """Which call owns which Asterisk channel or bridge id."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, CallInbox] = {}
+
+    def claim(self, object_id: str, inbox: CallInbox) -> None:
+        self._owners[object_id] = inbox
+
+    def release(self, object_id: str) -> None:
+        self._owners.pop(object_id, None)
+
+    def owner(self, object_id: str) -> CallInbox | None:
+        return self._owners.get(object_id)
+
+    def owned(self) -> dict[str, CallInbox]:
+        return dict(self._owners)
+
+
+class StasisApp:
+    def __init__(self, ctx: FlowContext, ownership: ChannelOwnership) -> None:
+        self._ctx = ctx
+        self._ownership = ownership
+        self._sessions: dict[asyncio.Task[None], CallSession] = {}
+        self._resync = Resync(ctx, ownership, self)
+
+    @property
+    def live_calls(self) -> int:
+        return len(self._sessions)
+
+    def live_call_ids(self) -> set[str]:
+        return {s.call_id for s in self._sessions.values() if s.call_id is not None}
+
+    def sessions(self) -> list[CallSession]:
+        return list(self._sessions.values())
+
+    async def run(self, stream: AsyncIterator[StreamItem]) -> None:
+        try:
+            async for item in stream:
+                await self._dispatch(item)
+        finally:
+            await self.detach_all()
+
+    async def _dispatch(self, item: StreamItem) -> None:
+        if isinstance(item, StreamConnected):
+            log.info("ARI event stream %s; resynchronising",
+                     "connected" if item.first else "reconnected")
+            await self._resync.run()
+            return
+        if isinstance(item, StreamDisconnected):
+            log.warning("ARI event stream lost: %s", item.reason)
+            return
+        if isinstance(item, ev.StasisStart) and self._ownership.owner(item.channel.id) is None:
+            self._on_new_channel(item)
+            return
+        if isinstance(item, ev.RecordingFinished):
+            await self._ctx.pipeline.finished(item.recording.name)
+        elif isinstance(item, ev.RecordingFailed):
+            await self._ctx.pipeline.failed_by_name(
+                item.recording.name, item.recording.cause or "Asterisk reported failure"
+            )
+        for inbox in self._owners_of(item):
+            inbox.put(item)
+
+    def _on_new_channel(self, event: ev.StasisStart) -> None:
+        args = list(event.args)
+        role = args[0] if args else "inbound"
+        if role not in ("inbound", "outbound"):
+            # An agent or snoop leg of a call we no longer know (e.g. created just before
+            # a restart): the resync hangs such strays up; nothing to start here.
+            log.info("ignoring unowned %s channel %s", role, event.channel.id)
+            return
+        did = args[1] if len(args) > 1 else event.channel.dialplan_exten or ""
+        self.start_session(CallSession(self._ctx, event.channel, direction=role, did=did))
+
+    def start_session(self, session: CallSession) -> None:
+        self._ownership.claim(session.caller.id, session.inbox)
+        task = asyncio.create_task(session.run(), name=f"call {session.caller.id}")
+        self._sessions[task] = session
+        task.add_done_callback(self._session_done)
+
+    def _session_done(self, task: asyncio.Task[None]) -> None:
+        session = self._sessions.pop(task, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            call_id = session.call_id if session else "?"
+            log.error("call %s: session crashed", call_id, exc_info=exc)
+
+    def _owners_of(self, item: ev.Event) -> list[CallInbox]:
+        ids = list(ev.event_channel_ids(item))
+        target = ev.event_target(item)
+        if target is not None:
+            ids.append(target)
+        inboxes: list[CallInbox] = []
+        for object_id in ids:
+            inbox = self._ownership.owner(object_id)
+            if inbox is not None and inbox not in inboxes:
+                inboxes.append(inbox)
+        return inboxes
+
+    async def detach_all(self) -> None:
+        """Stop handling calls without touching them; the next start adopts them."""
+        for task, session in list(self._sessions.items()):
+            session.detach()
+            task.cancel()
+        for task in list(self._sessions):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

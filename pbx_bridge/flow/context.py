@@ -1,0 +1,42 @@
+"""What a call session needs from the service, wired explicitly in one place (service.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pbx_bridge.ari import AriClient
+from pbx_bridge.calls.journal import CallJournal
+from pbx_bridge.config import CallSettings, Language, RetentionSettings, RouteSettings
+from pbx_bridge.flow.inbox import CallInbox
+from pbx_bridge.flow.prompts import PromptCatalogue
+from storage.pipeline import RecordingPipeline
+
+
+class Ownership(Protocol):
+    """The dispatcher's map from Asterisk objects to the call that owns them.
+
+    A session claims a channel or bridge id *before* asking Asterisk to create it, so
+    no event about it can arrive unowned.
+    """
+
+    def claim(self, object_id: str, inbox: CallInbox) -> None: ...
+
+    def release(self, object_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class FlowContext:
+    ari: AriClient
+    app: str
+    sessions: async_sessionmaker[AsyncSession]
+    journal: CallJournal
+    pipeline: RecordingPipeline
+    prompts: PromptCatalogue
+    ownership: Ownership
+    call: CallSettings
+    retention: RetentionSettings
+    default_route: RouteSettings
+    default_language: Language

@@ -1,0 +1,97 @@
+"""Ringing the department: one outbound leg, and what became of it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from enum import StrEnum
+
+from pbx_bridge.ari import AriError, AriNotFound
+from pbx_bridge.ari import events as ev
+from pbx_bridge.flow.context import FlowContext
+from pbx_bridge.flow.inbox import CallInbox
+
+log = logging.getLogger(__name__)
+
+# Give Asterisk this long past its own ring timeout to report before we give up ourselves.
+_DIAL_SLACK_S = 5.0
+
+
+class DialResult(StrEnum):
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    UNREACHABLE = "unreachable"
+
+
+_DIALSTATUS = {
+    "ANSWER": DialResult.ANSWERED,
+    "BUSY": DialResult.BUSY,
+    "NOANSWER": DialResult.NO_ANSWER,
+    "CANCEL": DialResult.NO_ANSWER,
+    "CHANUNAVAIL": DialResult.UNREACHABLE,
+    "CONGESTION": DialResult.UNREACHABLE,
+}
+
+# Q.850 causes seen on ChannelDestroyed when no Dial status reached us first.
+_CAUSES = {17: DialResult.BUSY, 18: DialResult.NO_ANSWER, 19: DialResult.NO_ANSWER}
+
+
+class AgentDialer:
+    def __init__(self, ctx: FlowContext, inbox: CallInbox, call_id: str) -> None:
+        self._ctx = ctx
+        self._inbox = inbox
+        self._call_id = call_id
+        self.agent_id: str | None = None
+
+    async def dial(self, caller_id: str, extension: str) -> DialResult:
+        """Ring the extension for the configured time; the leg stays ours if answered."""
+        agent_id = f"pbxb-agent-{uuid.uuid4()}"
+        self._ctx.ownership.claim(agent_id, self._inbox)
+        self.agent_id = agent_id
+        endpoint = self._ctx.call.dial_template.format(ext=extension)
+        timeout = self._ctx.call.ring_timeout_s
+        try:
+            await self._ctx.ari.create_channel(
+                endpoint,
+                app=self._ctx.app,
+                app_args=f"agent,{self._call_id}",
+                channel_id=agent_id,
+                originator=caller_id,
+            )
+            await self._ctx.ari.dial(agent_id, caller=caller_id, timeout_s=timeout)
+        except AriError as exc:
+            log.warning("call %s: cannot dial %s: %s", self._call_id, endpoint, exc)
+            await self.hangup()
+            return DialResult.UNREACHABLE
+        result = await self._await_result(agent_id, timeout + _DIAL_SLACK_S)
+        if result is not DialResult.ANSWERED:
+            await self.hangup()
+        return result
+
+    async def hangup(self) -> None:
+        if self.agent_id is None:
+            return
+        agent_id, self.agent_id = self.agent_id, None
+        if not self._inbox.is_gone(agent_id):
+            try:
+                await self._ctx.ari.hangup(agent_id)
+            except AriNotFound:
+                pass
+            except AriError as exc:
+                log.warning("call %s: agent hangup failed: %s", self._call_id, exc)
+        self._ctx.ownership.release(agent_id)
+
+    async def _await_result(self, agent_id: str, limit_s: float) -> DialResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        while (remaining := deadline - loop.time()) > 0:
+            item = await self._inbox.next(limit_s=remaining)
+            if isinstance(item, ev.Dial) and item.peer.id == agent_id:
+                result = _DIALSTATUS.get(item.dialstatus)
+                if result is not None:
+                    return result
+            elif isinstance(item, ev.ChannelDestroyed) and item.channel.id == agent_id:
+                return _CAUSES.get(item.cause, DialResult.UNREACHABLE)
+        return DialResult.NO_ANSWER

@@ -1,0 +1,113 @@
+"""The evidence clip: what the caller heard and pressed, from the disclosure to the decision.
+
+ARI's channel record would queue behind the disclosure playback on the same channel,
+so the clip is taken from a snoop channel that hears both directions: the prompt going
+to the caller and the caller's own audio and keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from pbx_bridge.ari import AriError, AriNotFound
+from pbx_bridge.ari import events as ev
+from pbx_bridge.flow.context import FlowContext
+from pbx_bridge.flow.inbox import CallInbox
+from storage.models import RecordingKind
+
+log = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 3.0
+
+
+class EvidenceClip:
+    def __init__(self, ctx: FlowContext, inbox: CallInbox, call_id: str, legal_basis: str):
+        self._ctx = ctx
+        self._inbox = inbox
+        self._call_id = call_id
+        self._legal_basis = legal_basis
+        self._snoop_id: str | None = None
+        self._name: str | None = None
+        self.recording_id: str | None = None
+
+    async def start(self, caller_id: str) -> None:
+        """Best effort: a failed clip is logged and the call goes on without it.
+
+        The consent row is the proof; the clip corroborates it. Refusing the call
+        because the clip failed would punish the caller for our fault.
+        """
+        snoop_id = f"pbxb-snoop-{uuid.uuid4()}"
+        self._ctx.ownership.claim(snoop_id, self._inbox)
+        self._snoop_id = snoop_id
+        try:
+            await self._ctx.ari.snoop(
+                caller_id,
+                spy="both",
+                app=self._ctx.app,
+                app_args=f"snoop,{self._call_id}",
+                snoop_id=snoop_id,
+            )
+        except AriError as exc:
+            log.warning("call %s: evidence snoop failed: %s", self._call_id, exc)
+            self._forget_snoop()
+            return
+        recording = await self._ctx.pipeline.begin(
+            call_id=self._call_id,
+            kind=RecordingKind.EVIDENCE,
+            legal_basis=self._legal_basis,
+            retention_class="evidence",
+            retention_days=self._ctx.retention.evidence_days,
+            format="wav",
+        )
+        self.recording_id = recording.id
+        try:
+            await self._ctx.ari.record(
+                snoop_id, recording.asterisk_name, format="wav", if_exists="fail"
+            )
+        except AriError as exc:
+            log.warning("call %s: evidence recording failed: %s", self._call_id, exc)
+            await self._ctx.pipeline.mark_failed(recording.id, f"ARI record failed: {exc}")
+            self.recording_id = None
+            await self._hangup_snoop()
+            return
+        self._name = recording.asterisk_name
+        await self._await_started(recording.asterisk_name)
+
+    async def stop(self) -> None:
+        if self._name is not None:
+            name, self._name = self._name, None
+            try:
+                await self._ctx.ari.stop_recording(name)
+            except AriNotFound:
+                pass  # it ended with the channel; RecordingFinished still comes
+            except AriError as exc:
+                log.warning("call %s: stopping evidence failed: %s", self._call_id, exc)
+        await self._hangup_snoop()
+
+    async def _await_started(self, name: str) -> None:
+        """Start the disclosure only once the clip is running, so it holds all of it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _START_TIMEOUT_S
+        while (remaining := deadline - loop.time()) > 0:
+            item = await self._inbox.next(limit_s=remaining)
+            if isinstance(item, ev.RecordingStarted) and item.recording.name == name:
+                return
+        log.warning("call %s: evidence recording did not confirm its start", self._call_id)
+
+    async def _hangup_snoop(self) -> None:
+        if self._snoop_id is None:
+            return
+        try:
+            await self._ctx.ari.hangup(self._snoop_id)
+        except AriNotFound:
+            pass
+        except AriError as exc:
+            log.warning("call %s: snoop hangup failed: %s", self._call_id, exc)
+        self._forget_snoop()
+
+    def _forget_snoop(self) -> None:
+        if self._snoop_id is not None:
+            self._ctx.ownership.release(self._snoop_id)
+            self._snoop_id = None

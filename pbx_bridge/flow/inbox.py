@@ -1,0 +1,87 @@
+"""One call's events, in arrival order, with a leg's departure turned into an exception.
+
+A call coroutine awaits only its own channels' events. Turning "the caller hung up"
+into an exception means every step of the flow is cancelled by a hangup without
+checking for it, and the coroutine's ``finally`` is the one place that cleans up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from pbx_bridge.ari import events as ev
+
+
+class LegGone(Exception):
+    """A leg of the call left (hangup, or its channel vanished across a reconnect)."""
+
+    def __init__(self, channel_id: str, cause: str = "") -> None:
+        super().__init__(channel_id)
+        self.channel_id = channel_id
+        self.cause = cause
+
+
+class CallerGone(LegGone):
+    pass
+
+
+class AgentGone(LegGone):
+    pass
+
+
+@dataclass(frozen=True)
+class ChannelVanished:
+    """Synthetic: a resync found that one of our channels no longer exists in Asterisk."""
+
+    channel_id: str
+    type: str = "ChannelVanished"
+
+
+InboxItem = ev.Event | ChannelVanished
+
+
+def departed_channel(item: InboxItem) -> tuple[str, str] | None:
+    """The channel id and cause if this item means a channel has left the call."""
+    if isinstance(item, ChannelVanished):
+        return item.channel_id, "channel vanished (Asterisk restarted?)"
+    if isinstance(item, ev.ChannelDestroyed):
+        return item.channel.id, item.cause_txt or str(item.cause)
+    if isinstance(item, ev.ChannelHangupRequest | ev.StasisEnd):
+        return item.channel.id, type(item).__name__
+    return None
+
+
+class CallInbox:
+    """The queue a dispatcher fills and a call session drains."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[InboxItem] = asyncio.Queue()
+        self.caller_id: str | None = None
+        # Set once the agent has answered: before that, an agent's hangup is a dial
+        # result the flow wants to see, not an exception.
+        self.agent_id: str | None = None
+        self._gone: set[str] = set()
+
+    def put(self, item: InboxItem) -> None:
+        self._queue.put_nowait(item)
+
+    def is_gone(self, channel_id: str) -> bool:
+        return channel_id in self._gone
+
+    async def next(self, limit_s: float | None = None) -> InboxItem | None:
+        """The next event, or None when ``limit_s`` seconds pass without one."""
+        try:
+            item = await asyncio.wait_for(self._queue.get(), limit_s)
+        except TimeoutError:
+            return None
+        departed = departed_channel(item)
+        if departed is not None:
+            channel_id, cause = departed
+            first_time = channel_id not in self._gone
+            self._gone.add(channel_id)
+            if first_time and channel_id == self.caller_id:
+                raise CallerGone(channel_id, cause)
+            if first_time and channel_id == self.agent_id:
+                raise AgentGone(channel_id, cause)
+        return item

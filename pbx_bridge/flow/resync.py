@@ -1,0 +1,136 @@
+"""After every (re)connect, make our picture of calls agree with Asterisk's.
+
+While the event stream was down, callers may have hung up, Asterisk may have restarted,
+or this service may have been restarted mid-call. Each open call in the database is
+either still live (adopt it), or gone (close it); leftover legs and bridges nobody owns
+are cleared; and the storage pipeline resumes whatever recordings were half-handled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from pbx_bridge.ari import AriError, AriNotFound
+from pbx_bridge.calls.journal import OpenCall
+from pbx_bridge.flow.context import FlowContext
+from pbx_bridge.flow.inbox import ChannelVanished
+from pbx_bridge.flow.policy import ConsentOutcome
+from pbx_bridge.flow.session import Adoption, CallSession
+from storage.models import Recording, RecordingKind, RecordingStatus
+
+if TYPE_CHECKING:
+    from pbx_bridge.flow.app import ChannelOwnership, StasisApp
+
+log = logging.getLogger(__name__)
+
+BRIDGE_PREFIX = "pbxb-call-"
+
+
+class Resync:
+    def __init__(self, ctx: FlowContext, ownership: ChannelOwnership, app: StasisApp) -> None:
+        self._ctx = ctx
+        self._ownership = ownership
+        self._app = app
+
+    async def run(self) -> None:
+        try:
+            application = await self._ctx.ari.application()
+        except AriError as exc:
+            log.warning("resync postponed, Asterisk did not list our application: %s", exc)
+            return
+        live_channels = set(application.channel_ids)
+        live_bridges = set(application.bridge_ids)
+
+        self._tell_sessions_what_vanished(live_channels)
+        for call in await self._ctx.journal.open_calls():
+            if call.id in self._app.live_call_ids():
+                continue
+            if call.channel_id in live_channels:
+                await self._adopt(call, live_bridges)
+            else:
+                await self._close_lost(call, live_bridges)
+        await self._clear_strays(live_channels, live_bridges)
+        await self._ctx.pipeline.resume()
+
+    def _tell_sessions_what_vanished(self, live_channels: set[str]) -> None:
+        for object_id, inbox in self._ownership.owned().items():
+            if object_id.startswith(BRIDGE_PREFIX) or object_id in live_channels:
+                continue
+            inbox.put(ChannelVanished(object_id))
+
+    async def _adopt(self, call: OpenCall, live_bridges: set[str]) -> None:
+        try:
+            caller = await self._ctx.ari.get_channel(call.channel_id)
+        except AriNotFound:
+            await self._close_lost(call, live_bridges)
+            return
+        bridge_id = f"{BRIDGE_PREFIX}{call.id}"
+        agent_id: str | None = None
+        if bridge_id in live_bridges:
+            bridge = await self._ctx.ari.get_bridge(bridge_id)
+            others = [c for c in bridge.channels if c != caller.id]
+            agent_id = next((c for c in others if c.startswith("pbxb-agent-")), None)
+        else:
+            bridge_id = ""
+        consent = ConsentOutcome(call.consent_decision) if call.consent_decision else None
+        adoption = Adoption(
+            consent=consent,
+            bridge_id=bridge_id or None,
+            agent_id=agent_id,
+            recording_name=await self._live_conversation(call.id) if bridge_id else None,
+        )
+        log.info("call %s: still live after reconnect, adopting (%s)", call.id,
+                 "connected" if bridge_id else "restarting its flow")
+        session = CallSession(
+            self._ctx, caller, direction=call.direction, did=call.did, adoption=adoption
+        )
+        if agent_id is not None:
+            self._ownership.claim(agent_id, session.inbox)
+        if bridge_id:
+            self._ownership.claim(bridge_id, session.inbox)
+        self._app.start_session(session)
+
+    async def _close_lost(self, call: OpenCall, live_bridges: set[str]) -> None:
+        disposition = "answered" if call.answered else "abandoned"
+        ended_at = await self._ctx.journal.close(
+            call.id, disposition, cause="caller left while the service was not listening"
+        )
+        bridge_id = f"{BRIDGE_PREFIX}{call.id}"
+        if bridge_id in live_bridges:
+            # Destroying the bridge ends its recording, whose RecordingFinished then
+            # reaches the pipeline like any other.
+            await self._quietly_destroy(bridge_id)
+        await self._ctx.pipeline.close_call(call.id, ended_at)
+        log.info("call %s: closed as %s (ended while we were away)", call.id, disposition)
+
+    async def _clear_strays(self, live_channels: set[str], live_bridges: set[str]) -> None:
+        owned = self._ownership.owned()
+        for bridge_id in live_bridges:
+            if bridge_id.startswith(BRIDGE_PREFIX) and bridge_id not in owned:
+                await self._quietly_destroy(bridge_id)
+        for channel_id in live_channels:
+            if channel_id.startswith(("pbxb-agent-", "pbxb-snoop-")) and channel_id not in owned:
+                log.info("hanging up leftover leg %s", channel_id)
+                try:
+                    await self._ctx.ari.hangup(channel_id)
+                except AriError as exc:
+                    log.debug("leftover leg %s: %s", channel_id, exc)
+
+    async def _quietly_destroy(self, bridge_id: str) -> None:
+        try:
+            await self._ctx.ari.destroy_bridge(bridge_id)
+        except AriError as exc:
+            log.debug("bridge %s: %s", bridge_id, exc)
+
+    async def _live_conversation(self, call_id: str) -> str | None:
+        async with self._ctx.sessions() as session:
+            return await session.scalar(
+                select(Recording.asterisk_name).where(
+                    Recording.call_id == call_id,
+                    Recording.kind == RecordingKind.CONVERSATION.value,
+                    Recording.status == RecordingStatus.RECORDING.value,
+                )
+            )

@@ -1,0 +1,420 @@
+"""One inbound call, as the caller lives it: announce, ask, connect, record, finish.
+
+The whole call is one coroutine. A hangup of either leg arrives as an exception out of
+whatever step is waiting, and ``run``'s ``finally`` is the one place that tidies up and
+writes the call's end, so no path leaves a call half-handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pbx_bridge.ari import AriError, AriNotFound, Channel
+from pbx_bridge.ari import events as ev
+from pbx_bridge.calls.extensions import extension_recording
+from pbx_bridge.calls.journal import ConsentProof
+from pbx_bridge.calls.retention import class_days
+from pbx_bridge.calls.routes import ResolvedRoute, resolve_route
+from pbx_bridge.config import Announcement, RecordingMode, TimeoutRule
+from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
+from pbx_bridge.flow.context import FlowContext
+from pbx_bridge.flow.dial import AgentDialer, DialResult
+from pbx_bridge.flow.evidence import EvidenceClip
+from pbx_bridge.flow.inbox import AgentGone, CallerGone, CallInbox
+from pbx_bridge.flow.player import PromptPlayer
+from pbx_bridge.flow.policy import (
+    ConsentOutcome,
+    RecordingDecision,
+    RecordingPlan,
+    confirmation_prompt,
+    decide_recording,
+)
+from pbx_bridge.flow.recorder import ConversationRecorder, OnDemandKeys
+from pbx_bridge.privacy import mask_number
+from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_DISPOSITION_BY_DIAL = {
+    DialResult.BUSY: "busy",
+    DialResult.NO_ANSWER: "no-answer",
+    DialResult.UNREACHABLE: "failed",
+}
+_MESSAGE_BY_DIAL = {
+    DialResult.BUSY: "busy",
+    DialResult.NO_ANSWER: "no-answer",
+    DialResult.UNREACHABLE: "unreachable",
+}
+
+
+class CallEnded(Exception):
+    """The flow itself ended the call (busy, unreachable, timeout rule)."""
+
+    def __init__(self, disposition: str, cause: str) -> None:
+        super().__init__(cause)
+        self.disposition = disposition
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """A call found live after a restart: what already happened before we lost it."""
+
+    consent: ConsentOutcome | None = None
+    bridge_id: str | None = None
+    agent_id: str | None = None
+    recording_name: str | None = None
+
+
+class CallSession:
+    def __init__(
+        self,
+        ctx: FlowContext,
+        caller: Channel,
+        *,
+        direction: str,
+        did: str,
+        adoption: Adoption | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.caller = caller
+        self.direction = direction
+        self.did = did
+        self.inbox = CallInbox()
+        self.inbox.caller_id = caller.id
+        self.player = PromptPlayer(ctx.ari, self.inbox)
+        self.call_id: str | None = None
+        self._adoption = adoption or Adoption()
+        self._detached = False
+        self._answered = False
+        self._caller_answered = caller.state == "Up"
+        self._dialer: AgentDialer | None = None
+        self._evidence: EvidenceClip | None = None
+        self._recorder: ConversationRecorder | None = None
+        self._bridge_id: str | None = None
+
+    def detach(self) -> None:
+        """Service shutdown: leave the call to Asterisk untouched; a restart adopts it."""
+        self._detached = True
+
+    async def run(self) -> None:
+        disposition, cause = "failed", "internal error"
+        try:
+            route = await self._open_call()
+            disposition, cause = await self._call(route)
+        except CallerGone as gone:
+            disposition = "answered" if self._answered else "abandoned"
+            cause = f"caller hung up ({gone.cause})"
+        except AgentGone as gone:
+            disposition, cause = "answered", f"agent hung up ({gone.cause})"
+        except CallEnded as ended:
+            disposition, cause = ended.disposition, ended.cause
+        except AriError as exc:
+            log.error("call %s: Asterisk refused a step: %s", self.call_id, exc)
+            disposition = "answered" if self._answered else "failed"
+            cause = str(exc)
+        finally:
+            if not self._detached:
+                await asyncio.shield(self._finish(disposition, cause))
+
+    # -- the call, top to bottom ---------------------------------------------------------
+
+    async def _call(self, route: ResolvedRoute) -> tuple[str, str]:
+        consent = self._adoption.consent
+        if self._adoption.bridge_id is not None:
+            return await self._resume_connected(route, consent or ConsentOutcome.NOT_ASKED)
+
+        if route.announcement is Announcement.BEFORE_CONNECT and consent is None:
+            await self._answer_caller()
+            consent = await self._ask_consent(route)
+        elif route.announcement is Announcement.NOTICE_ONLY and consent is None:
+            await self._answer_caller()
+            consent = await self._play_notice(route)
+
+        result = await self._ring_department(route)
+        if result is not DialResult.ANSWERED:
+            await self._tell_caller_and_hang_up(route, _MESSAGE_BY_DIAL[result])
+            raise CallEnded(_DISPOSITION_BY_DIAL[result], f"department {result.value}")
+
+        if route.announcement is Announcement.ON_CONNECT and consent is None:
+            await self._hold_agent(route)
+            await self._answer_caller()
+            consent = await self._ask_consent(route)
+        elif consent is None:
+            consent = await self._record_not_asked(route)
+
+        await self._answer_caller()
+        await self._join(route)
+        decision = await self._decide(route, consent)
+        return await self._converse(route, decision)
+
+    # -- steps ----------------------------------------------------------------------------
+
+    async def _open_call(self) -> ResolvedRoute:
+        async with self.ctx.sessions() as session:
+            route = await resolve_route(
+                session, self.did, self.ctx.default_route, self.ctx.default_language
+            )
+        # Asterisk's linkedid ties this call to its other legs in CDRs and CEL.
+        linkedid = await self._on_caller(
+            self.ctx.ari.get_variable(self.caller.id, "CHANNEL(linkedid)")
+        )
+        self.call_id = await self.ctx.journal.open(
+            linkedid=linkedid or self.caller.id,
+            channel_id=self.caller.id,
+            direction=self.direction,
+            caller=self.caller.caller.number or None,
+            did=self.did,
+            extension=route.target,
+            announcement=route.announcement.value,
+            legal_basis=route.legal_basis.value,
+            retention_class=route.retention_class,
+            language=route.language.value,
+        )
+        log.info(
+            "call %s: %s call from %s to DID %s, route %s",
+            self.call_id,
+            self.direction,
+            mask_number(self.caller.caller.number),
+            self.did,
+            "default" if route.is_default else route.did,
+        )
+        return route
+
+    async def _answer_caller(self) -> None:
+        if self._caller_answered:
+            return
+        await self._on_caller(self.ctx.ari.answer(self.caller.id))
+        self._caller_answered = True
+
+    async def _ask_consent(self, route: ResolvedRoute) -> ConsentOutcome:
+        assert self.call_id is not None
+        lang = route.language.value
+        disclosure = self.ctx.prompts.get(lang, "disclosure")
+        dialogue = ConsentDialogue(
+            self.player,
+            disclosure,
+            self.ctx.prompts.get(lang, "invalid-choice"),
+            max_repeats=self.ctx.call.max_repeats,
+            timeout_s=route.prompt_timeout_s,
+        )
+        self._evidence = EvidenceClip(self.ctx, self.inbox, self.call_id, route.legal_basis.value)
+        await self._evidence.start(self.caller.id)
+        try:
+            answer = await self._on_caller(dialogue.ask(self.caller.id))
+        finally:
+            await self._evidence.stop()
+        await self._save_consent(answer.outcome, answer, disclosure_name="disclosure", route=route)
+        log.info("call %s: consent %s", self.call_id, answer.outcome.value)
+
+        confirmation = confirmation_prompt(route.legal_basis, answer.outcome)
+        if answer.outcome is ConsentOutcome.TIMEOUT and route.timeout_means is TimeoutRule.HANGUP:
+            await self._tell_caller_and_hang_up(route, "timeout-hangup")
+            raise CallEnded("abandoned", "no choice within the timeout (route hangs up)")
+        if confirmation is not None:
+            await self._play_to_caller(route, confirmation)
+        return answer.outcome
+
+    async def _play_notice(self, route: ResolvedRoute) -> ConsentOutcome:
+        started = utcnow()
+        await self._play_to_caller(route, "notice")
+        answer = ConsentAnswer(ConsentOutcome.NOT_ASKED, None, 1, started, utcnow())
+        await self._save_consent(ConsentOutcome.NOT_ASKED, answer, disclosure_name="notice",
+                                 route=route)
+        return ConsentOutcome.NOT_ASKED
+
+    async def _record_not_asked(self, route: ResolvedRoute) -> ConsentOutcome:
+        now = utcnow()
+        answer = ConsentAnswer(ConsentOutcome.NOT_ASKED, None, 0, now, now)
+        await self._save_consent(ConsentOutcome.NOT_ASKED, answer, disclosure_name=None,
+                                 route=route)
+        return ConsentOutcome.NOT_ASKED
+
+    async def _ring_department(self, route: ResolvedRoute) -> DialResult:
+        assert self.call_id is not None
+        self._dialer = AgentDialer(self.ctx, self.inbox, self.call_id)
+        ringback: str | None = None
+        if self._caller_answered:
+            ringback = await self._on_caller(self.player.start(self.caller.id, "tone:ring"))
+        else:
+            await self._on_caller(self.ctx.ari.ring(self.caller.id))
+        try:
+            result = await self._dialer.dial(self.caller.id, route.target)
+        finally:
+            if ringback is not None:
+                await self.player.stop(ringback)
+        if result is DialResult.ANSWERED:
+            self.inbox.agent_id = self._dialer.agent_id
+            self._answered = True
+            assert self.call_id is not None
+            await self.ctx.journal.answered(self.call_id)
+        log.info("call %s: extension %s %s", self.call_id, route.target, result.value)
+        return result
+
+    async def _hold_agent(self, route: ResolvedRoute) -> None:
+        """On-connect: the agent is told to hold while the caller hears the disclosure."""
+        assert self._dialer is not None and self._dialer.agent_id is not None
+        prompt = self.ctx.prompts.get(route.language.value, "agent-connecting")
+        await self.player.start(self._dialer.agent_id, prompt.media)
+
+    async def _join(self, route: ResolvedRoute) -> None:
+        assert self.call_id is not None and self._dialer is not None
+        assert self._dialer.agent_id is not None
+        bridge_id = f"pbxb-call-{self.call_id}"
+        self.ctx.ownership.claim(bridge_id, self.inbox)
+        self._bridge_id = bridge_id
+        await self.ctx.ari.create_bridge(type="mixing", bridge_id=bridge_id,
+                                         name=f"pbx-bridge {self.call_id}")
+        await self._on_caller(
+            self.ctx.ari.add_channel(bridge_id, [self.caller.id, self._dialer.agent_id])
+        )
+
+    async def _decide(self, route: ResolvedRoute, consent: ConsentOutcome) -> RecordingDecision:
+        async with self.ctx.sessions() as session:
+            mode = await extension_recording(session, route.target)
+            days = await class_days(session, route.retention_class, self.ctx.retention)
+        assert self.call_id is not None and self._bridge_id is not None
+        decision = decide_recording(route.legal_basis, consent, RecordingMode(mode))
+        log.info("call %s: recording %s (%s)", self.call_id, decision.plan.value, decision.reason)
+        self._recorder = ConversationRecorder(
+            self.ctx,
+            self.call_id,
+            self._bridge_id,
+            legal_basis=route.legal_basis.value,
+            retention_class=route.retention_class,
+            retention_days=days,
+        )
+        return decision
+
+    async def _converse(self, route: ResolvedRoute, decision: RecordingDecision) -> tuple[str, str]:
+        """Both parties talk until one hangs up; the agent may use *1 / *2 on demand."""
+        assert self._recorder is not None and self._dialer is not None
+        if decision.plan is RecordingPlan.RECORD:
+            await self._recorder.start()
+        keys = OnDemandKeys(window_s=self.ctx.call.on_demand_digit_window_s)
+        loop = asyncio.get_running_loop()
+        agent_id = self._dialer.agent_id
+        while True:
+            item = await self.inbox.next()
+            if not (isinstance(item, ev.ChannelDtmfReceived) and item.channel.id == agent_id):
+                continue
+            action = keys.feed(item.digit, loop.time())
+            if action is not None:
+                await self._on_demand(route, decision, action)
+
+    async def _on_demand(
+        self, route: ResolvedRoute, decision: RecordingDecision, action: str
+    ) -> None:
+        assert self._recorder is not None and self._dialer is not None
+        assert self._dialer.agent_id is not None
+        lang = route.language.value
+        if decision.plan is not RecordingPlan.ON_DEMAND:
+            log.info("call %s: agent asked to %s recording; not allowed (%s)",
+                     self.call_id, action, decision.reason)
+            name = "agent-recording-not-allowed"
+        elif action == "start":
+            name = "agent-recording-started" if await self._recorder.start() else (
+                "agent-recording-not-allowed")
+        else:
+            await self._recorder.stop()
+            name = "agent-recording-stopped"
+        await self.player.start(self._dialer.agent_id, self.ctx.prompts.get(lang, name).media)
+
+    async def _resume_connected(
+        self, route: ResolvedRoute, consent: ConsentOutcome
+    ) -> tuple[str, str]:
+        """After a restart: the parties are still talking; watch them until they finish."""
+        assert self._adoption.bridge_id is not None
+        self._bridge_id = self._adoption.bridge_id
+        self.ctx.ownership.claim(self._bridge_id, self.inbox)
+        assert self.call_id is not None
+        self._dialer = AgentDialer(self.ctx, self.inbox, self.call_id)
+        if self._adoption.agent_id is not None:
+            self._dialer.agent_id = self._adoption.agent_id
+            self.ctx.ownership.claim(self._adoption.agent_id, self.inbox)
+            self.inbox.agent_id = self._adoption.agent_id
+        self._answered = True
+        decision = await self._decide(route, consent)
+        assert self._recorder is not None
+        if self._adoption.recording_name is not None:
+            self._recorder.adopt(self._adoption.recording_name)
+        log.info("call %s: adopted after restart", self.call_id)
+        if self._adoption.agent_id is None:
+            raise AgentGone("", "agent left while the service was down")
+        return await self._converse(route, decision)
+
+    # -- helpers of the steps -------------------------------------------------------------
+
+    async def _save_consent(
+        self,
+        outcome: ConsentOutcome,
+        answer: ConsentAnswer,
+        *,
+        disclosure_name: str | None,
+        route: ResolvedRoute,
+    ) -> None:
+        assert self.call_id is not None
+        lang = route.language.value
+        prompt = self.ctx.prompts.get(lang, disclosure_name) if disclosure_name else None
+        proof = ConsentProof(
+            decision=outcome.value,
+            digit=answer.digit,
+            language=lang,
+            prompt_name=disclosure_name,
+            prompt_version=prompt.version if prompt else None,
+            prompt_sha256=prompt.audio_sha256 if prompt else None,
+            prompt_text_sha256=prompt.text_sha256 if prompt else None,
+            times_played=answer.times_played,
+            evidence_recording_id=self._evidence.recording_id if self._evidence else None,
+            prompt_started_at=answer.prompt_started_at if prompt else None,
+            decided_at=answer.decided_at,
+        )
+        await self.ctx.journal.save_consent(self.call_id, self.caller.caller.number or None, proof)
+
+    async def _play_to_caller(self, route: ResolvedRoute, name: str) -> None:
+        prompt = self.ctx.prompts.get(route.language.value, name)
+        await self._on_caller(self.player.play(self.caller.id, prompt.media, barge_in=False))
+
+    async def _tell_caller_and_hang_up(self, route: ResolvedRoute, message: str) -> None:
+        await self._answer_caller()
+        await self._play_to_caller(route, message)
+        await self._on_caller(self.ctx.ari.hangup(self.caller.id))
+
+    async def _on_caller(self, step: Awaitable[T]) -> T:
+        """Run a step on the caller's channel; its disappearance means the caller left."""
+        try:
+            return await step
+        except AriNotFound as exc:
+            raise CallerGone(self.caller.id, "channel gone") from exc
+
+    async def _finish(self, disposition: str, cause: str) -> None:
+        if self._evidence is not None:
+            await self._evidence.stop()
+        if self._recorder is not None:
+            await self._recorder.stop()
+        if self._dialer is not None:
+            await self._dialer.hangup()
+        if self._bridge_id is not None:
+            await self._quietly(self.ctx.ari.destroy_bridge(self._bridge_id))
+            self.ctx.ownership.release(self._bridge_id)
+        if not self.inbox.is_gone(self.caller.id):
+            await self._quietly(self.ctx.ari.hangup(self.caller.id))
+        self.ctx.ownership.release(self.caller.id)
+        if self.call_id is None:
+            return
+        ended_at = await self.ctx.journal.close(self.call_id, disposition, cause=cause)
+        await self.ctx.pipeline.close_call(self.call_id, ended_at)
+        log.info("call %s: ended, %s (%s)", self.call_id, disposition, cause)
+
+    async def _quietly(self, step: Awaitable[object]) -> None:
+        try:
+            await step
+        except AriError as exc:
+            if not isinstance(exc, AriNotFound):
+                log.warning("call %s: clean-up step failed: %s", self.call_id, exc)

@@ -1,0 +1,114 @@
+"""Wires config, database, prompts, ARI and the recording pipeline; runs them; stops them.
+
+Start-up checks everything it can before taking a single call (database migrated, prompts
+built, ARI credentials set), because a service that fails on the first caller is worse
+than one that refuses to start with a message saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from pbx_bridge.ari import AriClient, EventStream
+from pbx_bridge.calls.journal import CallJournal
+from pbx_bridge.config import ConfigError, Language, Settings
+from pbx_bridge.flow.app import ChannelOwnership, StasisApp
+from pbx_bridge.flow.context import FlowContext
+from pbx_bridge.flow.prompts import PromptCatalogue
+from pbx_bridge.recording_source import AriRecordingSource
+from storage.backends.local import LocalBackend
+from storage.database import ensure_migrated, make_engine, make_session_factory
+from storage.pipeline import RecordingPipeline
+
+log = logging.getLogger("pbx_bridge")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs every request URL at INFO; ARI URLs carry channel ids, not secrets,
+    # but the noise buries what an operator needs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+async def run(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT; live calls are left to Asterisk and adopted on restart."""
+    configure_logging(settings.log.level)
+    if not settings.ari.password.get_secret_value():
+        raise ConfigError("ari.password: not set (the password of the ARI user in ari.conf)")
+
+    engine = make_engine(settings.database.url)
+    try:
+        await ensure_migrated(engine)
+        sessions = make_session_factory(engine)
+        prompts = await PromptCatalogue.load(
+            settings.prompts.build_dir, settings.prompts.sound_prefix
+        )
+        prompts.check_complete([language.value for language in Language])
+        async with AriClient(
+            settings.ari.url,
+            settings.ari.username,
+            settings.ari.password.get_secret_value(),
+            app=settings.ari.app,
+            timeout=settings.ari.request_timeout_s,
+        ) as ari:
+            pipeline = RecordingPipeline(
+                sessions,
+                AriRecordingSource(ari),
+                settings.storage.spool_dir,
+                LocalBackend(settings.storage.local.path),
+            )
+            async with pipeline:
+                ownership = ChannelOwnership()
+                ctx = FlowContext(
+                    ari=ari,
+                    app=settings.ari.app,
+                    sessions=sessions,
+                    journal=CallJournal(sessions),
+                    pipeline=pipeline,
+                    prompts=prompts,
+                    ownership=ownership,
+                    call=settings.call,
+                    retention=settings.retention,
+                    default_route=settings.default_route,
+                    default_language=settings.prompts.default_language,
+                )
+                stream = EventStream(
+                    settings.ari.url,
+                    settings.ari.username,
+                    settings.ari.password.get_secret_value(),
+                    settings.ari.app,
+                    initial_backoff_s=settings.ari.reconnect_initial_s,
+                    max_backoff_s=settings.ari.reconnect_max_s,
+                )
+                await _serve(StasisApp(ctx, ownership), stream)
+    finally:
+        await engine.dispose()
+
+
+async def _serve(app: StasisApp, stream: EventStream) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("pbx-bridge started")
+    app_task = asyncio.create_task(app.run(stream), name="stasis app")
+    stop_task = asyncio.create_task(stop.wait(), name="stop signal")
+    try:
+        await asyncio.wait({app_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        stop_task.cancel()
+        app_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await app_task
+        await stream.close()
+        log.info("pbx-bridge stopped (%d live calls left to Asterisk)", app.live_calls)
+    if app_task.done() and not app_task.cancelled() and app_task.exception() is not None:
+        raise app_task.exception()  # type: ignore[misc]

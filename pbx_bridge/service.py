@@ -31,9 +31,11 @@ def configure_logging(level: str) -> None:
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # httpx logs every request URL at INFO; ARI URLs carry channel ids, not secrets,
-    # but the noise buries what an operator needs.
+    # httpx logs every request URL at INFO, query strings included (an originate's caller
+    # id would appear unmasked); the driver and socket libraries drown our own DEBUG.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpcore", "aiosqlite", "websockets", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 async def run(settings: Settings) -> None:
@@ -105,10 +107,11 @@ async def _serve(app: StasisApp, stream: EventStream) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         stop_task.cancel()
+        live = app.live_calls
         app_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await app_task
         await stream.close()
-        log.info("pbx-bridge stopped (%d live calls left to Asterisk)", app.live_calls)
+        log.info("pbx-bridge stopped (%d live calls left to Asterisk, adopted on restart)", live)
     if app_task.done() and not app_task.cancelled() and app_task.exception() is not None:
         raise app_task.exception()  # type: ignore[misc]

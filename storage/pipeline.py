@@ -37,9 +37,11 @@ from storage.errors import (
     TransientStorageError,
     UnsafeKey,
 )
+from storage.failpoints import crash_point
 from storage.models import Recording, RecordingKind, RecordingStatus, new_id, utcnow
 from storage.source import RecordingSource, SourceMissing, SourceState
 from storage.spool import Spool
+from storage.wav_header import NotAWav, finish_wav_header
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,10 @@ class ResumeReport:
     source_cleanups: list[str] = field(default_factory=list)  # stored, still in Asterisk
     spool_files_removed: int = 0
     orphans: list[str] | None = None  # None: the source could not be asked
+
+
+# Asterisk's names for the formats that are RIFF/WAVE files.
+WAV_FORMATS = frozenset({"wav", "wav16"})
 
 
 def storage_key(row: Recording) -> str:
@@ -219,6 +225,7 @@ class RecordingPipeline:
                 row.finished_at = utcnow()
                 await session.commit()
                 log.info("recording %s finished", row.id)
+                crash_point("recording-finished")
         if row.status in _PENDING:
             self._spawn(row.id)
         return row
@@ -430,8 +437,15 @@ class RecordingPipeline:
             await self._fetch(row)
             return
         try:
+            if row.format.lower() in WAV_FORMATS and await asyncio.to_thread(
+                finish_wav_header, spool_path
+            ):
+                log.warning(
+                    "recording %s: WAV header finished by us (Asterisk stopped mid-recording)",
+                    row.id,
+                )
             facts = await asyncio.to_thread(inspect_recording, spool_path, row.format)
-        except CorruptRecording as exc:
+        except (CorruptRecording, NotAWav) as exc:
             await self._fail(row.id, (RecordingStatus.SPOOLED,), f"corrupt recording: {exc}")
             await self._spool.remove(spool_path)
             return

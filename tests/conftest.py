@@ -32,6 +32,10 @@ def built_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def asterisk(built_prompts: Path) -> Iterator[AsteriskSandbox]:
     sandbox = AsteriskSandbox(name="e2e", prompts_dir=built_prompts)
     sandbox.start()
+    # The cached root outlives test runs; start every run from an empty recording folder
+    # so "Asterisk kept nothing" speaks only of this run.
+    for leftover in sandbox.recordings_dir.glob("*"):
+        leftover.unlink()
     try:
         yield sandbox
     finally:

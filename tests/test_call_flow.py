@@ -101,3 +101,222 @@ async def test_consent_granted_records_both_parties(
 
 async def wait_quietly(*processes: sipp.SippProcess) -> None:
     await asyncio.gather(*(p.wait(timeout_s=120) for p in processes))
+
+
+async def test_declined_is_connected_but_not_recorded(
+    service: ServiceHarness, built_prompts: Path
+) -> None:
+    """(b) 2 = decline: the caller still reaches the department; only the evidence is kept."""
+    service.start()
+    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer", ring_s=0.5)
+    result = await sipp.call(
+        service.asterisk.sip_address, DID, CALLER, dtmf=[(2.0, "2")], hangup_after_s=14.0
+    )
+    agent_result = await agent.wait(timeout_s=20)
+    assert result.answered and agent_result.answered, (result, agent_result)
+
+    (call,) = await service.wait_for_calls(1)
+    assert call["disposition"] == "answered"
+    assert call["consent"]["decision"] == "declined"
+    assert call["consent"]["digit"] == "2"
+    assert recordings_of(call, "conversation") == []
+    (evidence,) = recordings_of(call, "evidence")
+    assert_intact(evidence)
+    assert_asterisk_kept_nothing(service)
+
+
+async def test_silence_follows_the_route_timeout_rule(
+    service: ServiceHarness, built_prompts: Path
+) -> None:
+    """(c) No key: 'declined' connects unrecorded; 'hangup' says goodbye and hangs up.
+
+    Both calls run at once (they each wait for the whole disclosure), which also shows
+    two calls are handled side by side.
+    """
+    service.cli("route", "set", "2125550103", "--timeout-means", "hangup", "--language", "en")
+    service.start()
+    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer", max_wait_s=150)
+    declined, hung_up = await asyncio.gather(
+        sipp.call(service.asterisk.sip_address, DID, CALLER, hangup_after_s=100.0),
+        sipp.call(
+            service.asterisk.sip_address, "2125550103", "+905551112233", max_wait_s=110.0
+        ),
+    )
+    await agent.wait(timeout_s=30)
+    assert declined.answered and declined.hangup_by == "caller", declined
+    assert hung_up.answered and hung_up.hangup_by == "remote", hung_up
+
+    calls = {c["did"]: c for c in await service.wait_for_calls(2)}
+    connected, goodbye = calls[DID], calls["2125550103"]
+    assert connected["consent"]["decision"] == "timeout"
+    assert connected["consent"]["digit"] is None
+    assert connected["disposition"] == "answered"
+    assert recordings_of(connected, "conversation") == []
+
+    english = manifest_entry(built_prompts, "en/disclosure")
+    assert goodbye["consent"]["decision"] == "timeout"
+    assert goodbye["consent"]["language"] == "en"
+    assert goodbye["consent"]["prompt_sha256"] == english["audio_sha256"]
+    assert goodbye["disposition"] == "abandoned"
+    assert goodbye["answered_at"] is None
+    assert recordings_of(goodbye, "conversation") == []
+    assert_asterisk_kept_nothing(service)
+
+
+async def test_caller_hanging_up_during_disclosure_is_abandoned(
+    service: ServiceHarness,
+) -> None:
+    """(d) Hangup mid-disclosure: abandoned, the department never rings, Asterisk is clean."""
+    service.start()
+    result = await sipp.call(service.asterisk.sip_address, DID, CALLER, hangup_after_s=3.0)
+    assert result.answered and result.hangup_by == "caller", result
+
+    (call,) = await service.wait_for_calls(1)
+    assert call["disposition"] == "abandoned"
+    assert call["answered_at"] is None
+    assert call["consent"] is None  # no answer was given, so none is claimed
+    assert recordings_of(call, "conversation") == []
+    (evidence,) = recordings_of(call, "evidence")
+    assert_intact(evidence)
+    assert_asterisk_kept_nothing(service)
+    assert "extension 100" not in service.log_text()  # never dialled
+
+
+async def test_extension_that_never_records(service: ServiceHarness) -> None:
+    """(e) Consent given, but extension 101 never records."""
+    service.cli("ext", "set", "101", "--recording", "never")
+    service.cli("route", "set", "2125550105", "--target", "101")
+    service.start()
+    agent = await sipp.start_agent(service.asterisk.agent_ports["101"], "answer")
+    result = await sipp.call(
+        service.asterisk.sip_address, "2125550105", CALLER, dtmf=[(2.0, "1")],
+        hangup_after_s=13.0,
+    )
+    agent_result = await agent.wait(timeout_s=20)
+    assert result.answered and agent_result.answered
+
+    (call,) = await service.wait_for_calls(1)
+    assert call["consent"]["decision"] == "granted"
+    assert call["extension"] == "101"
+    assert call["disposition"] == "answered"
+    assert recordings_of(call, "conversation") == []
+    assert "extension never records" in service.log_text()
+
+
+async def test_nine_repeats_the_disclosure_up_to_the_limit(service: ServiceHarness) -> None:
+    """(f) 9 replays the disclosure (twice at most by default); a third 9 re-asks instead."""
+    service.start()
+    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer")
+    result = await sipp.call(
+        service.asterisk.sip_address, DID, CALLER,
+        dtmf=[(1.5, "9"), (3.0, "9"), (4.5, "9"), (6.5, "1")],
+        hangup_after_s=18.0,
+    )
+    await agent.wait(timeout_s=20)
+    assert result.answered
+
+    (call,) = await service.wait_for_calls(1)
+    consent = call["consent"]
+    assert consent["decision"] == "granted"
+    assert consent["times_played"] == 3  # first play + the 2 repeats allowed
+    (evidence,) = recordings_of(call, "evidence")
+    assert 5.5 < evidence["duration_s"] < 10.0  # the clip spans all plays up to the "1"
+    assert len(recordings_of(call, "conversation")) == 1
+
+
+async def test_agent_records_on_demand(service: ServiceHarness) -> None:
+    """(g) Extension 102 records only between the agent's *1 and *2."""
+    service.cli("ext", "set", "102", "--recording", "on-demand")
+    service.cli("route", "set", "2125550107", "--target", "102")
+    service.start()
+    agent = await sipp.start_agent(
+        service.asterisk.agent_ports["102"], "answer", ring_s=0.5,
+        dtmf=[(2.0, "*"), (2.3, "1"), (6.0, "*"), (6.3, "2")],
+    )
+    result = await sipp.call(
+        service.asterisk.sip_address, "2125550107", CALLER, dtmf=[(2.0, "1")],
+        hangup_after_s=20.0,
+    )
+    await agent.wait(timeout_s=25)
+    assert result.answered
+
+    (call,) = await service.wait_for_calls(1)
+    (conversation,) = recordings_of(call, "conversation")
+    path = assert_intact(conversation)
+    assert 2.5 < conversation["duration_s"] < 5.5, conversation  # *1 at 2.3 s, *2 at 6.3 s
+    assert_hears(path, caller=True, agent=True)
+    assert_asterisk_kept_nothing(service)
+
+
+async def test_department_busy_unanswered_or_unreachable(service: ServiceHarness) -> None:
+    """The caller hears why, the call is closed with the right disposition."""
+    service.cli("route", "set", "2125550111", "--target", "101")
+    service.cli("route", "set", "2125550112", "--target", "102")
+    service.cli("route", "set", "2125550113", "--target", "199")  # no such endpoint
+    service.start()
+    busy_agent = await sipp.start_agent(service.asterisk.agent_ports["101"], "busy")
+    silent_agent = await sipp.start_agent(
+        service.asterisk.agent_ports["102"], "no-answer", max_wait_s=40
+    )
+    results = await asyncio.gather(
+        *(
+            sipp.call(service.asterisk.sip_address, did, CALLER, dtmf=[(1.5, "2")],
+                      max_wait_s=40.0)
+            for did in ("2125550111", "2125550112", "2125550113")
+        )
+    )
+    await asyncio.gather(busy_agent.wait(timeout_s=45), silent_agent.wait(timeout_s=45))
+    assert all(r.answered and r.hangup_by == "remote" for r in results), results
+
+    calls = {c["did"]: c for c in await service.wait_for_calls(3)}
+    assert calls["2125550111"]["disposition"] == "busy"
+    assert calls["2125550112"]["disposition"] == "no-answer"
+    assert calls["2125550113"]["disposition"] == "failed"
+    for call in calls.values():
+        assert call["answered_at"] is None
+        assert recordings_of(call, "conversation") == []
+
+
+async def test_on_connect_disclosure_after_the_agent_answers(
+    service: ServiceHarness,
+) -> None:
+    """On-connect: the department answers first; the caller hears the disclosure, then talks."""
+    service.cli("route", "set", "2125550121", "--announcement", "on-connect")
+    service.start()
+    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer", ring_s=1.0)
+    result = await sipp.call(
+        service.asterisk.sip_address, "2125550121", CALLER, dtmf=[(2.0, "1")],
+        hangup_after_s=14.0,
+    )
+    await agent.wait(timeout_s=20)
+    assert result.answered
+
+    (call,) = await service.wait_for_calls(1)
+    assert call["consent"]["decision"] == "granted"
+    assert call["answered_at"] <= call["consent"]["at"]  # asked after the agent answered
+    (conversation,) = recordings_of(call, "conversation")
+    assert_hears(assert_intact(conversation), caller=True, agent=True)
+
+
+async def test_notice_only_route_records_under_legitimate_interest(
+    service: ServiceHarness, built_prompts: Path
+) -> None:
+    """Notice-only: no question; the notice heard is kept as proof, and the call recorded."""
+    service.cli(
+        "route", "set", "2125550122", "--announcement", "notice-only",
+        "--legal-basis", "legitimate-interest",
+    )
+    service.start()
+    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer")
+    result = await sipp.call(
+        service.asterisk.sip_address, "2125550122", CALLER, hangup_after_s=16.0
+    )
+    await agent.wait(timeout_s=20)
+    assert result.answered
+
+    (call,) = await service.wait_for_calls(1)
+    notice = manifest_entry(built_prompts, "tr/notice")
+    assert call["consent"]["decision"] == "not-asked"
+    assert call["consent"]["prompt_version"] == notice["version"]
+    (conversation,) = recordings_of(call, "conversation")
+    assert_hears(assert_intact(conversation), caller=True, agent=True)

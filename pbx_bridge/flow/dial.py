@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from enum import StrEnum
@@ -10,12 +9,14 @@ from enum import StrEnum
 from pbx_bridge.ari import AriError, AriNotFound
 from pbx_bridge.ari import events as ev
 from pbx_bridge.flow.context import FlowContext
-from pbx_bridge.flow.inbox import CallInbox
+from pbx_bridge.flow.inbox import CallInbox, InboxItem
 
 log = logging.getLogger(__name__)
 
 # Give Asterisk this long past its own ring timeout to report before we give up ourselves.
 _DIAL_SLACK_S = 5.0
+# A created channel enters our app asynchronously; dialling before that is refused (409).
+_ENTER_APP_TIMEOUT_S = 5.0
 
 
 class DialResult(StrEnum):
@@ -60,6 +61,10 @@ class AgentDialer:
                 channel_id=agent_id,
                 originator=caller_id,
             )
+            if not await self._entered_app(agent_id):
+                log.warning("call %s: leg for %s never entered the app", self._call_id, endpoint)
+                await self.hangup()
+                return DialResult.UNREACHABLE
             await self._ctx.ari.dial(agent_id, caller=caller_id, timeout_s=timeout)
         except AriError as exc:
             log.warning("call %s: cannot dial %s: %s", self._call_id, endpoint, exc)
@@ -83,15 +88,23 @@ class AgentDialer:
                 log.warning("call %s: agent hangup failed: %s", self._call_id, exc)
         self._ctx.ownership.release(agent_id)
 
+    async def _entered_app(self, agent_id: str) -> bool:
+        item = await self._inbox.wait_for(
+            lambda i: isinstance(i, ev.StasisStart | ev.ChannelDestroyed)
+            and i.channel.id == agent_id,
+            _ENTER_APP_TIMEOUT_S,
+        )
+        return isinstance(item, ev.StasisStart)
+
     async def _await_result(self, agent_id: str, limit_s: float) -> DialResult:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit_s
-        while (remaining := deadline - loop.time()) > 0:
-            item = await self._inbox.next(limit_s=remaining)
-            if isinstance(item, ev.Dial) and item.peer.id == agent_id:
-                result = _DIALSTATUS.get(item.dialstatus)
-                if result is not None:
-                    return result
-            elif isinstance(item, ev.ChannelDestroyed) and item.channel.id == agent_id:
-                return _CAUSES.get(item.cause, DialResult.UNREACHABLE)
+        def decisive(item: InboxItem) -> bool:
+            if isinstance(item, ev.Dial):
+                return item.peer.id == agent_id and item.dialstatus in _DIALSTATUS
+            return isinstance(item, ev.ChannelDestroyed) and item.channel.id == agent_id
+
+        item = await self._inbox.wait_for(decisive, limit_s)
+        if isinstance(item, ev.Dial):
+            return _DIALSTATUS[item.dialstatus]
+        if isinstance(item, ev.ChannelDestroyed):
+            return _CAUSES.get(item.cause, DialResult.UNREACHABLE)
         return DialResult.NO_ANSWER

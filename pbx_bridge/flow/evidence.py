@@ -7,7 +7,6 @@ to the caller and the caller's own audio and keys.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 
@@ -88,13 +87,12 @@ class EvidenceClip:
 
     async def _await_started(self, name: str) -> None:
         """Start the disclosure only once the clip is running, so it holds all of it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _START_TIMEOUT_S
-        while (remaining := deadline - loop.time()) > 0:
-            item = await self._inbox.next(limit_s=remaining)
-            if isinstance(item, ev.RecordingStarted) and item.recording.name == name:
-                return
-        log.warning("call %s: evidence recording did not confirm its start", self._call_id)
+        started = await self._inbox.wait_for(
+            lambda i: isinstance(i, ev.RecordingStarted) and i.recording.name == name,
+            _START_TIMEOUT_S,
+        )
+        if started is None:
+            log.warning("call %s: evidence recording did not confirm its start", self._call_id)
 
     async def _hangup_snoop(self) -> None:
         if self._snoop_id is None:

@@ -8,6 +8,7 @@ checking for it, and the coroutine's ``finally`` is the one place that cleans up
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pbx_bridge.ari import events as ev
@@ -85,3 +86,15 @@ class CallInbox:
             if first_time and channel_id == self.agent_id:
                 raise AgentGone(channel_id, cause)
         return item
+
+    async def wait_for(
+        self, matches: Callable[[InboxItem], bool], limit_s: float
+    ) -> InboxItem | None:
+        """The first item that ``matches`` within ``limit_s`` (others are passed over)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        while (remaining := deadline - loop.time()) > 0:
+            item = await self.next(limit_s=remaining)
+            if item is not None and matches(item):
+                return item
+        return None

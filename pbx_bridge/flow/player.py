@@ -6,7 +6,6 @@ during a prompt stops it at once and counts as the answer.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 
@@ -51,23 +50,16 @@ class PromptPlayer:
 
     async def wait_digit(self, channel_id: str, timeout_s: float) -> str | None:
         """The next key on this channel, or None after ``timeout_s`` of silence."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while (remaining := deadline - loop.time()) > 0:
-            item = await self._inbox.next(limit_s=remaining)
-            if isinstance(item, ev.ChannelDtmfReceived) and item.channel.id == channel_id:
-                return item.digit
-        return None
+        item = await self._inbox.wait_for(
+            lambda i: isinstance(i, ev.ChannelDtmfReceived) and i.channel.id == channel_id,
+            timeout_s,
+        )
+        return item.digit if isinstance(item, ev.ChannelDtmfReceived) else None
 
     async def _stop(self, playback_id: str) -> None:
         """Stop and wait for the finish, so the next prompt does not queue behind it."""
         await self.stop(playback_id)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _STOP_GRACE_S
-        while (remaining := deadline - loop.time()) > 0:
-            item = await self._inbox.next(limit_s=remaining)
-            if item is None or _playback_done(item, playback_id):
-                return
+        await self._inbox.wait_for(lambda i: _playback_done(i, playback_id), _STOP_GRACE_S)
 
 
 def _playback_done(item: object, playback_id: str) -> bool:

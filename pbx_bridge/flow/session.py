@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# dtmf_events keeps Asterisk from bridging two parties natively (simple_bridge), where the
+# agent's *1 / *2 would pass through without ever reaching us as ChannelDtmfReceived.
+BRIDGE_TYPE = "mixing,dtmf_events"
+
 _DISPOSITION_BY_DIAL = {
     DialResult.BUSY: "busy",
     DialResult.NO_ANSWER: "no-answer",
@@ -269,7 +273,7 @@ class CallSession:
         bridge_id = f"pbxb-call-{self.call_id}"
         self.ctx.ownership.claim(bridge_id, self.inbox)
         self._bridge_id = bridge_id
-        await self.ctx.ari.create_bridge(type="mixing", bridge_id=bridge_id,
+        await self.ctx.ari.create_bridge(type=BRIDGE_TYPE, bridge_id=bridge_id,
                                          name=f"pbx-bridge {self.call_id}")
         await self._on_caller(
             self.ctx.ari.add_channel(bridge_id, [self.caller.id, self._dialer.agent_id])

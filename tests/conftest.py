@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from e2e_harness import ServiceHarness
+
 from pbx_bridge.config import PromptSettings
 from pbx_bridge.prompt_builder import build_prompts
 from pbx_bridge.sandbox import AsteriskSandbox

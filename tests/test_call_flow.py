@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from e2e_harness import ServiceHarness, days_after, local_file, recordings_of
+
 from pbx_bridge.sandbox import sipp
 from pbx_bridge.sandbox.audio import AGENT_TONE_HZ, CALLER_TONE_HZ, tone_power
 

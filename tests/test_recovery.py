@@ -8,9 +8,7 @@ import signal
 import time
 
 import pytest
-
 from e2e_harness import ServiceHarness, recordings_of
-from pbx_bridge.sandbox import sipp
 from test_call_flow import (
     CALLER,
     DID,
@@ -18,6 +16,8 @@ from test_call_flow import (
     assert_hears,
     assert_intact,
 )
+
+from pbx_bridge.sandbox import sipp
 
 pytestmark = pytest.mark.asterisk
 

@@ -42,5 +42,5 @@ def test_leaves_a_good_file_byte_for_byte(tmp_path: Path) -> None:
 def test_refuses_what_is_not_a_wav(tmp_path: Path) -> None:
     path = tmp_path / "x.wav"
     path.write_bytes(b"not a wav file at all, just bytes")
-    with pytest.raises(NotAWav, match="x.wav"):
+    with pytest.raises(NotAWav, match=r"x\.wav"):
         finish_wav_header(path)

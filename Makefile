@@ -14,6 +14,7 @@ demo: deps venv
 	$(BIN)/python -m pbx_bridge.sandbox.demo
 
 test: deps venv lint typecheck
+	bash .ci/ensure-postgres
 	$(BIN)/pytest -ra
 
 lint: venv
@@ -23,6 +24,7 @@ typecheck: venv
 	$(BIN)/mypy pbx_bridge storage
 
 unit: venv
+	bash .ci/ensure-postgres
 	$(BIN)/pytest -ra -m "not asterisk"
 
 e2e: deps venv

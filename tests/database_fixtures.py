@@ -45,12 +45,12 @@ async def _reset_schema(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """The session's PostgreSQL database name (skips when the server is not there)."""
+    """The session's PostgreSQL database name; no server is a failure, never a skip."""
     name = f"pbx_bridge_test_{uuid.uuid4().hex[:12]}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not usable: {exc}")
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 not usable: {exc}")
     try:
         yield name
     finally:

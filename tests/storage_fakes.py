@@ -157,7 +157,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         try:
             pg_name = await create_pg_database()
         except (OSError, asyncpg.PostgresError) as exc:
-            pytest.skip(f"PostgreSQL at 127.0.0.1 not usable: {exc}")
+            pytest.fail(f"PostgreSQL at 127.0.0.1 not usable: {exc}")
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}"
     engine = create_async_engine(url)
     async with engine.begin() as conn:

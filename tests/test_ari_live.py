@@ -62,7 +62,7 @@ def _ports() -> SandboxPorts:
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[AsteriskSandbox]:
     if os.geteuid() != 0 or shutil.which("chroot") is None:
-        pytest.skip("the Asterisk sandbox needs root and chroot")
+        pytest.fail("the Asterisk sandbox needs root and chroot (run the tests as root)")
     box = AsteriskSandbox(name="ari-live", ports=_ports())
     try:
         box.start()

@@ -320,3 +320,23 @@ async def test_notice_only_route_records_under_legitimate_interest(
     assert call["consent"]["prompt_version"] == notice["version"]
     (conversation,) = recordings_of(call, "conversation")
     assert_hears(assert_intact(conversation), caller=True, agent=True)
+
+
+async def test_agent_hanging_up_ends_the_call_for_the_caller(service: ServiceHarness) -> None:
+    """Either side may end the call: the agent's BYE hangs the caller up too."""
+    service.start()
+    agent = await sipp.start_agent(
+        service.asterisk.agent_ports["100"], "answer", hangup_after_s=4.0
+    )
+    result = await sipp.call(
+        service.asterisk.sip_address, DID, CALLER, dtmf=[(2.0, "1")], max_wait_s=30.0
+    )
+    agent_result = await agent.wait(timeout_s=20)
+    assert agent_result.hangup_by == "agent", agent_result
+    assert result.answered and result.hangup_by == "remote", result
+
+    (call,) = await service.wait_for_calls(1)
+    assert call["disposition"] == "answered"
+    (conversation,) = recordings_of(call, "conversation")
+    assert 2.0 < conversation["duration_s"] < 6.0
+    assert_asterisk_kept_nothing(service)

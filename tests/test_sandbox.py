@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,15 +22,8 @@ from pbx_bridge.sandbox.audio import (
     tone_power,
     write_tone_wav,
 )
-from pbx_bridge.sandbox.root import default_cache_dir, is_root_ready
 
-pytestmark = [
-    pytest.mark.asterisk,
-    pytest.mark.skipif(
-        shutil.which("sipp") is None or not is_root_ready(default_cache_dir()),
-        reason="needs sipp and a built sandbox root (python -m pbx_bridge.sandbox build)",
-    ),
-]
+pytestmark = pytest.mark.asterisk
 
 
 @pytest.fixture(scope="module")

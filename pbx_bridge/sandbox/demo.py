@@ -1,0 +1,149 @@
+"""`make demo`: the product in two minutes, on this machine, with nothing to configure.
+
+Builds the prompts, starts a sandboxed Asterisk 22 and the service on its embedded default
+(SQLite and local storage under ./var), places three calls at once with sipp (one
+consents, one declines, one never answers the question), and prints what an admin and a
+DPO would see: calls, consents and recordings, numbers masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from pbx_bridge.sandbox import AsteriskSandbox, sipp
+
+VAR = Path("var")
+DEMO_DIR = VAR / "demo"
+PROMPTS_DIR = VAR / "prompts"
+CLI = [str(Path(sys.executable).parent / "pbx-bridge")]
+
+# (DID, extension, caller number, caller's keys, what it shows)
+CALLS = [
+    ("2125550100", "100", "05321234567", [(2.0, "1")], "presses 1: consents, recorded"),
+    ("2125550101", "101", "+905441112233", [(2.0, "2")], "presses 2: declines, not recorded"),
+    ("2125550102", "102", "905059998877", [], "presses nothing: timeout, not recorded"),
+]
+
+
+def step(message: str) -> None:
+    print(f"\n==> {message}", flush=True)
+
+
+def pbx_bridge(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"pbx-bridge {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def wait_settled(env: dict[str, str], since: str, count: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        calls = json.loads(pbx_bridge("calls", "list", "--json", "--since", since, env=env))
+        if len(calls) >= count and all(
+            c["ended_at"] and all(r["status"] in ("stored", "failed") for r in c["recordings"])
+            for c in calls
+        ):
+            return
+        time.sleep(1.0)
+    raise SystemExit("the calls did not finish in time; see var/demo/service.log")
+
+
+def wait_registered(asterisk: AsteriskSandbox, service: subprocess.Popen[bytes]) -> None:
+    """Calls reach the service only once its Stasis app is registered with Asterisk."""
+    url = f"{asterisk.ari_url}/ari/applications/pbx-bridge"
+    auth = (asterisk.ari_username, asterisk.ari_password)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if service.poll() is not None:
+            raise SystemExit("the service stopped; see var/demo/service.log")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, auth=auth, timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise SystemExit("the service did not connect to Asterisk; see var/demo/service.log")
+
+
+async def place_calls(asterisk: AsteriskSandbox) -> None:
+    agents = [
+        await sipp.start_agent(asterisk.agent_ports[ext], "answer", ring_s=1.0, max_wait_s=150)
+        for _, ext, _, _, _ in CALLS
+    ]
+    for did, ext, number, _, what in CALLS:
+        print(f"    caller {number[:4]}*** -> DID {did} (extension {ext}): {what}")
+    print("    (the no-answer call listens to the whole disclosure first: about 80 s)")
+    await asyncio.gather(
+        *(
+            sipp.call(asterisk.sip_address, did, number, dtmf=keys, hangup_after_s=95.0)
+            for did, _, number, keys, _ in CALLS
+        )
+    )
+    await asyncio.gather(*(agent.wait(timeout_s=60) for agent in agents))
+
+
+def main() -> None:
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ}
+    env.pop("PBX_BRIDGE_CONFIG", None)
+
+    step("building the disclosure prompts (espeak-ng, 8 kHz) into var/prompts")
+    print(pbx_bridge("prompts", "build", env=env).strip().splitlines()[-1])
+
+    step("starting a sandboxed Asterisk 22 (Debian sid root, cached after the first run)")
+    asterisk = AsteriskSandbox(name="demo", prompts_dir=PROMPTS_DIR.resolve())
+    asterisk.start()
+    service: subprocess.Popen[bytes] | None = None
+    try:
+        print(f"    SIP {asterisk.sip_address}, ARI {asterisk.ari_url}, agents "
+              f"{', '.join(f'{e}@{p}' for e, p in asterisk.agent_ports.items())}")
+        env.update(
+            PBX_BRIDGE_ARI__URL=asterisk.ari_url,
+            PBX_BRIDGE_ARI__USERNAME=asterisk.ari_username,
+            PBX_BRIDGE_ARI__PASSWORD=asterisk.ari_password,
+            PBX_BRIDGE_DEFAULT_ROUTE__PROMPT_TIMEOUT_S="4",
+        )
+
+        step("database (SQLite, var/pbx-bridge.db), routes and extensions")
+        pbx_bridge("db", "upgrade", env=env)
+        for did, ext, _, _, _ in CALLS:
+            pbx_bridge("ext", "set", ext, "--recording", "always", env=env)
+            pbx_bridge("route", "set", did, "--target", ext, env=env)
+        print(pbx_bridge("route", "list", env=env).rstrip())
+
+        step("starting the service (log: var/demo/service.log)")
+        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        with (DEMO_DIR / "service.log").open("ab") as log:
+            service = subprocess.Popen([*CLI, "run"], env=env, stdout=log, stderr=log)
+        wait_registered(asterisk, service)
+
+        step("placing three calls at once with sipp")
+        asyncio.run(place_calls(asterisk))
+        wait_settled(env, since, len(CALLS), timeout_s=60)
+
+        step("calls (what the admin sees; numbers masked)")
+        print(pbx_bridge("calls", "list", "--since", since, env=env).rstrip())
+        step("proof of consent (decision, digit, prompt version and its audio sha256)")
+        print(pbx_bridge("consents", "list", "--since", since, env=env).rstrip())
+        step("recordings kept, with retention (conversation: 60 days; evidence: 730 days)")
+        print(pbx_bridge("recordings", "list", "--since", since, env=env).rstrip())
+        print(f"\nRecordings are under {VAR / 'recordings'}; the full JSON: "
+              "pbx-bridge calls list --json")
+    finally:
+        if service is not None and service.poll() is None:
+            service.terminate()
+            service.wait(15)
+        asterisk.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,7 @@ test: deps venv lint typecheck
 	$(BIN)/pytest -ra
 
 lint: venv
-	$(BIN)/ruff check pbx_bridge storage migrations tests bench
+	$(BIN)/ruff check pbx_bridge storage migrations tests $(wildcard bench)
 
 typecheck: venv
 	$(BIN)/mypy pbx_bridge storage

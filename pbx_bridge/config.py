@@ -11,7 +11,7 @@ import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,12 +20,15 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from storage.backends.settings import BackendSettings
 
 CONFIG_ENV = "PBX_BRIDGE_CONFIG"
 DEFAULT_CONFIG_PATH = Path("/etc/pbx-bridge/pbx-bridge.toml")
@@ -108,12 +111,60 @@ class DatabaseSettings(_Section):
 
 
 class LocalStorageSettings(_Section):
+    """The embedded default backend, named "local"."""
+
     path: Path = Path("./var/recordings")
+    jurisdiction: str = Field(default="TR", pattern=r"^[A-Z]{2}$")
+    encrypt: bool = False
 
 
 class StorageSettings(_Section):
     spool_dir: Path = Path("./var/spool")
     local: LocalStorageSettings = LocalStorageSettings()
+    # More places to keep recordings: [storage.backends.NAME] with type = "ftp", "ftps",
+    # "sftp", "s3" or "local".
+    backends: dict[str, BackendSettings] = Field(default_factory=dict)
+    # Every recording gets a verified copy on each of these before it counts as stored.
+    targets: list[str] = Field(default_factory=lambda: ["local"], min_length=1)
+    # Refuse to start if a target keeps copies outside this country (e.g. "TR").
+    require_jurisdiction: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    # Keep the recording as recorded, or transcode before storing.
+    format: Literal["wav", "flac", "opus"] = "wav"
+    # Keep the spool copy as a local cache this many days after all copies verified.
+    cache_days: int = Field(default=0, ge=0)
+    # Sidecar JSON files show the caller's number masked unless this is true.
+    sidecar_unmasked_caller: bool = False
+    # A copy that fails this many times is dead-lettered (`pbx-bridge storage retry`).
+    max_attempts: int = Field(default=12, ge=1)
+    retry_initial_s: float = Field(default=2.0, gt=0)
+    retry_max_s: float = Field(default=900.0, gt=0)
+    # Master keys for encryption at rest (backends with encrypt = true): a folder of
+    # key files, the newest active; or one base64 key in the environment.
+    keys_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _targets_exist_and_stay_in_country(self) -> StorageSettings:
+        names = {"local", *self.backends}
+        unknown = [t for t in self.targets if t not in names]
+        if unknown:
+            raise ValueError(
+                f"targets: unknown backend(s) {', '.join(unknown)} "
+                f"(defined: {', '.join(sorted(names))})"
+            )
+        if self.require_jurisdiction:
+            for target in self.targets:
+                where = self.jurisdiction_of(target)
+                if where != self.require_jurisdiction:
+                    raise ValueError(
+                        f"targets: backend {target!r} keeps recordings in {where}, but "
+                        f"require_jurisdiction = {self.require_jurisdiction!r}"
+                    )
+        return self
+
+    def jurisdiction_of(self, backend: str) -> str:
+        if backend == "local" and "local" not in self.backends:
+            return self.local.jurisdiction
+        return self.backends[backend].jurisdiction
 
 
 class RetentionSettings(_Section):
@@ -121,6 +172,9 @@ class RetentionSettings(_Section):
     # Proof of consent must outlive the recordings it justifies, and an audit can come
     # long after the call; two years is a common KVKK practice for such proof.
     evidence_days: int = Field(default=730, ge=0)
+    # How often the service deletes recordings past their retain_until (and finishes
+    # deletions a backend outage left pending).
+    purge_interval_s: float = Field(default=300.0, gt=0)
 
 
 class PromptSettings(_Section):

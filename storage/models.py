@@ -11,7 +11,20 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, DateTime, Float, Index, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -65,16 +78,21 @@ class RecordingKind(StrEnum):
 class RecordingStatus(StrEnum):
     """Where a recording is in its life; each step is committed before the next starts.
 
-    recording -> finished -> spooled -> stored, or failed (Asterisk reported a failure,
-    or the file vanished before we fetched it). A restart resumes any row that is not
-    yet ``stored`` or ``failed``.
+    recording -> finished -> spooled -> prepared -> stored, or failed (Asterisk reported a
+    failure, or the file vanished before we fetched it). ``prepared``: checked (and
+    transcoded), its sha256 and duration final, its copies being made. A restart resumes
+    any row that is not yet ``stored`` or ``failed``. Deletion: stored -> deleting ->
+    deleted (every copy gone, the data key destroyed, a tombstone written).
     """
 
     RECORDING = "recording"
     FINISHED = "finished"
     SPOOLED = "spooled"
+    PREPARED = "prepared"
     STORED = "stored"
     FAILED = "failed"
+    DELETING = "deleting"
+    DELETED = "deleted"
 
 
 class Recording(Base):
@@ -103,5 +121,99 @@ class Recording(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Legal hold: never purged while set (``recordings hold ID --reason``).
+    hold_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    held_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    held_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Why, when and by whom deletion was asked for (retention, manual, erasure...);
+    # committed with the move to ``deleting`` so the tombstone is right after a restart.
+    delete_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    delete_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delete_actor: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    delete_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (Index("ix_recordings_status", "status"),)
+
+
+class CopyStatus(StrEnum):
+    """One copy of one recording on one backend.
+
+    pending -> verified, or dead after too many failed attempts (``storage retry`` puts it
+    back to pending); deleting -> deleted when the recording is purged or erased.
+    """
+
+    PENDING = "pending"
+    VERIFIED = "verified"
+    DEAD = "dead"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+class RecordingCopy(Base):
+    """Where a recording is kept, and the proof that the copy there is intact."""
+
+    __tablename__ = "recording_copies"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    recording_id: Mapped[str] = mapped_column(ForeignKey("recordings.id"), index=True)
+    backend: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=CopyStatus.PENDING.value)
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Of the bytes on the backend (the ciphertext when encrypted).
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    location: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sidecar_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("recording_id", "backend", name="uq_recording_copies_recording_backend"),
+        Index("ix_recording_copies_status", "status"),
+    )
+
+
+class DataKey(Base):
+    """A recording's own AES-256 key, wrapped by a master key; destroyed on deletion.
+
+    Destroying it makes every copy unreadable, including copies we could not reach
+    (an old backup of the customer's FTP server).
+    """
+
+    __tablename__ = "data_keys"
+
+    recording_id: Mapped[str] = mapped_column(ForeignKey("recordings.id"), primary_key=True)
+    master_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Tombstone(Base):
+    """What was deleted, where, when and why: so access requests are answered truthfully."""
+
+    __tablename__ = "tombstones"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    recording_id: Mapped[str] = mapped_column(String(36), index=True)
+    call_id: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    retention_class: Mapped[str] = mapped_column(String(64))
+    retain_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # retention, manual, erasure, withdrawal, ...
+    reason: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # JSON list of {"backend", "key", "deleted_at"}, plus the spool/cache and the data key.
+    deleted_where: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

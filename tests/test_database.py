@@ -34,10 +34,13 @@ EXPECTED_TABLES = {
     "alembic_version",
     "calls",
     "consents",
+    "data_keys",
     "extensions",
+    "recording_copies",
     "recordings",
     "retention_classes",
     "routes",
+    "tombstones",
 }
 
 

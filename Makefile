@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the demo and the tests use: the Asterisk root builder, the SIP caller
-# and agent, prompt synthesis, audio I/O.
-APT_PACKAGES := python3-venv mmdebstrap sip-tester espeak-ng sox libsndfile1 ca-certificates
+# and agent, prompt synthesis, audio I/O, and real FTP(S)/SFTP servers for the storage
+# tests (started on loopback by the tests themselves; curl for the benchmark baseline).
+APT_PACKAGES := python3-venv mmdebstrap sip-tester espeak-ng sox libsndfile1 ca-certificates \
+	vsftpd openssh-server curl
 
 .PHONY: demo test lint typecheck unit e2e deps venv prompts clean
 

@@ -33,3 +33,49 @@ class RecordingNotFound(StorageError):
 
 class ObjectNotFound(StorageError):
     """A backend holds no object under the given key."""
+
+
+class EncryptionError(StorageError):
+    """Base of the encryption-at-rest errors."""
+
+
+class DecryptionFailed(EncryptionError):
+    """Ciphertext or wrapped key did not authenticate: wrong key, wrong context, or tampered.
+
+    Nothing decrypted is ever left behind when this is raised.
+    """
+
+
+class KeyringError(EncryptionError):
+    """The master keys cannot be loaded or written as configured (the operator fixes it)."""
+
+
+class UnknownMasterKey(KeyringError):
+    """A data key is wrapped under a master key id that is not loaded."""
+
+
+class DataKeyNotFound(EncryptionError):
+    """No data key was ever made for the recording."""
+
+
+class DataKeyDestroyed(EncryptionError):
+    """The recording's data key was destroyed; its encrypted copies are unreadable for good."""
+
+
+class TranscodeError(StorageError):
+    """The recording cannot be converted as asked (a format limit, not a broken file)."""
+
+
+class TranscodeUnavailable(TranscodeError):
+    """The installed libsndfile cannot write the requested format."""
+
+
+class BackendUnavailable(TransientStorageError):
+    """The backend could not be reached or answered "try later" (refused connection,
+    timeout, a 4xx FTP reply, a 5xx from S3); nothing is wrong with the configuration."""
+
+
+class BackendRefused(StorageError):
+    """The backend will keep saying no until an admin acts: bad credentials, a certificate
+    or host key that does not verify, permission denied. The message names the backend and
+    the problem, never a secret."""

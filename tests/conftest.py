@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+pytest.register_assert_rewrite("backend_servers", "e2e_harness")
+
 from e2e_harness import ServiceHarness
 
 from pbx_bridge.config import PromptSettings

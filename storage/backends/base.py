@@ -23,6 +23,9 @@ class StoredObject:
     location: str  # a URI, e.g. file:///var/recordings/2025/... or s3://bucket/...
     size: int
     sha256: str
+    # False where the backend could only confirm the size (e.g. an FTP server without
+    # HASH); the sha256 is then what was sent.
+    checksum_verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,21 @@ def validate_key(key: str) -> str:
     return key
 
 
+def validate_remote_key(key: str) -> str:
+    """``validate_key``, and no control characters: a CR/LF in a key would end an FTP command
+    line early and let the rest of the key be read as a second command."""
+    validate_key(key)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        raise UnsafeKey("key contains a control character")
+    return key
+
+
 class Backend(ABC):
     """A place recordings are kept. Every method is idempotent for the same key."""
 
     name: str
+    # ISO 3166 country the copies live in, where the admin declared it (KVKK art. 9).
+    jurisdiction: str | None = None
 
     @abstractmethod
     async def put(self, src: Path, key: str) -> StoredObject:
@@ -72,3 +86,6 @@ class Backend(ABC):
     @abstractmethod
     async def delete(self, key: str) -> None:
         """Delete the object; deleting a missing object is not an error."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release pooled connections or clients; the backend stays usable afterwards."""

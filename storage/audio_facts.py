@@ -19,7 +19,7 @@ CHUNK_BYTES = 1024 * 1024
 # recording means the header is garbage.
 SANE_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000})
 # Asterisk format names whose files libsndfile can read and so can be checked.
-CHECKED_FORMATS = frozenset({"wav", "wav16", "flac", "ogg"})
+CHECKED_FORMATS = frozenset({"wav", "wav16", "flac", "ogg", "opus"})
 
 
 @dataclass(frozen=True)

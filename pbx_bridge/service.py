@@ -19,9 +19,18 @@ from pbx_bridge.flow.app import ChannelOwnership, StasisApp
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.prompts import PromptCatalogue
 from pbx_bridge.recording_source import AriRecordingSource
-from storage.backends.local import LocalBackend
+from pbx_bridge.recordings_admin import deleter_from_settings
+from pbx_bridge.storage_setup import (
+    build_backends,
+    build_encryptor,
+    build_targets,
+    closing_backends,
+    sidecar_facts,
+)
 from storage.database import ensure_migrated, make_engine, make_session_factory
 from storage.pipeline import RecordingPipeline
+from storage.retention import Purger
+from storage.transcode import require_format
 
 log = logging.getLogger("pbx_bridge")
 
@@ -59,13 +68,33 @@ async def run(settings: Settings) -> None:
             app=settings.ari.app,
             timeout=settings.ari.request_timeout_s,
         ) as ari:
+            storage = settings.storage
+            require_format(storage.format)
+            backends = build_backends(storage)
+            targets = build_targets(storage, backends)
+            source = AriRecordingSource(ari)
+            purger = Purger(
+                sessions,
+                deleter_from_settings(settings, sessions, backends, source=source),
+                interval_s=settings.retention.purge_interval_s,
+            )
             pipeline = RecordingPipeline(
                 sessions,
-                AriRecordingSource(ari),
-                settings.storage.spool_dir,
-                LocalBackend(settings.storage.local.path),
+                source,
+                storage.spool_dir,
+                targets,
+                audio_format=storage.format,
+                cache_days=storage.cache_days,
+                max_attempts=storage.max_attempts,
+                copy_retry_initial_s=storage.retry_initial_s,
+                copy_retry_max_s=storage.retry_max_s,
+                encryptor=await build_encryptor(sessions, storage, targets),
+                sidecar_facts=sidecar_facts(
+                    sessions, unmasked_caller=storage.sidecar_unmasked_caller
+                ),
+                on_settled=purger.purge_recording_if_expired,
             )
-            async with pipeline:
+            async with closing_backends(backends), pipeline, purger:
                 ownership = ChannelOwnership()
                 ctx = FlowContext(
                     ari=ari,

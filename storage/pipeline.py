@@ -1,12 +1,14 @@
-"""From Asterisk to a backend without ever losing or doubling a recording.
+"""From Asterisk to every backend without ever losing or doubling a recording.
 
-Each recording moves ``recording -> finished -> spooled -> stored`` (or ``failed``), and
-every move is committed with a compare-and-set on the status before the next step starts.
-Every step can be repeated safely: the spool file appears only complete, the backend key is
-derived from the row (a repeated put replaces, never adds), and the Asterisk copy is deleted
-only after the ``stored`` commit. So a crash at any point is undone by ``resume()``, which
-picks up every row that is not ``stored`` or ``failed`` and deletes Asterisk copies of
-recordings that are already stored.
+Each recording moves ``recording -> finished -> spooled -> prepared -> stored`` (or
+``failed``), and every move is committed with a compare-and-set on the status before the
+next step starts. ``prepared``: checked, transcoded if configured, its sha256 and duration
+final, and one copy row per target backend planned in the same transaction; the copies are
+then made and verified (``storage.replication``). Every step can be repeated safely: the
+spool file appears only complete, each copy's key is fixed in its row (a repeated put
+replaces, never adds), and the Asterisk copy is deleted only after the ``stored`` commit.
+So a crash at any point is undone by ``resume()``, which picks up every row that is not
+``stored`` or ``failed`` and deletes Asterisk copies of recordings that are already stored.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -31,16 +33,25 @@ from storage.audio_facts import AudioFacts, inspect_recording
 from storage.backends.base import Backend
 from storage.errors import (
     CorruptRecording,
-    IntegrityMismatch,
     RecordingNotFound,
     StorageError,
     TransientStorageError,
     UnsafeKey,
 )
 from storage.failpoints import crash_point
-from storage.models import Recording, RecordingKind, RecordingStatus, new_id, utcnow
+from storage.models import (
+    CopyStatus,
+    Recording,
+    RecordingCopy,
+    RecordingKind,
+    RecordingStatus,
+    new_id,
+    utcnow,
+)
+from storage.replication import Encryptor, Replicator, SidecarFacts, Target
 from storage.source import RecordingSource, SourceMissing, SourceState
 from storage.spool import Spool
+from storage.transcode import AudioFormat, transcode
 from storage.wav_header import NotAWav, finish_wav_header
 
 log = logging.getLogger(__name__)
@@ -50,7 +61,12 @@ LOST_IN_ASTERISK = "recording lost in Asterisk"
 # Call ids become a folder in every backend key: keep them to one harmless path segment.
 _CALL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,35}$")
 _FORMAT_RE = re.compile(r"^[a-z0-9]{1,16}$")
-_PENDING = (RecordingStatus.RECORDING, RecordingStatus.FINISHED, RecordingStatus.SPOOLED)
+_PENDING = (
+    RecordingStatus.RECORDING,
+    RecordingStatus.FINISHED,
+    RecordingStatus.SPOOLED,
+    RecordingStatus.PREPARED,
+)
 _NAME_BATCH = 500
 
 
@@ -62,6 +78,8 @@ class PipelineStats:
     failed: int = 0
     retries: int = 0
     source_delete_failures: int = 0
+    copy_failures: int = 0  # failed copy attempts (each retried with backoff)
+    dead_copies: int = 0  # copies that gave up (see `pbx-bridge storage status`)
 
 
 @dataclass
@@ -106,19 +124,49 @@ class RecordingPipeline:
         session_factory: async_sessionmaker[AsyncSession],
         source: RecordingSource,
         spool_dir: Path,
-        backend: Backend,
+        targets: Backend | Sequence[Target],
         *,
         concurrency: int = 2,
         retry_initial_s: float = 1.0,
         retry_max_s: float = 60.0,
         stop_timeout_s: float = 10.0,
+        audio_format: AudioFormat = "wav",
+        cache_days: int = 0,
+        max_attempts: int = 12,
+        copy_retry_initial_s: float = 2.0,
+        copy_retry_max_s: float = 900.0,
+        encryptor: Encryptor | None = None,
+        sidecar_facts: SidecarFacts | None = None,
+        sweep_interval_s: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
+        on_settled: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._sessions = session_factory
         self._source = source
         self._spool = Spool(spool_dir)
-        self._backend = backend
+        if isinstance(targets, Backend):
+            targets = [Target(targets.name, targets)]
+        self._replicator = Replicator(
+            session_factory,
+            targets,
+            max_attempts=max_attempts,
+            retry_initial_s=copy_retry_initial_s,
+            retry_max_s=copy_retry_max_s,
+            encryptor=encryptor,
+            sidecar_facts=sidecar_facts,
+            clock=clock,
+            on_failure=self._count_copy_failure,
+        )
+        self._audio_format = audio_format
+        self._cache_days = cache_days
+        self._sweep_interval_s = sweep_interval_s
+        self._clock = clock
+        self._sweeper: asyncio.Task[None] | None = None
+        # Told when a recording is stored or its call closes: the retention purger uses
+        # it so a 0-day class keeps nothing past the end of the call.
+        self._on_settled = on_settled
         self._slots = asyncio.Semaphore(concurrency)
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
@@ -152,11 +200,16 @@ class RecordingPipeline:
         self._stopping.clear()
         if resume:
             await self.resume()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="pipeline sweeper")
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Let in-flight ingests finish for a while, then cancel them; resume() redoes them."""
         self._running = False
         self._stopping.set()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         tasks = list(self._tasks.values())
         if not tasks:
             return
@@ -268,6 +321,9 @@ class RecordingPipeline:
             for row in rows:
                 row.retain_until = ended_at + timedelta(days=row.retention_days)
             await session.commit()
+        for row in rows:
+            if row.status == RecordingStatus.STORED:
+                await self._settled(row.id)
         return len(rows)
 
     # -- recovery ------------------------------------------------------------------------
@@ -384,7 +440,10 @@ class RecordingPipeline:
             elif status == RecordingStatus.FINISHED:
                 await self._fetch(row)
             elif status == RecordingStatus.SPOOLED:
-                await self._store(row)
+                await self._prepare(row)
+            elif status == RecordingStatus.PREPARED:
+                if not await self._replicate(row):
+                    return
             elif status == RecordingStatus.STORED:
                 await self._clean_up(row)
                 return
@@ -430,7 +489,8 @@ class RecordingPipeline:
         )
         log.info("recording %s spooled", row.id)
 
-    async def _store(self, row: Recording) -> None:
+    async def _prepare(self, row: Recording) -> None:
+        """Check (and transcode) the spooled file; commit its facts and plan its copies."""
         spool_path = Path(row.spool_path) if row.spool_path else None
         if spool_path is None or not await self._spool.exists(spool_path):
             log.info("recording %s: spool file gone, fetching again", row.id)
@@ -449,37 +509,80 @@ class RecordingPipeline:
             await self._fail(row.id, (RecordingStatus.SPOOLED,), f"corrupt recording: {exc}")
             await self._spool.remove(spool_path)
             return
-        key = storage_key(row)
-        stored = await self._backend.put(spool_path, key)
-        self._verify(row.id, facts, stored.size, stored.sha256)
-        moved = await self._move(
-            row.id,
-            (RecordingStatus.SPOOLED,),
-            RecordingStatus.STORED,
-            sha256=facts.sha256,
-            size_bytes=facts.size_bytes,
-            duration_s=facts.duration_s,
-            location=stored.location,
-            stored_at=utcnow(),
-            error=None,
-        )
-        if moved:
-            self.stats.stored += 1
-            log.info(
-                "recording %s stored in %s (%d bytes, %s s)",
-                row.id, self._backend.name, facts.size_bytes, facts.duration_s,
+        prepared, fmt = spool_path, row.format
+        if self._audio_format != row.format:
+            prepared, fmt, facts = await self._transcode(row, spool_path)
+        async with self._session() as session:
+            result = await session.execute(
+                update(Recording)
+                .where(Recording.id == row.id, Recording.status == RecordingStatus.SPOOLED)
+                .values(
+                    status=RecordingStatus.PREPARED.value,
+                    format=fmt,
+                    spool_path=str(prepared),
+                    sha256=facts.sha256,
+                    size_bytes=facts.size_bytes,
+                    duration_s=facts.duration_s,
+                    error=None,
+                )
             )
+            if cast(CursorResult[Any], result).rowcount != 1:
+                return
+            row.format, row.sha256, row.duration_s = fmt, facts.sha256, facts.duration_s
+            session.add_all(self._replicator.plan(row, fmt))
+            await session.commit()
+        if prepared != spool_path:
+            await self._spool.remove(spool_path)
+        log.info("recording %s prepared (%s, %d bytes, %s s)", row.id, fmt,
+                 facts.size_bytes, facts.duration_s)
 
-    @staticmethod
-    def _verify(recording_id: str, facts: AudioFacts, size: int, sha256: str) -> None:
-        if size != facts.size_bytes or sha256 != facts.sha256:
-            raise IntegrityMismatch(
-                f"recording {recording_id}: stored copy is {size} bytes sha256 {sha256}, "
-                f"spool has {facts.size_bytes} bytes sha256 {facts.sha256}"
+    async def _transcode(self, row: Recording, src: Path) -> tuple[Path, str, AudioFacts]:
+        dest_part = self._spool.part_path_for(row.id, self._audio_format)
+        result = await asyncio.to_thread(transcode, src, dest_part, self._audio_format)
+        dest = self._spool.path_for(row.id, result.ext)
+        await asyncio.to_thread(self._spool.commit, dest_part, dest)
+        facts = await asyncio.to_thread(inspect_recording, dest, result.ext)
+        return dest, result.ext, facts
+
+    async def _replicate(self, row: Recording) -> bool:
+        """Make the due copies; True once the recording is stored (move on to clean-up).
+
+        A copy that is not due for a while (backoff, a nightly schedule) is left to the
+        sweeper rather than keeping a task asleep for hours.
+        """
+        plain = Path(row.spool_path) if row.spool_path else None
+        if plain is None or not await self._spool.exists(plain):
+            raise CorruptRecording(
+                f"recording {row.id}: prepared file {plain} is missing from the spool"
             )
+        state = await self._replicator.replicate(row, plain)
+        if state.all_verified:
+            moved = await self._move(
+                row.id,
+                (RecordingStatus.PREPARED,),
+                RecordingStatus.STORED,
+                location=await self._replicator.primary_location(row.id),
+                stored_at=self._clock(),
+            )
+            if moved:
+                self.stats.stored += 1
+                log.info("recording %s stored on %s", row.id,
+                         ", ".join(self._replicator.targets))
+                await self._settled(row.id)
+            return True
+        if state.next_due is None:
+            return False  # only dead copies left: `storage retry` revives them
+        wait_s = (state.next_due - self._clock()).total_seconds()
+        if wait_s > self._sweep_interval_s:
+            return False
+        return not await self._stopped_within(max(wait_s, 0.0))
 
     async def _clean_up(self, row: Recording) -> None:
-        """Only after the ``stored`` commit: drop the Asterisk copy, then the spool file."""
+        """Only after the ``stored`` commit: drop the Asterisk copy, then the spool file.
+
+        With ``cache_days`` the prepared file stays as a local cache; the sweeper removes
+        it when it expires.
+        """
         try:
             await self._source.delete(row.asterisk_name, row.format)
         except StorageError as exc:
@@ -487,9 +590,71 @@ class RecordingPipeline:
             if isinstance(exc, TransientStorageError):
                 raise  # retried by the task with backoff; resume() reconciles after a restart
             log.error("recording %s: could not delete the Asterisk copy: %s", row.id, exc)
-        await self._spool.remove(self._spool.path_for(row.id, row.format))
-        if row.spool_path:
-            await self._spool.remove(Path(row.spool_path))
+        if self._cache_days > 0:
+            return
+        await self._spool.remove_all(row.id)
+
+    # -- the sweeper -----------------------------------------------------------------------
+
+    async def _settled(self, recording_id: str) -> None:
+        if self._on_settled is None:
+            return
+        try:
+            await self._on_settled(recording_id)
+        except Exception:  # retention's own run will retry; storing must not fail for it
+            log.exception("recording %s: retention check after storing failed", recording_id)
+
+    def _count_copy_failure(self, dead: bool) -> None:
+        self.stats.copy_failures += 1
+        if dead:
+            self.stats.dead_copies += 1
+
+    async def _sweep_forever(self) -> None:
+        """Copies that came due (backoff over, a schedule's slot, `storage retry`), and
+        cache files past their days."""
+        while not await self._stopped_within(self._sweep_interval_s):
+            try:
+                await self.sweep()
+            except Exception:  # the sweeper must outlive a database hiccup
+                log.exception("pipeline sweep failed; will try again")
+
+    async def sweep(self) -> int:
+        """Start work on every recording with a copy due now; returns how many."""
+        now = self._clock()
+        async with self._session() as session:
+            due = (
+                await session.scalars(
+                    select(RecordingCopy.recording_id)
+                    .join(Recording, Recording.id == RecordingCopy.recording_id)
+                    .where(
+                        Recording.status == RecordingStatus.PREPARED,
+                        RecordingCopy.status == CopyStatus.PENDING,
+                        (RecordingCopy.next_attempt_at.is_(None))
+                        | (RecordingCopy.next_attempt_at <= now),
+                    )
+                    .distinct()
+                )
+            ).all()
+            expired_cache: Sequence[str] = []
+            if self._cache_days > 0:
+                expired_cache = (
+                    await session.scalars(
+                        select(Recording.id).where(
+                            Recording.status == RecordingStatus.STORED,
+                            Recording.spool_path.is_not(None),
+                            Recording.stored_at <= now - timedelta(days=self._cache_days),
+                        )
+                    )
+                ).all()
+        for recording_id in due:
+            if not self._busy(recording_id):
+                self._spawn(recording_id)
+        for recording_id in expired_cache:
+            await self._spool.remove_all(recording_id)
+            await self._move(
+                recording_id, (RecordingStatus.STORED,), RecordingStatus.STORED, spool_path=None
+            )
+        return len(due)
 
     async def _sweep_spool(self) -> int:
         """Discard half-written ``.part`` files and spool copies of finished rows."""
@@ -508,7 +673,11 @@ class RecordingPipeline:
         removed = 0
         for entry in entries:
             status = statuses.get(entry.recording_id)
-            done = status in (RecordingStatus.STORED, RecordingStatus.FAILED)
+            done = status in (
+                RecordingStatus.FAILED,
+                RecordingStatus.DELETED,
+                *((RecordingStatus.STORED,) if self._cache_days == 0 else ()),
+            )
             if not entry.complete or done:
                 await self._spool.remove(entry.path)
                 removed += 1

@@ -70,6 +70,19 @@ class Spool:
             raise
         return final
 
+    def commit(self, part: Path, final: Path) -> None:
+        """Make a complete ``.part`` durable under its final name (blocking)."""
+        self._commit(part, final)
+
+    async def remove_all(self, recording_id: str) -> int:
+        """Every spool file of a recording (fetched, transcoded, encrypted, partial)."""
+        removed = 0
+        for entry in await self.entries():
+            if entry.recording_id == recording_id:
+                await self.remove(entry.path)
+                removed += 1
+        return removed
+
     def _commit(self, part: Path, final: Path) -> None:
         fsync_file(part)
         os.replace(part, final)

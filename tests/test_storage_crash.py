@@ -29,7 +29,7 @@ CHILD = TESTS / "storage_fakes.py"
 # What the rows and files look like at the moment of each kill.
 EXPECTED_AT_KILL = {
     "fetch": RecordingStatus.FINISHED,
-    "put": RecordingStatus.SPOOLED,
+    "put": RecordingStatus.PREPARED,
     "delete": RecordingStatus.STORED,
 }
 

@@ -441,6 +441,6 @@ async def test_stored_copy_that_does_not_verify_is_put_again(rig: Rig) -> None:
         rig.source.put(row.asterisk_name, data)
         await pipeline.finished(row.asterisk_name)
         await pipeline.wait_idle()
-        assert pipeline.stats.retries == 1
+        assert pipeline.stats.copy_failures == 1
     assert backend.puts == 2
     assert_stored_once(rig, await rig.row(row.id), data)

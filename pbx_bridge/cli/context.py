@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.config import Settings, load_settings
 from storage.database import ensure_migrated, make_engine, make_session_factory
@@ -43,5 +43,16 @@ async def session_for(settings: Settings) -> AsyncIterator[AsyncSession]:
         async with make_session_factory(engine)() as session:
             yield session
             await session.commit()
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def sessions_for(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A session factory on a database at head, for work that commits step by step."""
+    engine = make_engine(settings.database.url)
+    try:
+        await ensure_migrated(engine)
+        yield make_session_factory(engine)
     finally:
         await engine.dispose()

@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from pbx_bridge.cli import calls, consents, db, ext, prompts, recordings, retention, route
+from pbx_bridge.cli import (
+    calls,
+    consents,
+    db,
+    ext,
+    keys,
+    prompts,
+    purge,
+    recordings,
+    retention,
+    route,
+    storage,
+)
 from pbx_bridge.cli.context import CliState, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, fail, reporting_errors
 
@@ -27,6 +39,9 @@ app.add_typer(calls.app, name="calls")
 app.add_typer(recordings.app, name="recordings")
 app.add_typer(consents.app, name="consents")
 app.add_typer(prompts.app, name="prompts")
+app.add_typer(keys.app, name="keys")
+app.add_typer(storage.app, name="storage")
+app.command("purge")(purge.purge_command)
 
 
 @app.callback()

@@ -1,0 +1,123 @@
+"""``pbx-bridge storage``: where recordings are, what is stuck, and whether backends work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+
+from pbx_bridge.cli.context import sessions_for, settings_of
+from pbx_bridge.cli.errors import EXIT_RUNTIME, fail, reporting_errors
+from pbx_bridge.cli.table import render_table
+from pbx_bridge.config import Settings
+from storage.status import StorageStatus, retry_dead, storage_status
+
+app = typer.Typer(help="Storage pipeline: status, dead-lettered copies, backend checks.")
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Recordings by state, copies per backend, and copies that gave up (exit 1 if any)."""
+
+    async def fetch(settings: Settings) -> StorageStatus:
+        async with sessions_for(settings) as sessions:
+            return await storage_status(sessions)
+
+    with reporting_errors():
+        status = asyncio.run(fetch(settings_of(ctx)))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "recordings": status.recordings,
+                    "copies": status.copies,
+                    "dead": [d.__dict__ for d in status.dead],
+                    "oldest_pending": status.oldest_pending.isoformat()
+                    if status.oldest_pending
+                    else None,
+                    "healthy": status.healthy,
+                },
+                indent=2,
+            )
+        )
+    else:
+        typer.echo(render_table(["RECORDINGS", "COUNT"], sorted(status.recordings.items())))
+        typer.echo("")
+        copy_states = ["pending", "verified", "dead", "deleting", "deleted"]
+        rows = [
+            [backend, *(counts.get(s, 0) for s in copy_states)]
+            for backend, counts in sorted(status.copies.items())
+        ]
+        typer.echo(render_table(["BACKEND", *(s.upper() for s in copy_states)], rows))
+        if status.oldest_pending:
+            typer.echo(f"\noldest pending copy since {status.oldest_pending:%Y-%m-%d %H:%M} UTC")
+        if status.dead:
+            typer.echo("\ndead-lettered copies (pbx-bridge storage retry):")
+            typer.echo(
+                render_table(
+                    ["RECORDING", "BACKEND", "ATTEMPTS", "LAST ERROR"],
+                    [[d.recording_id, d.backend, d.attempts, d.last_error] for d in status.dead],
+                )
+            )
+    if not status.healthy:
+        raise typer.Exit(1)
+
+
+@app.command("retry")
+def retry_command(
+    ctx: typer.Context,
+    recording: Annotated[
+        str | None, typer.Option("--recording", metavar="ID", help="Only this recording.")
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option("--backend", metavar="NAME", help="Only this backend.")
+    ] = None,
+) -> None:
+    """Give dead-lettered copies new attempts; the running service picks them up."""
+
+    async def run(settings: Settings) -> int:
+        async with sessions_for(settings) as sessions:
+            return await retry_dead(sessions, recording_id=recording, backend=backend)
+
+    with reporting_errors():
+        count = asyncio.run(run(settings_of(ctx)))
+    typer.echo(f"{count} dead copies queued again")
+
+
+@app.command("check")
+def check_command(ctx: typer.Context) -> None:
+    """Write, read back and delete a probe file on every configured backend."""
+    from pbx_bridge.storage_setup import build_backends
+    from storage.backends.probe import ProbeResult, probe
+
+    async def run(settings: Settings) -> list[ProbeResult]:
+        backends = build_backends(settings.storage)
+        try:
+            return list(await asyncio.gather(*(probe(b) for b in backends.values())))
+        finally:
+            await asyncio.gather(*(b.close() for b in backends.values()))
+
+    with reporting_errors():
+        settings = settings_of(ctx)
+        results = asyncio.run(run(settings))
+    rows = []
+    for result in results:
+        for step in result.steps:
+            rows.append(
+                [
+                    result.backend,
+                    settings.storage.jurisdiction_of(result.backend),
+                    step.step,
+                    "ok" if step.ok else "FAILED",
+                    f"{step.seconds:.2f}s",
+                    step.detail,
+                ]
+            )
+    typer.echo(render_table(["BACKEND", "WHERE", "STEP", "RESULT", "TIME", "DETAIL"], rows))
+    if not all(r.ok for r in results):
+        fail("some backends failed the check", EXIT_RUNTIME)

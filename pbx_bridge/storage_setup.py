@@ -1,0 +1,108 @@
+"""The storage pipeline's targets, built from the config: which backends, how, and when.
+
+Also the sidecar facts only the call layer knows (caller, DID), so the customer's archive
+describes itself without the storage layer learning about calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pbx_bridge.calls.models import Call
+from pbx_bridge.config import StorageSettings
+from pbx_bridge.privacy import mask_number
+from storage.backends.base import Backend
+from storage.backends.local import LocalBackend
+from storage.backends.settings import BackendSettings
+from storage.models import Recording
+from storage.replication import Encryptor, SidecarFacts, Target
+
+LOCAL = "local"
+
+
+def _build(name: str, settings: BackendSettings) -> Backend:
+    from storage.backends.factory import build_backend
+
+    return build_backend(name, settings)
+
+
+def build_backends(settings: StorageSettings) -> dict[str, Backend]:
+    """Every configured backend by name; "local" is the embedded default unless redefined."""
+    backends: dict[str, Backend] = {}
+    if LOCAL not in settings.backends:
+        backends[LOCAL] = LocalBackend(settings.local.path)
+    for name, backend_settings in settings.backends.items():
+        backends[name] = _build(name, backend_settings)
+    return backends
+
+
+@asynccontextmanager
+async def closing_backends(backends: Mapping[str, Backend]) -> AsyncIterator[None]:
+    """Backends with connection pools (S3) are closed however the service stops."""
+    try:
+        yield
+    finally:
+        await asyncio.gather(*(b.close() for b in backends.values()), return_exceptions=True)
+
+
+def build_targets(
+    settings: StorageSettings, backends: Mapping[str, Backend] | None = None
+) -> list[Target]:
+    """The targets every recording is copied to, in the configured order."""
+    backends = backends if backends is not None else build_backends(settings)
+    targets = []
+    for name in settings.targets:
+        if name == LOCAL and LOCAL not in settings.backends:
+            targets.append(Target(LOCAL, backends[LOCAL], encrypt=settings.local.encrypt))
+            continue
+        spec = settings.backends[name]
+        targets.append(
+            Target(
+                name,
+                backends[name],
+                encrypt=spec.encrypt,
+                concurrency=spec.concurrency,
+                schedule=spec.schedule,
+                path_template=spec.path_template,
+                sidecar=spec.sidecar,
+            )
+        )
+    return targets
+
+
+async def build_encryptor(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: StorageSettings,
+    targets: list[Target],
+) -> Encryptor | None:
+    """The envelope encryptor, only when some target encrypts (and then keys must load)."""
+    if not any(t.encrypt for t in targets):
+        return None
+    from storage.envelope import EnvelopeEncryptor
+    from storage.keyring import Keyring
+
+    return EnvelopeEncryptor(sessions, Keyring.load(settings.keys_dir))
+
+
+def sidecar_facts(
+    sessions: async_sessionmaker[AsyncSession], *, unmasked_caller: bool
+) -> SidecarFacts:
+    async def facts(recording: Recording) -> Mapping[str, Any]:
+        async with sessions() as session:
+            call = await session.get(Call, recording.call_id)
+        if call is None:
+            return {}
+        return {
+            "caller": call.caller if unmasked_caller else mask_number(call.caller),
+            "did": call.did,
+            "extension": call.extension,
+            "direction": call.direction,
+            "linkedid": call.linkedid,
+        }
+
+    return facts

@@ -14,10 +14,12 @@ import signal
 
 from pbx_bridge.ari import AriClient, EventStream
 from pbx_bridge.calls.journal import CallJournal
+from pbx_bridge.calls.routes import list_routes
 from pbx_bridge.config import ConfigError, Language, Settings
 from pbx_bridge.flow.app import ChannelOwnership, StasisApp
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.prompts import PromptCatalogue
+from pbx_bridge.jurisdiction import check_routes
 from pbx_bridge.recording_source import AriRecordingSource
 from pbx_bridge.recordings_admin import deleter_from_settings
 from pbx_bridge.storage_setup import (
@@ -57,6 +59,8 @@ async def run(settings: Settings) -> None:
     try:
         await ensure_migrated(engine)
         sessions = make_session_factory(engine)
+        async with sessions() as session:
+            check_routes(await list_routes(session), settings.storage)
         prompts = await PromptCatalogue.load(
             settings.prompts.build_dir, settings.prompts.sound_prefix
         )

@@ -256,6 +256,7 @@ def test_route_set_and_list(migrated: Path) -> None:
         "en",
         "hangup",
         "12s",
+        "-",  # no jurisdiction requirement
     ]
     assert lines[2].split()[:3] == ["(any", "other)", "100"]
 

@@ -1,4 +1,5 @@
-"""Copies on several backends, per-recording data keys, tombstones, legal hold.
+"""Copies on several backends, per-recording data keys, tombstones, legal hold, and a
+per-route jurisdiction requirement.
 
 Revision ID: 0002
 Revises: 0001
@@ -21,6 +22,9 @@ UTC_DATETIME = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("routes") as batch:
+        batch.add_column(sa.Column("require_jurisdiction", sa.String(length=2), nullable=True))
+
     with op.batch_alter_table("recordings") as batch:
         batch.add_column(sa.Column("hold_reason", sa.Text(), nullable=True))
         batch.add_column(sa.Column("held_at", UTC_DATETIME, nullable=True))
@@ -124,3 +128,5 @@ def downgrade() -> None:
         batch.drop_column("held_by")
         batch.drop_column("held_at")
         batch.drop_column("hold_reason")
+    with op.batch_alter_table("routes") as batch:
+        batch.drop_column("require_jurisdiction")

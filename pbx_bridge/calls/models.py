@@ -38,6 +38,9 @@ class Route(Base):
     timeout_means: Mapped[str] = mapped_column(String(16))  # TimeoutRule
     prompt_timeout_s: Mapped[int] = mapped_column(Integer)
     retention_class: Mapped[str] = mapped_column(String(64))
+    # Recordings of this route may only be kept in this country (checked against the
+    # storage targets when set and at every start).
+    require_jurisdiction: Mapped[str | None] = mapped_column(String(2), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 

@@ -38,6 +38,7 @@ class ResolvedRoute:
     retention_class: str
     # True when the DID has no row and the configured default route was used.
     is_default: bool
+    require_jurisdiction: str | None = None
 
 
 def validate_did(did: str) -> str:
@@ -64,6 +65,7 @@ def _from_row(row: Route) -> ResolvedRoute:
         prompt_timeout_s=row.prompt_timeout_s,
         retention_class=row.retention_class,
         is_default=False,
+        require_jurisdiction=row.require_jurisdiction,
     )
 
 
@@ -94,8 +96,13 @@ async def set_route(
     language: Language | None = None,
     timeout_means: TimeoutRule | None = None,
     prompt_timeout_s: int | None = None,
+    require_jurisdiction: str | None = None,
 ) -> ResolvedRoute:
-    """Create or partially update a route; a new route takes unset fields from ``default``."""
+    """Create or partially update a route; a new route takes unset fields from ``default``.
+
+    ``require_jurisdiction``: a country code, or "" to remove the requirement; the caller
+    checks it against the storage targets (``pbx_bridge.jurisdiction``).
+    """
     validate_did(did)
     if target is not None:
         validate_extension(target)
@@ -135,6 +142,8 @@ async def set_route(
         row.timeout_means = timeout_means.value
     if prompt_timeout_s is not None:
         row.prompt_timeout_s = prompt_timeout_s
+    if require_jurisdiction is not None:
+        row.require_jurisdiction = require_jurisdiction or None
     row.updated_at = utcnow()
     await session.flush()
     return _from_row(row)

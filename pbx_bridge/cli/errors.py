@@ -16,6 +16,7 @@ from pbx_bridge.calls.extensions import InvalidExtension
 from pbx_bridge.calls.retention import InvalidRetentionClass, UnknownRetentionClass
 from pbx_bridge.calls.routes import InvalidRoute
 from pbx_bridge.config import ConfigError
+from pbx_bridge.jurisdiction import JurisdictionViolation
 from storage.database import DatabaseError
 
 EXIT_RUNTIME = 1
@@ -26,6 +27,7 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (
     InvalidExtension,
     InvalidRetentionClass,
     InvalidRoute,
+    JurisdictionViolation,
     UnknownRetentionClass,
 )
 RUNTIME_ERRORS: tuple[type[Exception], ...] = (DatabaseError,)

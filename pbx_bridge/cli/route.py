@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated
 
 import typer
 
-from pbx_bridge.calls.routes import ResolvedRoute, list_routes, set_route, validate_did
+from pbx_bridge.calls.routes import (
+    InvalidRoute,
+    ResolvedRoute,
+    list_routes,
+    set_route,
+    validate_did,
+)
 from pbx_bridge.cli.context import session_for, settings_of
 from pbx_bridge.cli.errors import reporting_errors
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Announcement, Language, LegalBasis, Settings, TimeoutRule
+from pbx_bridge.jurisdiction import check_routes
 
 app = typer.Typer(help="Routes: per dialled number (DID) target, disclosure and legal basis.")
 
@@ -24,6 +32,7 @@ HEADERS = [
     "LANGUAGE",
     "TIMEOUT MEANS",
     "PROMPT TIMEOUT",
+    "KEEP IN",
 ]
 
 
@@ -37,6 +46,7 @@ def _row(did: str, route: ResolvedRoute) -> list[object]:
         route.language.value,
         route.timeout_means.value,
         f"{route.prompt_timeout_s}s",
+        route.require_jurisdiction,
     ]
 
 
@@ -98,12 +108,20 @@ def set_command(
         int | None,
         typer.Option("--prompt-timeout", metavar="SECONDS", help="Seconds to wait for a key."),
     ] = None,
+    require_jurisdiction: Annotated[
+        str | None,
+        typer.Option(
+            "--require-jurisdiction",
+            metavar="CC",
+            help='Keep this route\'s recordings only in this country (e.g. TR); "" removes it.',
+        ),
+    ] = None,
 ) -> None:
     """Create a route (unset fields from the default route) or change some of its fields."""
 
     async def store(settings: Settings) -> ResolvedRoute:
         async with session_for(settings) as session:
-            return await set_route(
+            route = await set_route(
                 session,
                 did,
                 default=settings.default_route,
@@ -115,9 +133,16 @@ def set_command(
                 language=language,
                 timeout_means=timeout_means,
                 prompt_timeout_s=prompt_timeout,
+                require_jurisdiction=country,
             )
+            check_routes([route], settings.storage)
+            return route
 
+    country = require_jurisdiction.strip().upper() if require_jurisdiction is not None else None
     with reporting_errors():
         validate_did(did)
+        if country and not re.fullmatch(r"[A-Z]{2}", country):
+            raise InvalidRoute(f"--require-jurisdiction {require_jurisdiction!r}: use a "
+                               "two-letter country code such as TR")
         route = asyncio.run(store(settings_of(ctx)))
     typer.echo(render_table(HEADERS, [_row(route.did, route)]))

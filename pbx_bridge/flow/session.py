@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from pbx_bridge.ari import AriError, AriNotFound, Channel
 from pbx_bridge.ari import events as ev
-from pbx_bridge.calls.extensions import extension_recording
+from pbx_bridge.calls.extensions import extension_recording, get_extension
 from pbx_bridge.calls.journal import ConsentProof
 from pbx_bridge.calls.retention import class_days
 from pbx_bridge.calls.routes import ResolvedRoute, resolve_route
@@ -102,6 +102,7 @@ class CallSession:
         self._evidence: EvidenceClip | None = None
         self._recorder: ConversationRecorder | None = None
         self._bridge_id: str | None = None
+        self._retention_class = ctx.default_route.retention_class
 
     def detach(self) -> None:
         """Service shutdown: leave the call to Asterisk untouched; a restart adopts it."""
@@ -165,6 +166,12 @@ class CallSession:
             route = await resolve_route(
                 session, self.did, self.ctx.default_route, self.ctx.default_language
             )
+            extension = await get_extension(session, route.target)
+        # The extension's own class is the more specific rule (a sales desk kept longer).
+        if extension is not None and extension.retention_class:
+            self._retention_class = extension.retention_class
+        else:
+            self._retention_class = route.retention_class
         # Asterisk's linkedid ties this call to its other legs in CDRs and CEL.
         linkedid = await self._on_caller(
             self.ctx.ari.get_variable(self.caller.id, "CHANNEL(linkedid)")
@@ -178,7 +185,7 @@ class CallSession:
             extension=route.target,
             announcement=route.announcement.value,
             legal_basis=route.legal_basis.value,
-            retention_class=route.retention_class,
+            retention_class=self._retention_class,
             language=route.language.value,
         )
         log.info(
@@ -282,7 +289,7 @@ class CallSession:
     async def _decide(self, route: ResolvedRoute, consent: ConsentOutcome) -> RecordingDecision:
         async with self.ctx.sessions() as session:
             mode = await extension_recording(session, route.target)
-            days = await class_days(session, route.retention_class, self.ctx.retention)
+            days = await class_days(session, self._retention_class, self.ctx.retention)
         assert self.call_id is not None and self._bridge_id is not None
         decision = decide_recording(route.legal_basis, consent, RecordingMode(mode))
         log.info("call %s: recording %s (%s)", self.call_id, decision.plan.value, decision.reason)
@@ -291,7 +298,7 @@ class CallSession:
             self.call_id,
             self._bridge_id,
             legal_basis=route.legal_basis.value,
-            retention_class=route.retention_class,
+            retention_class=self._retention_class,
             retention_days=days,
         )
         return decision

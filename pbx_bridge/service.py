@@ -97,6 +97,7 @@ async def run(settings: Settings) -> None:
                     sessions, unmasked_caller=storage.sidecar_unmasked_caller
                 ),
                 on_settled=purger.purge_recording_if_expired,
+                copy_after_call_ends=True,
             )
             async with closing_backends(backends), pipeline, purger:
                 ownership = ChannelOwnership()

@@ -30,6 +30,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audio_facts import AudioFacts, inspect_recording
+from storage.audit import DEFAULT_AUDIT_LIMIT, AuditReport, audit_copies
 from storage.backends.base import Backend
 from storage.errors import (
     CorruptRecording,
@@ -39,6 +40,7 @@ from storage.errors import (
     UnsafeKey,
 )
 from storage.failpoints import crash_point
+from storage.keyring import Keyring
 from storage.models import (
     CopyStatus,
     Recording,
@@ -68,6 +70,7 @@ _PENDING = (
     RecordingStatus.PREPARED,
 )
 _NAME_BATCH = 500
+DEFAULT_AUDIT_INTERVAL_S = 6 * 3600.0
 
 
 @dataclass
@@ -140,6 +143,10 @@ class RecordingPipeline:
         sweep_interval_s: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
         on_settled: Callable[[str], Awaitable[object]] | None = None,
+        copy_after_call_ends: bool = False,
+        audit_interval_s: float = DEFAULT_AUDIT_INTERVAL_S,
+        audit_limit: int = DEFAULT_AUDIT_LIMIT,
+        keyring: Keyring | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -167,6 +174,14 @@ class RecordingPipeline:
         # Told when a recording is stored or its call closes: the retention purger uses
         # it so a 0-day class keeps nothing past the end of the call.
         self._on_settled = on_settled
+        # Copies wait until the call has ended, so every sidecar carries retain_until and
+        # a 0-day class is deleted without ever being copied anywhere.
+        self._copy_after_call_ends = copy_after_call_ends
+        # Remote copies are audited (stat against the row) every so often; 0 disables.
+        self._audit_interval_s = audit_interval_s
+        self._audit_limit = audit_limit
+        self._keyring = keyring
+        self._next_audit: datetime | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
@@ -324,6 +339,8 @@ class RecordingPipeline:
         for row in rows:
             if row.status == RecordingStatus.STORED:
                 await self._settled(row.id)
+            elif row.status == RecordingStatus.PREPARED and not self._busy(row.id):
+                self._spawn(row.id)
         return len(rows)
 
     # -- recovery ------------------------------------------------------------------------
@@ -442,6 +459,8 @@ class RecordingPipeline:
             elif status == RecordingStatus.SPOOLED:
                 await self._prepare(row)
             elif status == RecordingStatus.PREPARED:
+                if not await self._ready_to_copy(row):
+                    return
                 if not await self._replicate(row):
                     return
             elif status == RecordingStatus.STORED:
@@ -544,6 +563,16 @@ class RecordingPipeline:
         facts = await asyncio.to_thread(inspect_recording, dest, result.ext)
         return dest, result.ext, facts
 
+    async def _ready_to_copy(self, row: Recording) -> bool:
+        if not self._copy_after_call_ends:
+            return True
+        if row.retain_until is None:
+            return False  # close_call() starts it again
+        if row.retain_until <= self._clock():
+            await self._settled(row.id)  # expired already (a 0-day class): retention deletes
+            return False
+        return True
+
     async def _replicate(self, row: Recording) -> bool:
         """Make the due copies; True once the recording is stored (move on to clean-up).
 
@@ -617,6 +646,37 @@ class RecordingPipeline:
                 await self.sweep()
             except Exception:  # the sweeper must outlive a database hiccup
                 log.exception("pipeline sweep failed; will try again")
+            try:
+                await self._audit_if_due()
+            except Exception:  # an audit is retried at its next interval
+                log.exception("copy audit failed; will try again")
+
+    async def _audit_if_due(self) -> None:
+        if self._audit_interval_s <= 0:
+            return
+        now = self._clock()
+        if self._next_audit is not None and now < self._next_audit:
+            return
+        self._next_audit = now + timedelta(seconds=self._audit_interval_s)
+        await self.audit()
+
+    async def audit(
+        self, *, limit: int | None = None, older_than: datetime | None = None
+    ) -> AuditReport:
+        """Check a batch of verified copies against their backends; damaged ones are
+        re-uploaded at once (their recordings go back to ``prepared``)."""
+        report = await audit_copies(
+            self._sessions,
+            {name: t.backend for name, t in self._replicator.targets.items()},
+            spool=self._spool.directory,
+            limit=self._audit_limit if limit is None else limit,
+            older_than=older_than,
+            keyring=self._keyring,
+            clock=self._clock,
+        )
+        if report.requeued:
+            await self.sweep()
+        return report
 
     async def sweep(self) -> int:
         """Start work on every recording with a copy due now; returns how many."""
@@ -628,6 +688,11 @@ class RecordingPipeline:
                     .join(Recording, Recording.id == RecordingCopy.recording_id)
                     .where(
                         Recording.status == RecordingStatus.PREPARED,
+                        *(
+                            (Recording.retain_until.is_not(None),)
+                            if self._copy_after_call_ends
+                            else ()
+                        ),
                         RecordingCopy.status == CopyStatus.PENDING,
                         (RecordingCopy.next_attempt_at.is_(None))
                         | (RecordingCopy.next_attempt_at <= now),

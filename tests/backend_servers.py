@@ -110,8 +110,16 @@ class TestAccount:
     gid: int
 
 
+PASSWORD_FILE = Path("/var/lib/pbx-bridge-test/ftp-account.password")
+
+
 def ensure_test_account() -> TestAccount:
-    """One system user for vsftpd and sshd logins; its password is new on every call."""
+    """One system user for vsftpd and sshd logins.
+
+    Its random password is made once and kept (root-only) in PASSWORD_FILE, so test runs
+    that overlap (two sessions, or a benchmark beside the tests) never change it under
+    each other's running servers.
+    """
     try:
         pwd.getpwnam(TEST_USER)
     except KeyError:
@@ -120,11 +128,18 @@ def ensure_test_account() -> TestAccount:
              "--shell", "/usr/sbin/nologin", TEST_USER],
             check=True, capture_output=True,
         )
-    password = secrets.token_urlsafe(18)
-    subprocess.run(
-        ["chpasswd"], input=f"{TEST_USER}:{password}\n", text=True, check=True,
-        capture_output=True,
-    )
+        PASSWORD_FILE.unlink(missing_ok=True)
+    if PASSWORD_FILE.exists():
+        password = PASSWORD_FILE.read_text(encoding="ascii").strip()
+    else:
+        password = secrets.token_urlsafe(18)
+        PASSWORD_FILE.parent.mkdir(parents=True, exist_ok=True)
+        PASSWORD_FILE.write_text(password, encoding="ascii")
+        PASSWORD_FILE.chmod(0o600)
+        subprocess.run(
+            ["chpasswd"], input=f"{TEST_USER}:{password}\n", text=True, check=True,
+            capture_output=True,
+        )
     pam = "auth required pam_unix.so\naccount required pam_unix.so\n"
     if not PAM_FILE.exists() or PAM_FILE.read_text() != pam:
         PAM_FILE.write_text(pam)

@@ -31,6 +31,7 @@ class ServiceHarness:
         prompts_dir: Path,
         *,
         extra_config: str = "",
+        storage_config: str = "",
     ) -> None:
         self.asterisk = asterisk
         self.workdir = workdir
@@ -54,6 +55,7 @@ url = "sqlite+aiosqlite:///{workdir}/pbx-bridge.db"
 
 [storage]
 spool_dir = "{self.spool_path}"
+{storage_config}
 
 [storage.local]
 path = "{self.recordings_path}"

@@ -251,3 +251,41 @@ def test_cron_and_named_schedules() -> None:
     assert next_slot("hourly", start).astimezone().minute == 0
     with pytest.raises(ScheduleError):
         CronSchedule("0 0 30 2 *").next_after(start)  # 30 February never comes
+
+
+async def test_copies_wait_for_the_call_to_end_and_a_zero_day_class_is_never_copied(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    settled: list[str] = []
+
+    async def on_settled(recording_id: str) -> None:
+        settled.append(recording_id)
+
+    source = DirSource(tmp_path / "asterisk")
+    store = named(LocalBackend(tmp_path / "a"), "local")
+    pipeline = RecordingPipeline(
+        db, source, tmp_path / "spool", [Target("local", store)],
+        copy_after_call_ends=True, on_settled=on_settled,
+    )
+    async with pipeline:
+        kept = await record(pipeline, source)
+        await pipeline.wait_idle()
+        assert await status_of(db, kept.id) == RecordingStatus.PREPARED  # call still live
+        assert list((tmp_path / "a").rglob("*.wav")) == []
+
+        await pipeline.close_call("call-1", datetime.now(UTC))
+        await pipeline.wait_idle()
+        assert await status_of(db, kept.id) == RecordingStatus.STORED
+
+        zero = await pipeline.begin(
+            call_id="call-2", kind=RecordingKind.CONVERSATION, legal_basis="consent",
+            retention_class="none", retention_days=0,
+        )
+        source.put(zero.asterisk_name, wav_bytes(0.5))
+        await pipeline.finished(zero.asterisk_name)
+        await pipeline.wait_idle()
+        await pipeline.close_call("call-2", datetime.now(UTC))
+        await pipeline.wait_idle()
+    assert await status_of(db, zero.id) == RecordingStatus.PREPARED  # left to retention
+    assert zero.id in settled  # ...which was told at once
+    assert not list((tmp_path / "a").rglob(f"{zero.id}*"))  # never copied anywhere

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 import typer
 
 from pbx_bridge.calls.history import DEFAULT_LIMIT, ConsentView, list_consents
-from pbx_bridge.cli.context import session_for, settings_of
-from pbx_bridge.cli.errors import reporting_errors
 from pbx_bridge.cli.listing_options import (
     JsonOption,
     LimitOption,
     NumberOption,
     SinceOption,
     UnmaskedOption,
-    parse_since,
     short_time,
+    show_listing,
 )
-from pbx_bridge.cli.table import render_table
-from pbx_bridge.config import Settings
 
 app = typer.Typer(help="Consent decisions (numbers masked unless --unmasked).")
+
+HEADERS = ["AT (UTC)", "CALLER", "DECISION", "DIGIT", "LANG", "PROMPT VERSION", "PLAYED", "CALL"]
+
+
+def _row(consent: ConsentView) -> list[object]:
+    return [
+        short_time(consent.at),
+        consent.caller,
+        consent.decision,
+        consent.digit,
+        consent.language,
+        consent.prompt_version,
+        consent.times_played,
+        consent.call_id,
+    ]
 
 
 @app.command("list")
@@ -35,34 +43,9 @@ def list_command(
     unmasked: UnmaskedOption = False,
 ) -> None:
     """List consent decisions, newest first."""
-    since_at = parse_since(since)
-
-    async def fetch(settings: Settings) -> list[ConsentView]:
-        async with session_for(settings) as session:
-            return await list_consents(session, number=number, since=since_at, limit=limit)
-
-    with reporting_errors():
-        consents = asyncio.run(fetch(settings_of(ctx)))
-    if not unmasked:
-        consents = [consent.masked() for consent in consents]
-    if as_json:
-        typer.echo(json.dumps([c.to_json() for c in consents], indent=2, ensure_ascii=False))
-        return
-    typer.echo(
-        render_table(
-            ["AT (UTC)", "CALLER", "DECISION", "DIGIT", "LANG", "PROMPT VERSION", "PLAYED", "CALL"],
-            [
-                [
-                    short_time(c.at),
-                    c.caller,
-                    c.decision,
-                    c.digit,
-                    c.language,
-                    c.prompt_version,
-                    c.times_played,
-                    c.call_id,
-                ]
-                for c in consents
-            ],
-        )
+    show_listing(
+        ctx,
+        lambda session, n, s, lim: list_consents(session, number=n, since=s, limit=lim),
+        headers=HEADERS, row=_row, as_json=as_json, number=number, since=since,
+        limit=limit, unmasked=unmasked,
     )

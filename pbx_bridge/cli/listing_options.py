@@ -1,14 +1,62 @@
-"""Options shared by the history listings (calls, recordings, consents).
+"""What the history listings (calls, recordings, consents) share: their options, and how
+a listing is fetched, masked and printed.
 
 ``--since`` takes a date or a date-time; without a zone it is read as UTC, like all output.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Protocol, Self, TypeVar
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pbx_bridge.cli.context import session_for, settings_of
+from pbx_bridge.cli.errors import reporting_errors
+from pbx_bridge.cli.table import render_table
+
+
+class Listed(Protocol):
+    def masked(self) -> Self: ...
+
+    def to_json(self) -> dict[str, object]: ...
+
+
+V = TypeVar("V", bound=Listed)
+Query = Callable[[AsyncSession, str | None, datetime | None, int], Awaitable[Sequence[V]]]
+
+
+def show_listing(
+    ctx: typer.Context,
+    query: Query[V],
+    *,
+    headers: Sequence[str],
+    row: Callable[[V], Sequence[object]],
+    as_json: bool,
+    number: str | None,
+    since: str | None,
+    limit: int,
+    unmasked: bool,
+) -> None:
+    """Fetch, mask unless asked not to (personal data), print as a table or JSON."""
+    since_at = parse_since(since)
+
+    async def fetch() -> Sequence[V]:
+        async with session_for(settings_of(ctx)) as session:
+            return await query(session, number, since_at, limit)
+
+    with reporting_errors():
+        items = asyncio.run(fetch())
+    if not unmasked:
+        items = [item.masked() for item in items]
+    if as_json:
+        typer.echo(json.dumps([i.to_json() for i in items], indent=2, ensure_ascii=False))
+        return
+    typer.echo(render_table(headers, [row(item) for item in items]))
 
 
 def parse_since(value: str | None) -> datetime | None:

@@ -22,8 +22,8 @@ from pbx_bridge.cli.listing_options import (
     NumberOption,
     SinceOption,
     UnmaskedOption,
-    parse_since,
     short_time,
+    show_listing,
 )
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Settings
@@ -51,6 +51,33 @@ def _duration(seconds: float | None) -> str | None:
     return None if seconds is None else f"{seconds:.1f}s"
 
 
+LIST_HEADERS = [
+    "STARTED (UTC)",
+    "CALLER",
+    "KIND",
+    "STATUS",
+    "DURATION",
+    "BASIS",
+    "RETAIN UNTIL",
+    "ID",
+    "LOCATION",
+]
+
+
+def _list_row(r: RecordingView) -> list[object]:
+    return [
+        short_time(r.started_at),
+        r.caller,
+        r.kind,
+        r.status,
+        _duration(r.duration_s),
+        r.legal_basis,
+        short_time(r.retain_until),
+        r.id,
+        r.location,
+    ]
+
+
 @app.command("list")
 def list_command(
     ctx: typer.Context,
@@ -61,47 +88,11 @@ def list_command(
     unmasked: UnmaskedOption = False,
 ) -> None:
     """List recordings, newest first."""
-    since_at = parse_since(since)
-
-    async def fetch(settings: Settings) -> list[RecordingView]:
-        async with session_for(settings) as session:
-            return await list_recordings(session, number=number, since=since_at, limit=limit)
-
-    with reporting_errors():
-        recordings = asyncio.run(fetch(settings_of(ctx)))
-    if not unmasked:
-        recordings = [recording.masked() for recording in recordings]
-    if as_json:
-        typer.echo(json.dumps([r.to_json() for r in recordings], indent=2, ensure_ascii=False))
-        return
-    typer.echo(
-        render_table(
-            [
-                "STARTED (UTC)",
-                "CALLER",
-                "KIND",
-                "STATUS",
-                "DURATION",
-                "BASIS",
-                "RETAIN UNTIL",
-                "ID",
-                "LOCATION",
-            ],
-            [
-                [
-                    short_time(r.started_at),
-                    r.caller,
-                    r.kind,
-                    r.status,
-                    _duration(r.duration_s),
-                    r.legal_basis,
-                    short_time(r.retain_until),
-                    r.id,
-                    r.location,
-                ]
-                for r in recordings
-            ],
-        )
+    show_listing(
+        ctx,
+        lambda session, n, s, lim: list_recordings(session, number=n, since=s, limit=lim),
+        headers=LIST_HEADERS, row=_list_row, as_json=as_json, number=number, since=since,
+        limit=limit, unmasked=unmasked,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Annotated
 
 import typer
@@ -12,9 +13,14 @@ from pbx_bridge.cli.context import sessions_for, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, fail, reporting_errors
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Settings
+from storage.audit import DEFAULT_AUDIT_LIMIT, AuditReport, audit_copies
+from storage.errors import KeyringError
+from storage.keyring import MASTER_KEY_ENV, Keyring
 from storage.status import StorageStatus, retry_dead, storage_status
 
-app = typer.Typer(help="Storage pipeline: status, dead-lettered copies, backend checks.")
+app = typer.Typer(
+    help="Storage pipeline: status, dead-lettered copies, backend checks, copy audits."
+)
 
 
 @app.command("status")
@@ -40,6 +46,7 @@ def status_command(
                     "oldest_pending": status.oldest_pending.isoformat()
                     if status.oldest_pending
                     else None,
+                    "audit_repairs": status.audit_repairs,
                     "healthy": status.healthy,
                 },
                 indent=2,
@@ -56,6 +63,10 @@ def status_command(
         typer.echo(render_table(["BACKEND", *(s.upper() for s in copy_states)], rows))
         if status.oldest_pending:
             typer.echo(f"\noldest pending copy since {status.oldest_pending:%Y-%m-%d %H:%M} UTC")
+        if status.audit_repairs:
+            typer.echo(
+                f"\n{status.audit_repairs} copies found damaged by an audit, being re-uploaded"
+            )
         if status.dead:
             typer.echo("\ndead-lettered copies (pbx-bridge storage retry):")
             typer.echo(
@@ -121,3 +132,93 @@ def check_command(ctx: typer.Context) -> None:
     typer.echo(render_table(["BACKEND", "WHERE", "STEP", "RESULT", "TIME", "DETAIL"], rows))
     if not all(r.ok for r in results):
         fail("some backends failed the check", EXIT_RUNTIME)
+
+
+@app.command("verify")
+def verify_command(
+    ctx: typer.Context,
+    all_copies: Annotated[
+        bool, typer.Option("--all", help="Every verified copy, not just one batch.")
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Copies to check (oldest-checked first).")
+    ] = DEFAULT_AUDIT_LIMIT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Ask each backend whether its verified copies are still intact (size, and sha256
+    where it knows it); damaged copies are queued for re-upload (exit 1 if any)."""
+    from pbx_bridge.storage_setup import build_backends, closing_backends
+
+    async def run(settings: Settings) -> AuditReport:
+        backends = build_backends(settings.storage)
+        keyring = await asyncio.to_thread(_keyring_if_configured, settings)
+        async with closing_backends(backends), sessions_for(settings) as sessions:
+            return await audit_copies(
+                sessions,
+                backends,
+                spool=settings.storage.spool_dir,
+                limit=None if all_copies else limit,
+                keyring=keyring,
+            )
+
+    with reporting_errors():
+        report = asyncio.run(run(settings_of(ctx)))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "checked": report.checked,
+                    "intact": report.intact,
+                    "findings": [f.__dict__ for f in report.findings],
+                    "requeued": report.requeued,
+                    "unrepairable": report.unrepairable,
+                    "unreachable": report.unreachable,
+                    "unconfigured": report.unconfigured,
+                    "clean": report.clean,
+                },
+                indent=2,
+            )
+        )
+    else:
+        typer.echo(
+            f"{report.checked} copies checked, {report.intact} intact, "
+            f"{len(report.findings)} damaged"
+        )
+        if report.findings:
+            typer.echo(
+                render_table(
+                    ["RECORDING", "BACKEND", "KEY", "PROBLEM", "OUTCOME"],
+                    [
+                        [f.recording_id, f.backend, f.key, f.problem, f.outcome]
+                        for f in report.findings
+                    ],
+                )
+            )
+        if report.requeued:
+            typer.echo(
+                f"{len(report.requeued)} recording(s) queued for re-upload; the running "
+                "service copies them within its sweep interval (or at its next start)"
+            )
+        if report.unrepairable:
+            typer.echo(
+                f"{len(report.unrepairable)} recording(s) have no intact copy left "
+                "(see pbx-bridge storage status)"
+            )
+        for backend, error in sorted(report.unreachable.items()):
+            typer.echo(f"backend {backend} could not be asked: {error}")
+        if report.unconfigured:
+            typer.echo(f"{report.unconfigured} copies on backends no longer configured")
+    if not report.clean:
+        raise typer.Exit(1)
+
+
+def _keyring_if_configured(settings: Settings) -> Keyring | None:
+    """Master keys open encrypted copies to repair from; without them plain copies serve."""
+    if settings.storage.keys_dir is None and not os.environ.get(MASTER_KEY_ENV):
+        return None
+    try:
+        return Keyring.load(settings.storage.keys_dir)
+    except KeyringError as exc:
+        typer.echo(f"warning: master keys not loaded ({exc}); encrypted copies cannot "
+                   "serve as a repair source", err=True)
+        return None

@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := python3-venv mmdebstrap sip-tester espeak-ng sox libsndfile1 ca-certificates \
 	vsftpd openssh-server curl
 
-.PHONY: demo test lint typecheck unit e2e deps venv prompts clean
+.PHONY: demo test lint typecheck unit e2e deps venv prompts clean bench
 
 demo: deps venv
 	$(BIN)/python -m pbx_bridge.sandbox.demo
@@ -31,6 +31,11 @@ unit: venv
 
 e2e: deps venv
 	$(BIN)/pytest -ra -m asterisk
+
+# Speed and memory against baselines in the same run (bench/README.md); a few minutes.
+bench: deps venv
+	$(BIN)/python bench/pipeline_ftp.py
+	$(BIN)/python bench/purge.py
 
 prompts: venv
 	$(BIN)/pbx-bridge prompts build

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.audit import AUDIT_PREFIX
 from storage.models import CopyStatus, Recording, RecordingCopy, utcnow
 
 
@@ -30,6 +31,8 @@ class StorageStatus:
     copies: dict[str, dict[str, int]]  # backend -> copy status -> count
     dead: list[DeadCopy] = field(default_factory=list)
     oldest_pending: datetime | None = None  # created_at of the oldest pending copy
+    # Pending copies an audit found damaged on their backend and queued for re-upload.
+    audit_repairs: int = 0
 
     @property
     def healthy(self) -> bool:
@@ -67,7 +70,13 @@ async def storage_status(
                 RecordingCopy.status == CopyStatus.PENDING
             )
         )
-    return StorageStatus(recordings, copies, dead, oldest)
+        audit_repairs = await session.scalar(
+            select(func.count()).where(
+                RecordingCopy.status == CopyStatus.PENDING,
+                RecordingCopy.last_error.like(AUDIT_PREFIX + "%"),
+            )
+        )
+    return StorageStatus(recordings, copies, dead, oldest, int(audit_repairs or 0))
 
 
 async def retry_dead(

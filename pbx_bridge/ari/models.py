@@ -193,14 +193,11 @@ class Bridge:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Playback:
-    id: str
-    media_uri: str = ""
-    target_uri: str = ""
-    state: str = ""
-    language: str = ""
-    next_media_uri: str | None = None
+class _Targeted:
+    """Playbacks and recordings name what they act on as ``channel:ID`` / ``bridge:ID``."""
+
+    __slots__ = ()
+    target_uri: str
 
     @property
     def target_kind(self) -> str:
@@ -210,6 +207,16 @@ class Playback:
     @property
     def target_id(self) -> str:
         return split_target_uri(self.target_uri)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Playback(_Targeted):
+    id: str
+    media_uri: str = ""
+    target_uri: str = ""
+    state: str = ""
+    language: str = ""
+    next_media_uri: str | None = None
 
     @classmethod
     def from_json(cls, data: object) -> Playback:
@@ -225,7 +232,7 @@ class Playback:
 
 
 @dataclass(frozen=True, slots=True)
-class LiveRecording:
+class LiveRecording(_Targeted):
     name: str
     format: str = ""
     state: str = ""
@@ -234,14 +241,6 @@ class LiveRecording:
     talking_duration: int | None = None
     silence_duration: int | None = None
     cause: str | None = None
-
-    @property
-    def target_kind(self) -> str:
-        return split_target_uri(self.target_uri)[0]
-
-    @property
-    def target_id(self) -> str:
-        return split_target_uri(self.target_uri)[1]
 
     @classmethod
     def from_json(cls, data: object) -> LiveRecording:

@@ -141,6 +141,11 @@ class StorageSettings(_Section):
     # Master keys for encryption at rest (backends with encrypt = true): a folder of
     # key files, the newest active; or one base64 key in the environment.
     keys_dir: Path | None = None
+    # Every audit_interval_s the service checks up to audit_limit stored copies (oldest
+    # checked first) and re-uploads any that was truncated or removed behind our back;
+    # 0 turns it off (`pbx-bridge storage verify` still works).
+    audit_interval_s: float = Field(default=21600.0, ge=0)
+    audit_limit: int = Field(default=200, ge=1)
 
     @model_validator(mode="after")
     def _targets_exist_and_stay_in_country(self) -> StorageSettings:

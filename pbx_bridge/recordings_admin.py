@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pbx_bridge.calls.history import RecordingView
+from pbx_bridge.calls.history import RecordingView, recording_view
 from pbx_bridge.calls.models import Call
 from pbx_bridge.calls.retention import class_days
 from pbx_bridge.config import RetentionSettings, Settings
@@ -260,22 +260,7 @@ async def recording_detail(session: AsyncSession, recording_id: str) -> Recordin
         )
     ).all()
     tombstone = await latest_tombstone(session, recording_id)
-    view = RecordingView(
-        id=row.id,
-        call_id=row.call_id,
-        caller=caller,
-        kind=row.kind,
-        status=row.status,
-        format=row.format,
-        duration_s=row.duration_s,
-        sha256=row.sha256,
-        size_bytes=row.size_bytes,
-        legal_basis=row.legal_basis,
-        retention_class=row.retention_class,
-        retain_until=row.retain_until,
-        location=row.location,
-        started_at=row.started_at,
-    )
+    view = recording_view(row, caller)
     return RecordingDetail(
         recording=view,
         asterisk_name=row.asterisk_name,

@@ -27,6 +27,7 @@ from pbx_bridge.storage_setup import (
     build_encryptor,
     build_targets,
     closing_backends,
+    load_keyring,
     sidecar_facts,
 )
 from storage.database import ensure_migrated, make_engine, make_session_factory
@@ -77,6 +78,7 @@ async def run(settings: Settings) -> None:
             backends = build_backends(storage)
             targets = build_targets(storage, backends)
             source = AriRecordingSource(ari)
+            keyring = load_keyring(storage, targets)
             purger = Purger(
                 sessions,
                 deleter_from_settings(settings, sessions, backends, source=source),
@@ -92,7 +94,10 @@ async def run(settings: Settings) -> None:
                 max_attempts=storage.max_attempts,
                 copy_retry_initial_s=storage.retry_initial_s,
                 copy_retry_max_s=storage.retry_max_s,
-                encryptor=await build_encryptor(sessions, storage, targets),
+                encryptor=build_encryptor(sessions, keyring),
+                keyring=keyring,
+                audit_interval_s=storage.audit_interval_s,
+                audit_limit=storage.audit_limit,
                 sidecar_facts=sidecar_facts(
                     sessions, unmasked_caller=storage.sidecar_unmasked_caller
                 ),

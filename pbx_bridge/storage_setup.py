@@ -19,6 +19,8 @@ from pbx_bridge.privacy import mask_number
 from storage.backends.base import Backend
 from storage.backends.local import LocalBackend
 from storage.backends.settings import BackendSettings
+from storage.envelope import EnvelopeEncryptor
+from storage.keyring import Keyring
 from storage.models import Recording
 from storage.replication import Encryptor, SidecarFacts, Target
 
@@ -75,18 +77,18 @@ def build_targets(
     return targets
 
 
-async def build_encryptor(
-    sessions: async_sessionmaker[AsyncSession],
-    settings: StorageSettings,
-    targets: list[Target],
-) -> Encryptor | None:
-    """The envelope encryptor, only when some target encrypts (and then keys must load)."""
-    if not any(t.encrypt for t in targets):
-        return None
-    from storage.envelope import EnvelopeEncryptor
-    from storage.keyring import Keyring
+def load_keyring(settings: StorageSettings, targets: list[Target]) -> Keyring | None:
+    """Master keys: required when a target encrypts, else used if configured (to read
+    encrypted copies made under an earlier configuration)."""
+    if any(t.encrypt for t in targets) or settings.keys_dir is not None:
+        return Keyring.load(settings.keys_dir)
+    return None
 
-    return EnvelopeEncryptor(sessions, Keyring.load(settings.keys_dir))
+
+def build_encryptor(
+    sessions: async_sessionmaker[AsyncSession], keyring: Keyring | None
+) -> Encryptor | None:
+    return None if keyring is None else EnvelopeEncryptor(sessions, keyring)
 
 
 def sidecar_facts(

@@ -191,7 +191,7 @@ def _consent_view(row: Consent) -> ConsentView:
     )
 
 
-def _recording_view(row: Recording, caller: str | None) -> RecordingView:
+def recording_view(row: Recording, caller: str | None) -> RecordingView:
     return RecordingView(
         id=row.id,
         call_id=row.call_id,
@@ -263,7 +263,7 @@ async def list_calls(
             disposition=call.disposition,
             consent=consents.get(call.id),
             recordings=tuple(
-                _recording_view(row, call.caller) for row in recordings.get(call.id, [])
+                recording_view(row, call.caller) for row in recordings.get(call.id, [])
             ),
         )
         for call in calls
@@ -287,7 +287,7 @@ async def list_recordings(
         _check_limit(limit)
     )
     rows = (await session.execute(query)).all()
-    return [_recording_view(recording, caller) for recording, caller in rows]
+    return [recording_view(recording, caller) for recording, caller in rows]
 
 
 async def list_consents(

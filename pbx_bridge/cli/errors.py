@@ -18,6 +18,7 @@ from pbx_bridge.calls.routes import InvalidRoute
 from pbx_bridge.config import ConfigError
 from pbx_bridge.jurisdiction import JurisdictionViolation
 from storage.database import DatabaseError
+from storage.errors import KeyringError, TranscodeUnavailable
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -28,6 +29,8 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (
     InvalidRetentionClass,
     InvalidRoute,
     JurisdictionViolation,
+    KeyringError,
+    TranscodeUnavailable,
     UnknownRetentionClass,
 )
 RUNTIME_ERRORS: tuple[type[Exception], ...] = (DatabaseError,)

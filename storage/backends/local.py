@@ -14,10 +14,10 @@ import uuid
 from pathlib import Path
 from stat import S_ISREG
 
+from storage.atomic_write import fsync_dir, fsync_file
 from storage.audio_facts import digest_file
 from storage.backends.base import Backend, ObjectInfo, StoredObject, validate_key
 from storage.errors import ObjectNotFound, UnsafeKey
-from storage.spool import fsync_dir, fsync_file
 
 TEMP_MARK = ".tmp-"
 

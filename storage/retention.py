@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -91,6 +91,18 @@ def _expired(now: datetime) -> list[ColumnElement[bool]]:
     ]
 
 
+async def _refresh_sqlite_statistics(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Without statistics SQLite pages expired rows through the status index and sorts the
+    whole backlog for every page (quadratic in a large purge); with them it walks the
+    retain_until index. PostgreSQL's autovacuum keeps its own statistics.
+    """
+    async with sessions() as session:
+        connection = await session.connection()
+        if connection.dialect.name == "sqlite":
+            await session.execute(text("ANALYZE recordings"))
+            await session.commit()
+
+
 async def _expired_page(
     session: AsyncSession,
     now: datetime,
@@ -155,6 +167,7 @@ async def purge_expired(
     if batch < 1:
         raise ValueError("batch must be at least 1")
     report = PurgeReport(as_of=now, dry_run=dry_run)
+    await _refresh_sqlite_statistics(sessions)
 
     # First the deletions an earlier run (or a crash) left unfinished.
     after_id: str | None = None

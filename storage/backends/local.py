@@ -36,11 +36,14 @@ class LocalBackend(Backend):
             raise UnsafeKey(f"key resolves outside the storage root: {key!r}")
         return path
 
-    async def put(self, src: Path, key: str) -> StoredObject:
-        path = self.path_for(key)
-        return await asyncio.to_thread(self._put, src, key, path)
+    # Every operation resolves its path (lstat calls, symlinks followed) in the worker
+    # thread with the rest of its file I/O, never on the event loop.
 
-    def _put(self, src: Path, key: str, path: Path) -> StoredObject:
+    async def put(self, src: Path, key: str) -> StoredObject:
+        return await asyncio.to_thread(self._put, src, key)
+
+    def _put(self, src: Path, key: str) -> StoredObject:
+        path = self.path_for(key)
         folder = path.parent
         folder.mkdir(parents=True, exist_ok=True)
         # Leftovers of an interrupted put of this same key are junk, never a second copy.
@@ -58,9 +61,12 @@ class LocalBackend(Backend):
         return StoredObject(key, path.as_uri(), digest.size_bytes, digest.sha256)
 
     async def stat(self, key: str) -> ObjectInfo | None:
+        return await asyncio.to_thread(self._stat, key)
+
+    def _stat(self, key: str) -> ObjectInfo | None:
         path = self.path_for(key)
         try:
-            st = await asyncio.to_thread(path.stat)
+            st = path.stat()
         except FileNotFoundError:
             return None
         if not S_ISREG(st.st_mode):
@@ -68,12 +74,16 @@ class LocalBackend(Backend):
         return ObjectInfo(key, path.as_uri(), st.st_size)
 
     async def get(self, key: str, dest: Path) -> None:
-        path = self.path_for(key)
+        await asyncio.to_thread(self._get, key, dest)
+
+    def _get(self, key: str, dest: Path) -> None:
         try:
-            await asyncio.to_thread(shutil.copyfile, path, dest)
+            shutil.copyfile(self.path_for(key), dest)
         except FileNotFoundError as exc:
             raise ObjectNotFound(f"no object under {key!r}") from exc
 
     async def delete(self, key: str) -> None:
-        path = self.path_for(key)
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        await asyncio.to_thread(self._delete, key)
+
+    def _delete(self, key: str) -> None:
+        self.path_for(key).unlink(missing_ok=True)

@@ -548,7 +548,15 @@ class RecordingPipeline:
             if cast(CursorResult[Any], result).rowcount != 1:
                 return
             row.format, row.sha256, row.duration_s = fmt, facts.sha256, facts.duration_s
-            session.add_all(self._replicator.plan(row, fmt))
+            planned = set(
+                (
+                    await session.scalars(
+                        select(RecordingCopy.backend).where(RecordingCopy.recording_id == row.id)
+                    )
+                ).all()
+            )
+            # Prepared again after its spool file was lost: keep the copies already made.
+            session.add_all(c for c in self._replicator.plan(row, fmt) if c.backend not in planned)
             await session.commit()
         if prepared != spool_path:
             await self._spool.remove(spool_path)
@@ -581,9 +589,13 @@ class RecordingPipeline:
         """
         plain = Path(row.spool_path) if row.spool_path else None
         if plain is None or not await self._spool.exists(plain):
-            raise CorruptRecording(
-                f"recording {row.id}: prepared file {plain} is missing from the spool"
+            # Asterisk keeps its copy until the recording is stored: fetch it again.
+            log.warning("recording %s: prepared file gone from the spool; fetching again",
+                        row.id)
+            await self._move(
+                row.id, (RecordingStatus.PREPARED,), RecordingStatus.FINISHED, spool_path=None
             )
+            return True
         state = await self._replicator.replicate(row, plain)
         if state.all_verified:
             moved = await self._move(

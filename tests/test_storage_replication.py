@@ -289,3 +289,32 @@ async def test_copies_wait_for_the_call_to_end_and_a_zero_day_class_is_never_cop
     assert await status_of(db, zero.id) == RecordingStatus.PREPARED  # left to retention
     assert zero.id in settled  # ...which was told at once
     assert not list((tmp_path / "a").rglob(f"{zero.id}*"))  # never copied anywhere
+
+
+async def test_a_lost_prepared_file_is_fetched_again_without_duplicating_copies(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    source = DirSource(tmp_path / "asterisk")
+    ftp = FlakyBackend(tmp_path / "ftp", "ftp")
+    targets = [Target("local", named(LocalBackend(tmp_path / "a"), "local")), Target("ftp", ftp)]
+    clock = [datetime(2026, 11, 24, 9, 0, tzinfo=UTC)]
+    pipeline = RecordingPipeline(
+        db, source, tmp_path / "spool", targets, copy_retry_initial_s=100,
+        copy_retry_max_s=200, clock=lambda: clock[0],
+    )
+    async with pipeline:
+        row = await record(pipeline, source)
+        await pipeline.wait_idle()
+        assert await status_of(db, row.id) == RecordingStatus.PREPARED
+        for leftover in (tmp_path / "spool").iterdir():
+            leftover.unlink()  # an operator "cleaned up" the spool
+
+        ftp.down = False
+        clock[0] += timedelta(seconds=201)
+        await pipeline.sweep()
+        await pipeline.wait_idle()
+    assert await status_of(db, row.id) == RecordingStatus.STORED
+    made = await copies(db, row.id)
+    assert sorted(made) == ["ftp", "local"]
+    assert all(c.status == CopyStatus.VERIFIED for c in made.values())
+    assert not source.has(row.asterisk_name)

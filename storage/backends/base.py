@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from storage.errors import UnsafeKey
 
@@ -89,3 +89,25 @@ class Backend(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release pooled connections or clients; the backend stays usable afterwards."""
+
+
+class RemoteFolderBackend(Backend):
+    """A backend keeping objects as files under a base folder of a server (FTP, SFTP)."""
+
+    _base: PurePosixPath
+
+    @property
+    def location(self) -> str:
+        return self._uri(self._base)
+
+    def remote_path(self, key: str) -> PurePosixPath:
+        """The key under the base folder; refused if it could escape it or inject commands."""
+        validate_remote_key(key)
+        return self._base / key
+
+    def location_for(self, key: str) -> str:
+        return self._uri(self.remote_path(key))
+
+    @abstractmethod
+    def _uri(self, path: PurePosixPath) -> str:
+        """A URI for the path, with the protocol's scheme and never a password."""

@@ -25,7 +25,7 @@ from aioftp.client import DataConnectionThrottleStreamIO
 from aioftp.common import SSLSessionBoundContext, async_enterable
 
 from storage.audio_facts import digest_file
-from storage.backends.base import Backend, ObjectInfo, StoredObject, validate_remote_key
+from storage.backends.base import ObjectInfo, RemoteFolderBackend, StoredObject
 from storage.backends.settings import FtpBackendSettings
 from storage.errors import (
     BackendRefused,
@@ -100,7 +100,7 @@ class _ExplicitTlsClient(aioftp.Client):
         )
 
 
-class FtpBackend(Backend):
+class FtpBackend(RemoteFolderBackend):
     def __init__(self, settings: FtpBackendSettings, name: str = "ftp") -> None:
         self.settings = settings
         self.name = name
@@ -116,17 +116,6 @@ class FtpBackend(Backend):
                 "anyone on the path can read recordings and credentials",
                 name,
             )
-
-    @property
-    def location(self) -> str:
-        return self._uri(self._base)
-
-    def remote_path(self, key: str) -> PurePosixPath:
-        validate_remote_key(key)
-        return self._base / key
-
-    def location_for(self, key: str) -> str:
-        return self._uri(self.remote_path(key))
 
     def _uri(self, path: PurePosixPath) -> str:
         scheme = "ftps" if self.tls else "ftp"

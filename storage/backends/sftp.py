@@ -24,7 +24,7 @@ from urllib.parse import quote
 import asyncssh
 
 from storage.audio_facts import digest_file
-from storage.backends.base import Backend, ObjectInfo, StoredObject, validate_remote_key
+from storage.backends.base import ObjectInfo, RemoteFolderBackend, StoredObject
 from storage.backends.settings import SftpBackendSettings
 from storage.errors import (
     BackendRefused,
@@ -40,7 +40,7 @@ TEMP_MARK = ".part-"
 _warned_insecure: set[str] = set()
 
 
-class SftpBackend(Backend):
+class SftpBackend(RemoteFolderBackend):
     def __init__(
         self, settings: SftpBackendSettings, name: str = "sftp", *, readback: bool = False
     ) -> None:
@@ -57,17 +57,6 @@ class SftpBackend(Backend):
                 "a machine in the middle would receive recordings and credentials",
                 name,
             )
-
-    @property
-    def location(self) -> str:
-        return self._uri(self._base)
-
-    def remote_path(self, key: str) -> PurePosixPath:
-        validate_remote_key(key)
-        return self._base / key
-
-    def location_for(self, key: str) -> str:
-        return self._uri(self.remote_path(key))
 
     def _uri(self, path: PurePosixPath) -> str:
         s = self.settings

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.audio_facts import digest_file
+from storage.audio_facts import FileDigest, digest_file
 from storage.backends.base import Backend, validate_key
 from storage.backends.settings import DEFAULT_PATH_TEMPLATE
 from storage.errors import IntegrityMismatch, StorageError
@@ -186,11 +186,16 @@ class Replicator:
     async def _upload(
         self, row: Recording, copy: RecordingCopy, target: Target, plain: Path
     ) -> None:
-        src = plain
         if target.encrypt:
             assert self._encryptor is not None
             src = await self._encryptor.encrypted_copy(row.id, plain)
-        expected = await asyncio.to_thread(digest_file, src)
+            expected = await asyncio.to_thread(digest_file, src)
+        else:
+            # The plain file's digest was committed when it was prepared: every plain copy
+            # must match the recording itself, with no second pass over the bytes.
+            src = plain
+            assert row.sha256 is not None and row.size_bytes is not None
+            expected = FileDigest(row.size_bytes, row.sha256)
         stored = await target.backend.put(src, copy.key)
         if stored.size != expected.size_bytes or (
             stored.checksum_verified and stored.sha256 != expected.sha256

@@ -202,6 +202,9 @@ class CallSettings(_Section):
     max_repeats: int = Field(default=2, ge=0, le=10)
     # Agent's on-demand recording codes: "*" then the digit, within this many seconds.
     on_demand_digit_window_s: float = Field(default=3.0, gt=0)
+    # Record caller and agent on separate channels (caller left, agent right) instead of
+    # the mixed bridge: quality teams and speech analytics want to tell them apart.
+    stereo: bool = False
 
     @field_validator("dial_template")
     @classmethod
@@ -221,6 +224,30 @@ class RouteSettings(_Section):
     timeout_means: TimeoutRule = TimeoutRule.DECLINED
     prompt_timeout_s: int = Field(default=8, ge=1, le=60)
     retention_class: str = "default"
+    # Callers may press 8 at the disclosure to withdraw consent for good: a withdrawal
+    # request is opened for their number and they go on the do-not-record list.
+    offer_withdrawal: bool = False
+
+
+class PrivacySettings(_Section):
+    """Data-subject requests: how numbers are recognised and how long a request may take."""
+
+    # Numbers written without a country code are read as numbers of this region.
+    default_region: str = Field(default="TR", pattern=r"^[A-Z]{2}$")
+    # The secret behind the keyed hash that finds a subject's rows (also after their
+    # number was erased). Created on first use if missing; back it up with the database:
+    # without it no subject can be found again. The environment may give it instead
+    # (PBX_BRIDGE_PRIVACY__SUBJECT_KEY, base64 of at least 32 bytes).
+    subject_key_file: Path = Path("./var/subject.key")
+    subject_key: SecretStr | None = None
+    # KVKK art. 13 and GDPR art. 12: answer within 30 days.
+    due_days: int = Field(default=30, ge=1, le=365)
+    # Requests due within this many days are reported as "due soon".
+    due_soon_days: int = Field(default=7, ge=0, le=365)
+    # Exports (ZIP files with the subject's recordings) are written here and deleted
+    # this many days after they were made.
+    export_dir: Path = Path("./var/exports")
+    export_days: int = Field(default=7, ge=1, le=365)
 
 
 class LogSettings(_Section):
@@ -242,6 +269,7 @@ class Settings(BaseSettings):
     prompts: PromptSettings = PromptSettings()
     call: CallSettings = CallSettings()
     default_route: RouteSettings = RouteSettings()
+    privacy: PrivacySettings = PrivacySettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -112,6 +112,9 @@ class Recording(Base):
         UTCDateTime(), nullable=True, index=True
     )
     format: Mapped[str] = mapped_column(String(16), default="wav")
+    # "mixed": one Asterisk recording (the bridge, or a snoop); "stereo": two, one per
+    # leg (``storage.legs`` names them), merged into one file caller-left, agent-right.
+    layout: Mapped[str] = mapped_column(String(16), default="mixed")
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -217,3 +220,27 @@ class Tombstone(Base):
     deleted_where: Mapped[str] = mapped_column(Text)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    """One entry of the append-only, hash-chained audit trail.
+
+    ``hash`` covers every other field and the previous entry's hash, so changing,
+    removing or reordering an entry breaks the chain at that entry
+    (``storage.audit_trail``). ``seq`` is assigned as last + 1 under the primary key, so
+    two writers (the service and a CLI) can never fork the chain.
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    # What it was done to: "recording:ID", "call:ID", "route:DID", "dsar:ID", "subject:KEY"
+    target: Mapped[str] = mapped_column(String(200), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    # JSON object of further facts; never a phone number in the clear.
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storage.models import Base, UTCDateTime, new_id, utcnow
@@ -41,6 +41,8 @@ class Route(Base):
     # Recordings of this route may only be kept in this country (checked against the
     # storage targets when set and at every start).
     require_jurisdiction: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    # Pressing 8 at the disclosure withdraws consent (opens a withdrawal request).
+    offer_withdrawal: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
@@ -53,6 +55,12 @@ class Call(Base):
     channel_id: Mapped[str] = mapped_column(String(128), unique=True)
     direction: Mapped[str] = mapped_column(String(16))
     caller: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # Keyed hash of the caller's E.164 number: finds the subject's calls, also after
+    # erasure or anonymisation removed or masked ``caller``.
+    caller_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # "erased" or "anonymised" once a data-subject request removed the personal fields.
+    redaction: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     did: Mapped[str] = mapped_column(String(64))
     extension: Mapped[str | None] = mapped_column(String(64), nullable=True)
     announcement: Mapped[str] = mapped_column(String(16))
@@ -75,7 +83,8 @@ class Consent(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.id"), unique=True)
     caller: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    # granted, declined, timeout, not-asked
+    caller_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # granted, declined, timeout, not-asked, withdrawn
     decision: Mapped[str] = mapped_column(String(16))
     digit: Mapped[str | None] = mapped_column(String(1), nullable=True)
     language: Mapped[str] = mapped_column(String(8))
@@ -89,3 +98,48 @@ class Consent(Base):
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     call: Mapped[Call] = relationship(back_populates="consent")
+
+
+class DataSubjectRequest(Base):
+    """One request under KVKK art. 11 / GDPR arts. 15-22, from receipt to answer."""
+
+    __tablename__ = "dsar_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # Short, human-quotable reference (e.g. DSAR-2026-0001) for letters and e-mails.
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    subject_key: Mapped[str] = mapped_column(String(64), index=True)
+    # E.164; cleared (masked copy kept) once an erasure or anonymisation is done.
+    number: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    number_masked: Mapped[str] = mapped_column(String(32))
+    # access, export, erasure, anonymise, withdraw, object
+    type: Mapped[str] = mapped_column(String(16))
+    # phone, email, web, letter, keypress
+    channel: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # open, in-progress, done, rejected
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    opened_by: Mapped[str] = mapped_column(String(128))
+    handled_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reject_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # JSON: exactly what the action did (recordings deleted, kept and why, rows redacted).
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    export_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    export_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class DoNotRecord(Base):
+    """Numbers whose calls are connected without recording (consent withdrawn, objection)."""
+
+    __tablename__ = "do_not_record"
+
+    subject_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # withdraw or object
+    reason: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    added_by: Mapped[str] = mapped_column(String(128))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,1 @@
+"""Data subjects: who a phone number is, and what we hold about them."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -19,12 +20,15 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from pbx_bridge.calls.changes import SYSTEM_ACTOR
 from pbx_bridge.calls.history import RecordingView, recording_view
 from pbx_bridge.calls.models import Call
 from pbx_bridge.calls.retention import class_days
 from pbx_bridge.config import RetentionSettings, Settings
+from pbx_bridge.privacy import mask_number
 from pbx_bridge.storage_setup import build_backends
 from storage.audio_facts import digest_file
+from storage.audit_trail import record_event
 from storage.backends.base import Backend
 from storage.deletion import DestroyKey, RecordingDeleter, latest_tombstone
 from storage.errors import RecordingNotFound, StorageError
@@ -37,7 +41,10 @@ from storage.models import (
     RecordingStatus,
     Tombstone,
 )
+from storage.replication import mark_sidecars_stale
 from storage.source import RecordingSource
+
+_NUMBER_IN_TEXT = re.compile(r"\+?\d[\d ]{6,}\d")
 
 
 class RecordingGone(StorageError):
@@ -116,11 +123,29 @@ def _apply(row: Recording, class_name: str, days: int, ended: datetime | None) -
     return RetentionChange(row.id, class_name, days, old, row.retain_until)
 
 
+async def _record_retention_change(
+    session: AsyncSession, change: RetentionChange, old_class: str, actor: str
+) -> None:
+    await record_event(
+        session,
+        actor=actor,
+        action="recording.retention_changed",
+        target=f"recording:{change.recording_id}",
+        details={
+            "class": {"from": old_class, "to": change.retention_class},
+            "days": change.retention_days,
+            "retain_until": {"from": change.old_retain_until, "to": change.retain_until},
+        },
+    )
+
+
 async def change_retention(
     sessions: async_sessionmaker[AsyncSession],
     recording_id: str,
     class_name: str,
     retention_settings: RetentionSettings,
+    *,
+    actor: str = SYSTEM_ACTOR,
 ) -> RetentionChange:
     """Give one recording another class; ``retain_until`` counts from the call's end."""
     async with sessions() as session:
@@ -129,7 +154,10 @@ async def change_retention(
         if row is None:
             raise RecordingNotFound(f"no recording {recording_id}")
         _check_changeable(row)
+        old_class = row.retention_class
         change = _apply(row, class_name, days, await _call_end(session, row))
+        await mark_sidecars_stale(session, row.id)
+        await _record_retention_change(session, change, old_class, actor)
         await session.commit()
     return change
 
@@ -141,6 +169,7 @@ async def change_call_retention(
     retention_settings: RetentionSettings,
     *,
     kinds: Collection[str] = (RecordingKind.CONVERSATION.value,),
+    actor: str = SYSTEM_ACTOR,
 ) -> list[RetentionChange]:
     """Every recording of a call (conversations by default: consent evidence keeps its own).
 
@@ -164,8 +193,13 @@ async def change_call_retention(
             for r in rows
             if r.status not in (RecordingStatus.DELETED, RecordingStatus.DELETING)
         ]
+        old_classes = [row.retention_class for row in live]
         changes = [_apply(row, class_name, days, call.ended_at) for row in live]
         call.retention_class = class_name
+        for row in live:
+            await mark_sidecars_stale(session, row.id)
+        for change, old_class in zip(changes, old_classes, strict=True):
+            await _record_retention_change(session, change, old_class, actor)
         await session.commit()
     return changes
 
@@ -297,11 +331,16 @@ async def fetch_recording(
     recording_id: str,
     dest: Path,
     settings: Settings,
+    *,
+    actor: str | None = None,
 ) -> FetchedRecording:
     """Copy the recording from its first readable verified copy to ``dest``.
 
     The bytes land in a temporary file beside ``dest`` and are checked against the
     copy's recorded sha256 before they take its name, so ``dest`` is never half a file.
+    With ``actor`` the copy is recorded as ``recording.downloaded`` (committed before the
+    file takes its name: no copy leaves unrecorded); without, the caller records its own
+    purpose (an export).
     """
     if await asyncio.to_thread(dest.exists):
         raise OutputExists(f"{dest} exists; choose another path or remove it")
@@ -329,7 +368,9 @@ async def fetch_recording(
             problems.append(f"{copy.backend}: not configured")
             continue
         try:
-            return await _fetch_copy(sessions, backend, copy, row, temp, dest, settings)
+            return await _fetch_copy(
+                sessions, backend, copy, row, temp, dest, settings, actor=actor
+            )
         except (StorageError, OSError) as exc:
             problems.append(f"{copy.backend}: {exc}")
         finally:
@@ -346,6 +387,8 @@ async def _fetch_copy(
     temp: Path,
     dest: Path,
     settings: Settings,
+    *,
+    actor: str | None,
 ) -> FetchedRecording:
     await backend.get(copy.key, temp)
     stored = await asyncio.to_thread(digest_file, temp)
@@ -363,10 +406,32 @@ async def _fetch_copy(
     facts = await asyncio.to_thread(digest_file, temp)
     if row.sha256 and facts.sha256 != row.sha256:
         raise NoReadableCopy(f"copy on {copy.backend} does not match the recording's sha256")
+    if actor is not None:
+        async with sessions() as session:
+            await record_event(
+                session,
+                actor=actor,
+                action="recording.downloaded",
+                target=f"recording:{row.id}",
+                details={
+                    "backend": copy.backend,
+                    "sha256": facts.sha256,
+                    "size_bytes": facts.size_bytes,
+                    "decrypted": copy.encrypted,
+                    "out": _masked_path(dest),
+                },
+            )
+            await session.commit()
     await asyncio.to_thread(os.replace, temp, dest)
     return FetchedRecording(
         dest, copy.backend, copy.key, facts.size_bytes, facts.sha256, copy.encrypted
     )
+
+
+def _masked_path(path: Path) -> str:
+    """Where the copy went, with any number-like run masked: an admin may name the file
+    after the caller, and the audit trail can never be erased."""
+    return _NUMBER_IN_TEXT.sub(lambda m: mask_number(m.group().replace(" ", "")), str(path))
 
 
 async def _decrypt(

@@ -14,6 +14,7 @@ from enum import StrEnum
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -134,6 +135,9 @@ class Recording(Base):
     delete_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     delete_actor: Mapped[str | None] = mapped_column(String(128), nullable=True)
     delete_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # JSON list of the places other than copies (spool, Asterisk, data key) an unfinished
+    # deletion has already cleared, so the tombstone names them after a restart too.
+    delete_progress: Mapped[str | None] = mapped_column(Text, nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (Index("ix_recordings_status", "status"),)
@@ -169,6 +173,9 @@ class RecordingCopy(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     location: Mapped[str | None] = mapped_column(Text, nullable=True)
     sidecar_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Set when the facts in the sidecar changed (a new retention class): the sweeper
+    # rewrites the sidecar on the backend, and clears it only if nothing changed since.
+    sidecar_stale_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -227,8 +234,9 @@ class AuditEntry(Base):
 
     ``hash`` covers every other field and the previous entry's hash, so changing,
     removing or reordering an entry breaks the chain at that entry
-    (``storage.audit_trail``). ``seq`` is assigned as last + 1 under the primary key, so
-    two writers (the service and a CLI) can never fork the chain.
+    (``storage.audit_trail``). ``seq`` is the chain head's next number, taken under the
+    head row's lock (:class:`AuditHead`), so two writers (the service and a CLI) can
+    never fork the chain.
     """
 
     __tablename__ = "audit_log"
@@ -243,4 +251,21 @@ class AuditEntry(Base):
     # JSON object of further facts; never a phone number in the clear.
     details: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The one row naming the audit chain's last entry (``seq`` 0 and 64 zeros: empty).
+
+    Every append updates it first, in the appending transaction: that takes SQLite's write
+    lock and a row lock on PostgreSQL, so appenders queue and each links to the entry
+    the one before it wrote. ``audit verify`` also checks the chain ends where the head
+    says, which is how removing the newest entries is caught.
+    """
+
+    __tablename__ = "audit_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))

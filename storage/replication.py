@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audio_facts import FileDigest, digest_file
@@ -30,7 +30,7 @@ from storage.backends.base import Backend, validate_key
 from storage.backends.settings import DEFAULT_PATH_TEMPLATE
 from storage.errors import IntegrityMismatch, StorageError
 from storage.failpoints import crash_point
-from storage.models import CopyStatus, Recording, RecordingCopy, utcnow
+from storage.models import CopyStatus, Recording, RecordingCopy, RecordingStatus, utcnow
 from storage.schedule import next_slot
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,20 @@ class Encryptor(Protocol):
 SidecarFacts = Callable[[Recording], Awaitable[Mapping[str, Any]]]
 
 
+async def mark_sidecars_stale(session: AsyncSession, recording_id: str) -> None:
+    """The recording's sidecar facts changed (e.g. retain_until): rewrite them on the
+    backends. Inside the caller's transaction, so the change and the mark commit together."""
+    await session.execute(
+        update(RecordingCopy)
+        .where(
+            RecordingCopy.recording_id == recording_id,
+            RecordingCopy.sidecar_key.is_not(None),
+            RecordingCopy.status == CopyStatus.VERIFIED,
+        )
+        .values(sidecar_stale_since=utcnow())
+    )
+
+
 def render_key(template: str, row: Recording, ext: str) -> str:
     """The copy's key from the backend's template; every value is one safe path segment."""
     started = row.started_at.astimezone(UTC)
@@ -85,6 +99,8 @@ class ReplicationState:
     all_verified: bool
     next_due: datetime | None  # the earliest pending copy not yet due
     dead: list[str] = field(default_factory=list)  # backends that gave up
+    # The first target's verified copy: what listings show as the recording's location.
+    primary_location: str | None = None
 
 
 class Replicator:
@@ -157,16 +173,64 @@ class Replicator:
                 (c.next_attempt_at or self._clock() for c in pending), default=None
             ),
             dead=[c.backend for c in copies if c.status == CopyStatus.DEAD],
+            primary_location=self._primary(copies),
         )
 
-    async def primary_location(self, recording_id: str) -> str | None:
-        """The location of the first target's verified copy: what listings show."""
-        copies = {c.backend: c for c in await self._copies(recording_id)}
+    def _primary(self, copies: Sequence[RecordingCopy]) -> str | None:
+        by_backend = {c.backend: c for c in copies}
         for name in self._order:
-            copy = copies.get(name)
+            copy = by_backend.get(name)
             if copy is not None and copy.status == CopyStatus.VERIFIED:
                 return copy.location
         return None
+
+    # -- sidecars whose facts changed -------------------------------------------------------
+
+    async def refresh_sidecars(self, limit: int = 200) -> int:
+        """Rewrite sidecars marked stale (``mark_sidecars_stale``); returns how many.
+
+        A backend that is down keeps its mark and is tried again on the next sweep; the
+        mark is cleared only if it was not set again while we wrote.
+        """
+        async with self._sessions() as session:
+            stale = (
+                await session.execute(
+                    select(RecordingCopy, Recording)
+                    .join(Recording, Recording.id == RecordingCopy.recording_id)
+                    .where(
+                        RecordingCopy.sidecar_stale_since.is_not(None),
+                        RecordingCopy.status == CopyStatus.VERIFIED,
+                        Recording.status == RecordingStatus.STORED,
+                    )
+                    .order_by(RecordingCopy.sidecar_stale_since)
+                    .limit(limit)
+                )
+            ).all()
+        rewritten = 0
+        for copy, row in stale:
+            target = self.targets.get(copy.backend)
+            if target is not None and target.sidecar and copy.sidecar_key and copy.sha256:
+                try:
+                    async with self._slots[target.name]:
+                        await self._put_sidecar(row, copy, target, copy.sidecar_key, copy.sha256)
+                except Exception as exc:  # a copy boundary: the mark stays, retried later
+                    log.warning("recording %s: sidecar on %s not rewritten yet: %s",
+                                row.id, copy.backend, exc)
+                    continue
+                rewritten += 1
+            async with self._sessions() as session:
+                await session.execute(
+                    update(RecordingCopy)
+                    .where(
+                        RecordingCopy.id == copy.id,
+                        RecordingCopy.sidecar_stale_since == copy.sidecar_stale_since,
+                    )
+                    .values(sidecar_stale_since=None)
+                )
+                await session.commit()
+        if rewritten:
+            log.info("%d sidecar(s) rewritten with changed facts", rewritten)
+        return rewritten
 
     # -- one copy ----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.audit_trail import record_event
 from storage.deletion import (
     DELETABLE,
     RETENTION_REASON,
@@ -242,6 +244,18 @@ async def purge_recording_if_expired(
 
 # -- legal hold ---------------------------------------------------------------------------
 
+# A hold reason is typed by an admin and may quote a caller's number; the audit trail,
+# which can never be erased, keeps only its first and last digits.
+_DIGIT_RUN = re.compile(r"\+?\d[\d ]{6,}\d")
+
+
+def _masked_digits(text: str) -> str:
+    def mask(match: re.Match[str]) -> str:
+        digits = match.group().replace(" ", "")
+        return f"{digits[:4]}***{digits[-4:]}"
+
+    return _DIGIT_RUN.sub(mask, text)
+
 
 async def hold(
     sessions: async_sessionmaker[AsyncSession],
@@ -281,6 +295,13 @@ async def hold(
         )
         if moved.first() is None:
             raise HoldError(f"recording {recording_id} changed meanwhile; try again")
+        await record_event(
+            session,
+            actor=actor or "unknown",
+            action="recording.held",
+            target=f"recording:{recording_id}",
+            details={"reason": _masked_digits(reason.strip())},
+        )
         await session.commit()
         await session.refresh(row)
     log.info("recording %s put on legal hold by %s", recording_id, actor or "unknown")
@@ -299,8 +320,16 @@ async def release(
             raise RecordingNotFound(f"no recording {recording_id}")
         if row.hold_reason is None:
             raise HoldError(f"recording {recording_id} is not on hold")
+        held_since = row.held_at
         row.hold_reason = None
         row.held_at = None
+        await record_event(
+            session,
+            actor=actor or "unknown",
+            action="recording.released",
+            target=f"recording:{recording_id}",
+            details={"held_since": held_since},
+        )
         await session.commit()
     log.info("recording %s released from legal hold by %s", recording_id, actor or "unknown")
     return row

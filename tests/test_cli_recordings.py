@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
 from pbx_bridge.calls.models import Call
@@ -224,3 +225,31 @@ def test_purge_dry_run_then_purge(seeded: Path, tmp_path: Path) -> None:
     assert (tmp_path / "recordings" / KEY).exists()
     data = json.loads(cli(seeded, "recordings", "show", OLD, "--json").output)
     assert data["status"] == "deleted" and data["tombstone"]["reason"] == "retention"
+
+
+def _copy_of(config: Path, recording_id: str) -> RecordingCopy:
+    async def load() -> RecordingCopy:
+        engine = make_engine(f"sqlite+aiosqlite:///{config.parent}/var/pbx-bridge.db")
+        try:
+            async with make_session_factory(engine)() as session:
+                copy = (
+                    await session.scalars(
+                        select(RecordingCopy).where(RecordingCopy.recording_id == recording_id)
+                    )
+                ).one()
+                if copy.sidecar_key is None:
+                    copy.sidecar_key = copy.key + ".json"
+                    await session.commit()
+                return copy
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(load())
+
+
+def test_retain_marks_the_sidecars_for_rewriting(seeded: Path) -> None:
+    """The sidecar on the customer's server states retain_until: the sweeper rewrites it."""
+    assert _copy_of(seeded, REC).sidecar_stale_since is None
+    assert cli(seeded, "retention", "set", "legal", "3650").exit_code == 0
+    assert cli(seeded, "recordings", "retain", REC, "--class", "legal").exit_code == 0
+    assert _copy_of(seeded, REC).sidecar_stale_since is not None

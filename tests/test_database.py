@@ -32,6 +32,7 @@ __all__ = ["db_url", "migrated_url", "pg_database"]  # fixtures, imported for py
 REPO = Path(__file__).resolve().parent.parent
 EXPECTED_TABLES = {
     "alembic_version",
+    "audit_head",
     "audit_log",
     "do_not_record",
     "dsar_requests",

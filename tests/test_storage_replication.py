@@ -17,7 +17,7 @@ from storage.backends.local import LocalBackend
 from storage.errors import TransientStorageError
 from storage.models import CopyStatus, Recording, RecordingCopy, RecordingKind, RecordingStatus
 from storage.pipeline import RecordingPipeline
-from storage.replication import Target, render_key
+from storage.replication import Target, mark_sidecars_stale, render_key
 from storage.schedule import CronSchedule, ScheduleError, next_slot
 from storage.status import retry_dead, storage_status
 
@@ -318,3 +318,45 @@ async def test_a_lost_prepared_file_is_fetched_again_without_duplicating_copies(
     assert sorted(made) == ["ftp", "local"]
     assert all(c.status == CopyStatus.VERIFIED for c in made.values())
     assert not source.has(row.asterisk_name)
+
+
+async def test_a_changed_retention_rewrites_the_sidecar_once_the_backend_is_back(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    source = DirSource(tmp_path / "asterisk")
+    archive = FlakyBackend(tmp_path / "b", "archive")
+    archive.down = False
+    targets = [Target("archive", archive, sidecar=True)]
+    pipeline = RecordingPipeline(db, source, tmp_path / "spool", targets)
+    async with pipeline:
+        row = await record(pipeline, source)
+        await pipeline.wait_idle()
+        made = (await copies(db, row.id))["archive"]
+        assert made.sidecar_key is not None
+        sidecar_path = tmp_path / "b" / made.sidecar_key
+        assert json.loads(sidecar_path.read_text())["retain_until"] is None
+
+        # An admin gives the recording a longer class (recordings retain ID --class C).
+        new_until = datetime(2027, 11, 24, 9, 0, tzinfo=UTC)
+        async with db() as session:
+            stored = await session.get(Recording, row.id)
+            assert stored is not None
+            stored.retention_class, stored.retain_until = "sales", new_until
+            await mark_sidecars_stale(session, row.id)
+            await session.commit()
+
+        archive.down = True  # the customer's server is away: the mark stays
+        await pipeline.sweep()
+        assert json.loads(sidecar_path.read_text())["retain_until"] is None
+        assert (await copies(db, row.id))["archive"].sidecar_stale_since is not None
+
+        archive.down = False
+        await pipeline.sweep()
+        sidecar = json.loads(sidecar_path.read_text())
+        assert sidecar["retain_until"] == new_until.isoformat()
+        assert sidecar["retention_class"] == "sales"
+        assert sidecar["stored_sha256"] == made.sha256
+        assert (await copies(db, row.id))["archive"].sidecar_stale_since is None
+        puts = archive.puts
+        await pipeline.sweep()  # nothing left to rewrite
+        assert archive.puts == puts

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pbx_bridge.calls.changes import SYSTEM_ACTOR, record_change, snapshot
 from pbx_bridge.calls.models import Extension
 from pbx_bridge.calls.retention import require_class
 from pbx_bridge.config import RecordingMode
@@ -52,12 +53,15 @@ async def set_extension(
     number: str,
     recording: RecordingMode,
     retention_class: str | None = None,
+    *,
+    actor: str = SYSTEM_ACTOR,
 ) -> ExtensionInfo:
     """Create or update an extension; ``retention_class=None`` keeps the current one."""
     validate_extension(number)
     if retention_class is not None:
         await require_class(session, retention_class)
     row = await session.get(Extension, number)
+    before = None if row is None else snapshot(row)
     if row is None:
         row = Extension(number=number, recording=recording.value, retention_class=retention_class)
         session.add(row)
@@ -67,6 +71,9 @@ async def set_extension(
             row.retention_class = retention_class
     row.updated_at = utcnow()
     await session.flush()
+    await record_change(
+        session, actor=actor, kind="extension", key=number, before=before, after=snapshot(row)
+    )
     return _info(row)
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pbx_bridge.calls.changes import SYSTEM_ACTOR, record_change
 from pbx_bridge.calls.models import RetentionClassRow
 from pbx_bridge.config import RetentionSettings
 from storage.models import utcnow
@@ -74,17 +75,23 @@ async def list_classes(
     return sorted(classes.values(), key=lambda info: (info.name != DEFAULT_CLASS, info.name))
 
 
-async def set_class(session: AsyncSession, name: str, days: int) -> RetentionClassInfo:
+async def set_class(
+    session: AsyncSession, name: str, days: int, *, actor: str = SYSTEM_ACTOR
+) -> RetentionClassInfo:
     """Create or change a class. Existing recordings keep the retain_until they were given."""
     validate_class_name(name)
     validate_days(days)
     row = await session.get(RetentionClassRow, name)
+    before: dict[str, object] | None = None if row is None else {"days": row.days}
     if row is None:
         session.add(RetentionClassRow(name=name, days=days, updated_at=utcnow()))
     else:
         row.days = days
         row.updated_at = utcnow()
     await session.flush()
+    await record_change(
+        session, actor=actor, kind="retention", key=name, before=before, after={"days": days}
+    )
     return RetentionClassInfo(name, days, "database")
 
 

@@ -13,6 +13,7 @@ from pbx_bridge.calls.extensions import (
     list_extensions,
     set_extension,
 )
+from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, settings_of
 from pbx_bridge.cli.errors import reporting_errors
 from pbx_bridge.cli.table import render_table
@@ -61,7 +62,7 @@ def set_command(
 
     async def store(settings: Settings) -> ExtensionInfo:
         async with session_for(settings) as session:
-            return await set_extension(session, number, recording, retention)
+            return await set_extension(session, number, recording, retention, actor=cli_actor())
 
     with reporting_errors():
         info = asyncio.run(store(settings_of(ctx)))

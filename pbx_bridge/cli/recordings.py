@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import re
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Annotated
 import typer
 
 from pbx_bridge.calls.history import DEFAULT_LIMIT, RecordingView, iso, list_recordings
+from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, sessions_for, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, EXIT_USAGE, fail, reporting_errors
 from pbx_bridge.cli.listing_options import (
@@ -107,13 +107,6 @@ def _mask_text(text: str | None, unmasked: bool) -> str | None:
     if text is None or unmasked:
         return text
     return _NUMBER_IN_TEXT.sub(lambda m: mask_number(m.group().replace(" ", "")), text)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 @contextmanager
@@ -287,7 +280,9 @@ def get_command(
         backends = backends_from_settings(settings)
         try:
             async with sessions_for(settings) as sessions:
-                return await fetch_recording(sessions, backends, recording_id, out, settings)
+                return await fetch_recording(
+                    sessions, backends, recording_id, out, settings, actor=cli_actor()
+                )
         finally:
             for backend in backends.values():
                 await backend.close()
@@ -327,7 +322,7 @@ def delete_command(
             try:
                 deleter = deleter_from_settings(settings, sessions, backends)
                 return await deleter.request(
-                    recording_id, reason=MANUAL_REASON, note=reason.strip(), actor=_actor()
+                    recording_id, reason=MANUAL_REASON, note=reason.strip(), actor=cli_actor()
                 )
             finally:
                 for backend in backends.values():
@@ -367,7 +362,9 @@ def retain_command(
 
     async def run(settings: Settings) -> RetentionChange:
         async with sessions_for(settings) as sessions:
-            return await change_retention(sessions, recording_id, class_name, settings.retention)
+            return await change_retention(
+                sessions, recording_id, class_name, settings.retention, actor=cli_actor()
+            )
 
     with _recording_errors():
         change = asyncio.run(run(settings_of(ctx)))
@@ -391,7 +388,7 @@ def hold_command(
 
     async def run(settings: Settings) -> None:
         async with sessions_for(settings) as sessions:
-            await hold(sessions, recording_id, reason, actor=_actor())
+            await hold(sessions, recording_id, reason, actor=cli_actor())
 
     with _recording_errors():
         asyncio.run(run(settings_of(ctx)))
@@ -404,7 +401,7 @@ def release_command(ctx: typer.Context, recording_id: IdArgument) -> None:
 
     async def run(settings: Settings) -> None:
         async with sessions_for(settings) as sessions:
-            await release(sessions, recording_id, actor=_actor())
+            await release(sessions, recording_id, actor=cli_actor())
 
     with _recording_errors():
         asyncio.run(run(settings_of(ctx)))

@@ -14,6 +14,7 @@ from pbx_bridge.calls.retention import (
     validate_class_name,
     validate_days,
 )
+from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, settings_of
 from pbx_bridge.cli.errors import reporting_errors
 from pbx_bridge.cli.table import render_table
@@ -47,7 +48,7 @@ def set_command(
 
     async def store(settings: Settings) -> RetentionClassInfo:
         async with session_for(settings) as session:
-            return await set_class(session, name, days)
+            return await set_class(session, name, days, actor=cli_actor())
 
     with reporting_errors():
         validate_class_name(name)

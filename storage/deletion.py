@@ -26,8 +26,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.audit_trail import AuditEvent, record_events
 from storage.backends.base import Backend
 from storage.errors import RecordingNotFound, StorageError
+from storage.legs import leg_names
 from storage.models import (
     CopyStatus,
     DataKey,
@@ -110,6 +112,30 @@ class _Work:
     sealed: DeletionOutcome | None = None
 
 
+def _progress(row: Recording) -> list[dict[str, str]]:
+    if not row.delete_progress:
+        return []
+    loaded = json.loads(row.delete_progress)
+    return [dict(place) for place in loaded] if isinstance(loaded, list) else []
+
+
+def _dump_progress(cleared: Sequence[Mapping[str, str]]) -> str | None:
+    return json.dumps(_unique_places(cleared), ensure_ascii=False) if cleared else None
+
+
+def _unique_places(places: Iterable[Mapping[str, str]]) -> list[dict[str, str]]:
+    """Each place once (a data key destroyed in an earlier pass is seen again in later
+    ones), the first sighting kept: it has the time it was really cleared."""
+    seen: set[tuple[str, str]] = set()
+    unique: list[dict[str, str]] = []
+    for place in places:
+        ident = (place["backend"], place["key"])
+        if ident not in seen:
+            seen.add(ident)
+            unique.append(dict(place))
+    return unique
+
+
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -140,9 +166,6 @@ class RecordingDeleter:
         self._source = source
         self._destroy_key = destroy_key
         self._slots = asyncio.Semaphore(concurrency)
-        # Places other than copies (spool, Asterisk, data key) cleared by an earlier pass
-        # that could not seal; in memory for the same reason.
-        self._cleared: dict[str, list[dict[str, str]]] = {}
 
     # -- asking ----------------------------------------------------------------------
 
@@ -260,7 +283,7 @@ class RecordingDeleter:
                 found = await session.scalars(select(Recording).where(Recording.id.in_(chunk)))
                 rows.update((row.id, row) for row in found.all())
         work = {
-            rid: _Work(row, cleared=list(self._cleared.get(rid, ())))
+            rid: _Work(row, cleared=_progress(row))
             for rid, row in rows.items()
             if row.status == RecordingStatus.DELETING
         }
@@ -270,9 +293,7 @@ class RecordingDeleter:
             await self._clear_asterisk(work)
             await self._destroy_keys(work)
             await self._seal(work)
-        for rid, unfinished in work.items():
-            if unfinished.pending:
-                self._cleared[rid] = unfinished.cleared
+        await self._save_progress([item for item in work.values() if item.pending])
         outcomes: list[DeletionOutcome] = []
         for rid in ids:
             item = work.get(rid)
@@ -390,17 +411,17 @@ class RecordingDeleter:
                 )
             return
         for item in work.values():
-            name = item.row.asterisk_name
-            if name not in present:
-                continue
-            try:
-                await self._source.delete(name, item.row.format)
-            except StorageError as exc:
-                item.pending.append(PendingPlace(ASTERISK_PLACE, name, str(exc)))
-                continue
-            item.cleared.append(
-                {"backend": ASTERISK_PLACE, "key": name, "deleted_at": _iso(utcnow())}
-            )
+            for name in leg_names(item.row):  # both legs of a stereo recording
+                if name not in present:
+                    continue
+                try:
+                    await self._source.delete(name, item.row.format)
+                except StorageError as exc:
+                    item.pending.append(PendingPlace(ASTERISK_PLACE, name, str(exc)))
+                    continue
+                item.cleared.append(
+                    {"backend": ASTERISK_PLACE, "key": name, "deleted_at": _iso(utcnow())}
+                )
 
     async def _destroy_keys(self, work: Mapping[str, _Work]) -> None:
         """Only recordings that have a data key (encrypted copies) cost a call."""
@@ -463,20 +484,49 @@ class RecordingDeleter:
                         Recording.id.in_(chunk),
                         Recording.status == RecordingStatus.DELETING.value,
                     )
-                    .values(status=RecordingStatus.DELETED.value, deleted_at=deleted_at)
+                    .values(
+                        status=RecordingStatus.DELETED.value,
+                        deleted_at=deleted_at,
+                        delete_progress=None,  # the tombstone holds it now
+                    )
                     .returning(Recording.id)
                 )
                 sealed.extend(moved.all())
+            events: list[AuditEvent] = []
             for rid in sealed:
                 tombstone = self._tombstone(work[rid], copies[rid], deleted_at)
                 # Built before the commit: the caller's session factory may expire rows.
                 work[rid].sealed = _sealed_outcome(tombstone)
                 session.add(tombstone)
+                events.append(_audit_event(tombstone))
+            # Tombstones and their audit entries commit together, or neither does.
+            await record_events(session, events)
             await session.commit()
-        for rid in sealed:
-            self._cleared.pop(rid, None)
         if sealed:
             log.info("deleted %d recording(s) everywhere", len(sealed))
+
+    async def _save_progress(self, unfinished: Sequence[_Work]) -> None:
+        """What an unfinished deletion cleared outside the copies, kept on its row.
+
+        A later pass (perhaps after a restart) can no longer see a spool file or an
+        Asterisk recording it already removed; the tombstone must still name them.
+        """
+        changed = [
+            item for item in unfinished if _dump_progress(item.cleared) != item.row.delete_progress
+        ]
+        if not changed:
+            return
+        async with self._sessions() as session:
+            for item in changed:
+                await session.execute(
+                    update(Recording)
+                    .where(
+                        Recording.id == item.row.id,
+                        Recording.status == RecordingStatus.DELETING.value,
+                    )
+                    .values(delete_progress=_dump_progress(item.cleared))
+                )
+            await session.commit()
 
     def _tombstone(
         self, item: _Work, copies: Sequence[RecordingCopy], deleted_at: datetime
@@ -503,7 +553,7 @@ class RecordingDeleter:
             reason=row.delete_reason or "unknown",
             note=row.delete_note,
             actor=row.delete_actor,
-            deleted_where=json.dumps(where, ensure_ascii=False),
+            deleted_where=json.dumps(_unique_places(where), ensure_ascii=False),
             requested_at=row.delete_requested_at or deleted_at,
             deleted_at=deleted_at,
         )
@@ -521,6 +571,30 @@ class RecordingDeleter:
                 deleted_at=row.deleted_at if row else None,
             )
         return _sealed_outcome(tombstone)
+
+
+def _audit_event(tombstone: Tombstone) -> AuditEvent:
+    """A deletion for retention is a purge; any other (manual, erasure...) a deletion.
+
+    The tombstone's note is free text an admin typed and may name a caller: left out.
+    """
+    where = json.loads(tombstone.deleted_where)
+    return AuditEvent(
+        actor=tombstone.actor or "service",
+        action="recording.purged" if tombstone.reason == RETENTION_REASON
+        else "recording.deleted",
+        target=f"recording:{tombstone.recording_id}",
+        details={
+            "reason": tombstone.reason,
+            "call": tombstone.call_id,
+            "kind": tombstone.kind,
+            "legal_basis": tombstone.legal_basis,
+            "tombstone": tombstone.id,
+            "requested_at": tombstone.requested_at,
+            "where": [f"{w.get('backend')}:{w.get('key')}" for w in where],
+        },
+        at=tombstone.deleted_at,
+    )
 
 
 def _sealed_outcome(tombstone: Tombstone) -> DeletionOutcome:

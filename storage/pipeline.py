@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audio_facts import AudioFacts, inspect_recording
 from storage.audit import DEFAULT_AUDIT_LIMIT, AuditReport, audit_copies
+from storage.audit_trail import record_event
 from storage.backends.base import Backend
 from storage.errors import (
     CorruptRecording,
@@ -41,6 +42,8 @@ from storage.errors import (
 )
 from storage.failpoints import crash_point
 from storage.keyring import Keyring
+from storage.leg_merge import merge_legs
+from storage.legs import STEREO_LEGS, Layout, belongs_to, candidate_names, leg_names
 from storage.models import (
     CopyStatus,
     Recording,
@@ -251,12 +254,20 @@ class RecordingPipeline:
         retention_class: str,
         retention_days: int,
         format: str = "wav",
+        layout: Layout | str = Layout.MIXED,
     ) -> Recording:
-        """Commit the row before Asterisk is asked to record, so no file is ever unknown."""
+        """Commit the row before Asterisk is asked to record, so no file is ever unknown.
+
+        A ``stereo`` row stands for two Asterisk recordings, one per leg, named by
+        ``storage.legs.leg_names(row)``; they are merged into one file when both are done.
+        """
         if not _CALL_ID_RE.match(call_id):
             raise UnsafeKey("call_id must be one path segment of [A-Za-z0-9_.-], at most 36")
         if not _FORMAT_RE.match(format):
             raise ValueError(f"unsupported recording format {format!r}")
+        layout = Layout(layout)
+        if layout is Layout.STEREO and format.lower() not in WAV_FORMATS:
+            raise ValueError(f"stereo legs are merged from WAV, not {format!r}")
         if retention_days < 0:
             raise ValueError("retention_days must not be negative")
         recording_id = new_id()
@@ -270,25 +281,28 @@ class RecordingPipeline:
             retention_class=retention_class,
             retention_days=retention_days,
             format=format,
+            layout=layout.value,
             started_at=utcnow(),
         )
         async with self._session() as session:
             session.add(row)
             await session.commit()
-        log.info("recording %s begun (%s)", recording_id, row.kind)
+        log.info("recording %s begun (%s, %s)", recording_id, row.kind, row.layout)
         return row
 
     async def finished(self, asterisk_name: str) -> Recording | None:
         """Asterisk finished writing: commit that, then queue the ingest.
 
+        One leg of a stereo recording finishing commits nothing: the ingest asks Asterisk
+        about both legs (``_check_live``) and goes on only once neither is still live.
         Returns None for a name no row knows (not ours). A repeated event is harmless.
         """
         async with self._session() as session:
-            row = await self._by_name(session, asterisk_name)
+            row = await self._by_source_name(session, asterisk_name)
             if row is None:
                 log.warning("RecordingFinished for unknown recording name %s", asterisk_name)
                 return None
-            if row.status == RecordingStatus.RECORDING:
+            if row.layout != Layout.STEREO and row.status == RecordingStatus.RECORDING:
                 row.status = RecordingStatus.FINISHED.value
                 row.finished_at = utcnow()
                 await session.commit()
@@ -318,10 +332,18 @@ class RecordingPipeline:
     async def failed_by_name(self, asterisk_name: str, reason: str) -> Recording | None:
         """Asterisk's RecordingFailed names the recording, not our id; None if not ours."""
         async with self._session() as session:
-            row = await self._by_name(session, asterisk_name)
+            row = await self._by_source_name(session, asterisk_name)
         if row is None:
             log.warning("RecordingFailed for unknown recording name %s", asterisk_name)
             return None
+        if row.layout == Layout.STEREO:
+            # One failed leg does not cost the other: like a finished leg, the ingest looks
+            # at both; what the failed one left is kept, or its channel is silent.
+            log.warning("recording %s: leg %s failed in Asterisk: %s", row.id, asterisk_name,
+                        reason)
+            if row.status in _PENDING:
+                self._spawn(row.id)
+            return row
         await self.mark_failed(row.id, reason)
         return await self._load(row.id)
 
@@ -370,7 +392,7 @@ class RecordingPipeline:
             return report
         known = await self._known_names(names)
         report.orphans = sorted(set(names) - set(known))
-        for recording_id, status in known.values():
+        for recording_id, status in dict(known.values()).items():  # a stereo row: 2 names
             if status == RecordingStatus.STORED and not self._busy(recording_id):
                 report.source_cleanups.append(recording_id)
                 self._spawn(recording_id)
@@ -470,16 +492,25 @@ class RecordingPipeline:
                 return
 
     async def _check_live(self, row: Recording) -> bool:
-        """A row still ``recording`` after a restart: has Asterisk finished it meanwhile?"""
-        state = await self._source.state(row.asterisk_name)
-        if state == SourceState.LIVE:
+        """A row still ``recording`` (after a restart, or a stereo leg's event): has
+        Asterisk finished it meanwhile?
+
+        A stereo row waits while either leg is live; it goes on with what is there once
+        neither is (a missing leg becomes a silent channel), and is lost only when both are.
+        """
+        names = leg_names(row)
+        states = [await self._source.state(name) for name in names]
+        if SourceState.LIVE in states:
             return False
-        if state == SourceState.STORED:
+        if SourceState.STORED in states:
             await self._move(
                 row.id, (RecordingStatus.RECORDING,), RecordingStatus.FINISHED,
                 finished_at=utcnow(),
             )
             log.info("recording %s found finished in Asterisk", row.id)
+            for name, state in zip(names, states, strict=True):
+                if state == SourceState.MISSING:
+                    log.warning("recording %s: leg %s is missing in Asterisk", row.id, name)
             return True
         await self._fail(row.id, (RecordingStatus.RECORDING,), LOST_IN_ASTERISK)
         return False
@@ -489,6 +520,8 @@ class RecordingPipeline:
         spool_path = self._spool.path_for(row.id, fmt)
 
         async def write(dest: Path) -> int:
+            if row.layout == Layout.STEREO:
+                return await self._fetch_legs(row, dest)
             return await self._source.fetch(row.asterisk_name, fmt, dest)
 
         try:
@@ -500,6 +533,13 @@ class RecordingPipeline:
                     row.id, (RecordingStatus.FINISHED, RecordingStatus.SPOOLED), LOST_IN_ASTERISK
                 )
                 return
+        except CorruptRecording as exc:  # stereo: neither leg holds readable audio
+            if not await self._spool.exists(spool_path):
+                await self._fail(
+                    row.id, (RecordingStatus.FINISHED, RecordingStatus.SPOOLED),
+                    f"corrupt recording: {exc}",
+                )
+                return
         await self._move(
             row.id,
             (RecordingStatus.FINISHED, RecordingStatus.SPOOLED),
@@ -507,6 +547,38 @@ class RecordingPipeline:
             spool_path=str(spool_path),
         )
         log.info("recording %s spooled", row.id)
+
+    async def _fetch_legs(self, row: Recording, dest: Path) -> int:
+        """Both legs of a stereo row into temporary spool files, merged into ``dest``.
+
+        The temporaries end in ``.part`` and start with the recording id, so a crash
+        leftover is swept like any half-fetched file.
+        """
+        temps = [
+            self._spool.part_path_for(f"{row.id}.{leg.value}", row.format) for leg in STEREO_LEGS
+        ]
+        try:
+            fetched: list[Path | None] = []
+            for name, tmp in zip(leg_names(row), temps, strict=True):
+                try:
+                    await self._source.fetch(name, row.format, tmp)
+                except SourceMissing:
+                    await self._spool.remove(tmp)
+                    fetched.append(None)
+                else:
+                    fetched.append(tmp)
+            if all(path is None for path in fetched):
+                raise SourceMissing(f"neither leg of {row.asterisk_name} is in the source")
+            merged = await asyncio.to_thread(merge_legs, (fetched[0], fetched[1]), dest)
+        finally:
+            await asyncio.shield(asyncio.gather(*(self._spool.remove(t) for t in temps)))
+        for channel, why in sorted(merged.silent.items()):
+            log.warning("recording %s: %s leg %s; its channel is silent", row.id,
+                        STEREO_LEGS[channel].value, why)
+        if merged.headers_finished:
+            log.warning("recording %s: WAV header of %d leg(s) finished by us (Asterisk "
+                        "stopped mid-recording)", row.id, merged.headers_finished)
+        return await asyncio.to_thread(lambda: dest.stat().st_size)
 
     async def _prepare(self, row: Recording) -> None:
         """Check (and transcode) the spooled file; commit its facts and plan its copies."""
@@ -602,7 +674,9 @@ class RecordingPipeline:
                 row.id,
                 (RecordingStatus.PREPARED,),
                 RecordingStatus.STORED,
-                location=await self._replicator.primary_location(row.id),
+                audit={"call": row.call_id, "kind": row.kind, "sha256": row.sha256,
+                       "backends": sorted(self._replicator.targets)},
+                location=state.primary_location,
                 stored_at=self._clock(),
             )
             if moved:
@@ -624,13 +698,15 @@ class RecordingPipeline:
         With ``cache_days`` the prepared file stays as a local cache; the sweeper removes
         it when it expires.
         """
-        try:
-            await self._source.delete(row.asterisk_name, row.format)
-        except StorageError as exc:
-            self.stats.source_delete_failures += 1
-            if isinstance(exc, TransientStorageError):
-                raise  # retried by the task with backoff; resume() reconciles after a restart
-            log.error("recording %s: could not delete the Asterisk copy: %s", row.id, exc)
+        for name in leg_names(row):  # both legs of a stereo recording
+            try:
+                await self._source.delete(name, row.format)
+            except StorageError as exc:
+                self.stats.source_delete_failures += 1
+                if isinstance(exc, TransientStorageError):
+                    raise  # retried by the task with backoff; resume() reconciles later
+                log.error("recording %s: could not delete the Asterisk copy %s: %s",
+                          row.id, name, exc)
         if self._cache_days > 0:
             return
         await self._spool.remove_all(row.id)
@@ -726,6 +802,7 @@ class RecordingPipeline:
         for recording_id in due:
             if not self._busy(recording_id):
                 self._spawn(recording_id)
+        await self._replicator.refresh_sidecars()
         for recording_id in expired_cache:
             await self._spool.remove_all(recording_id)
             await self._move(
@@ -774,20 +851,29 @@ class RecordingPipeline:
         return row
 
     @staticmethod
-    async def _by_name(session: AsyncSession, asterisk_name: str) -> Recording | None:
+    async def _by_source_name(session: AsyncSession, name: str) -> Recording | None:
+        """The row an Asterisk recording belongs to: by its name, or a stereo leg's base."""
         result = await session.scalars(
-            select(Recording).where(Recording.asterisk_name == asterisk_name)
+            select(Recording).where(Recording.asterisk_name.in_(candidate_names(name)))
         )
-        return result.one_or_none()
+        for row in result.all():
+            if belongs_to(name, row.asterisk_name, row.layout):
+                return row
+        return None
 
     async def _move(
         self,
         recording_id: str,
         expected: Sequence[RecordingStatus],
         to: RecordingStatus,
+        audit: dict[str, object] | None = None,
         **values: Any,
     ) -> bool:
-        """Compare-and-set the status, so two writers can never both win a transition."""
+        """Compare-and-set the status, so two writers can never both win a transition.
+
+        With ``audit``, a won transition is recorded as ``recording.<status>`` in the same
+        transaction.
+        """
         async with self._session() as session:
             result = await session.execute(
                 update(Recording)
@@ -797,6 +883,9 @@ class RecordingPipeline:
                 )
                 .values(status=to.value, **values)
             )
+            if audit is not None and cast(CursorResult[Any], result).rowcount == 1:
+                await record_event(session, actor="service", action=f"recording.{to.value}",
+                                   target=f"recording:{recording_id}", details=audit)
             await session.commit()
         return cast(CursorResult[Any], result).rowcount == 1
 
@@ -814,13 +903,23 @@ class RecordingPipeline:
         async with self._session() as session:
             for start in range(0, len(unique), _NAME_BATCH):
                 batch = unique[start : start + _NAME_BATCH]
-                rows = await session.execute(
-                    select(Recording.asterisk_name, Recording.id, Recording.status).where(
-                        Recording.asterisk_name.in_(batch)
+                # A stereo leg is known by its row's name, not its own.
+                candidates = sorted({c for name in batch for c in candidate_names(name)})
+                rows = {
+                    asterisk_name: (recording_id, status, layout)
+                    for asterisk_name, recording_id, status, layout in await session.execute(
+                        select(
+                            Recording.asterisk_name, Recording.id, Recording.status,
+                            Recording.layout,
+                        ).where(Recording.asterisk_name.in_(candidates))
                     )
-                )
-                for name, recording_id, status in rows:
-                    known[name] = (recording_id, status)
+                }
+                for name in batch:
+                    for candidate in candidate_names(name):
+                        found = rows.get(candidate)
+                        if found is not None and belongs_to(name, candidate, found[2]):
+                            known[name] = (found[0], found[1])
+                            break
         return known
 
     @staticmethod

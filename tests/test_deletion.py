@@ -305,6 +305,31 @@ async def test_a_new_deleter_finishes_from_the_rows_alone(
     assert tomb.reason == "manual"
 
 
+async def test_after_a_restart_the_tombstone_still_names_what_the_first_pass_cleared(
+    sessions: async_sessionmaker[AsyncSession],
+    backends: dict[str, SwitchableBackend],
+    spool_dir: Path,
+) -> None:
+    rid = await add_recording(sessions, backends, spool_dir=spool_dir, data_key=True)
+    backends["ftp"].down = True
+    first = make_deleter(sessions, backends, spool_dir)
+    outcome = await first.request(rid, reason="manual")
+    assert not outcome.done
+    # The spool file and the data key went in the first pass; a second pass of the same
+    # deleter sees the key again but must not list it twice.
+    assert not (await first.finish(rid)).done
+    backends["ftp"].down = False
+
+    restarted = make_deleter(sessions, backends, spool_dir)  # nothing carried in memory
+    assert (await restarted.finish(rid)).done
+    [tomb] = await tombstones(sessions, rid)
+    where = json.loads(tomb.deleted_where)
+    places = [(w["backend"], w["key"]) for w in where]
+    assert sorted(p for p, _ in places) == ["data_key", "ftp", "primary", "spool"]
+    assert len(places) == len(set(places))
+    assert (await recording(sessions, rid)).delete_progress is None
+
+
 async def test_backend_removed_from_config_blocks_completion(
     sessions: async_sessionmaker[AsyncSession],
     backends: dict[str, SwitchableBackend],

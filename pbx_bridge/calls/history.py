@@ -87,6 +87,8 @@ class RecordingView:
     retain_until: datetime | None
     location: str | None
     started_at: datetime
+    # "mixed" (one channel) or "stereo" (caller left, agent right)
+    layout: str = "mixed"
 
     def masked(self) -> RecordingView:
         return replace(self, caller=mask_number(self.caller))
@@ -96,6 +98,7 @@ class RecordingView:
             "id": self.id,
             "kind": self.kind,
             "format": self.format,
+            "layout": self.layout,
             "duration_s": self.duration_s,
             "sha256": self.sha256,
             "retain_until": iso(self.retain_until),
@@ -207,6 +210,7 @@ def recording_view(row: Recording, caller: str | None) -> RecordingView:
         retain_until=row.retain_until,
         location=row.location,
         started_at=row.started_at,
+        layout=row.layout,
     )
 
 

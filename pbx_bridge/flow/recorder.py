@@ -1,20 +1,45 @@
-"""Recording the conversation: the bridge, so both parties are heard in one file.
+"""Recording the conversation: the bridge (mixed), or each party's own leg (stereo).
 
 ARI's channel record hears only that channel's own audio; recording the mixing bridge
-hears everyone in it. On-demand extensions start and stop it with *1 / *2, and each
+hears everyone in it, in one channel. With ``[call] stereo`` each party is recorded on
+its own instead, from a snoop channel that hears only what that party sends, so the
+stored file can put the caller left and the agent right (quality teams and speech
+analytics want to tell them apart). Both legs belong to one recording row; the storage
+pipeline merges them. On-demand extensions start and stop either with *1 / *2, and each
 start makes a new recording with its own id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
 from pbx_bridge.ari import AriError, AriNotFound
+from pbx_bridge.ari import events as ev
 from pbx_bridge.flow.context import FlowContext
+from pbx_bridge.flow.inbox import CallInbox, InboxItem, LegGone
+from storage.legs import Layout, leg_names, source_names
 from storage.models import RecordingKind
 
 log = logging.getLogger(__name__)
+
+SNOOP_PREFIX = "pbxb-snoop-"
+# A snoop channel enters our app on its own thread after the REST call returns; it
+# cannot be recorded before that (Asterisk answers 404/409).
+_ENTER_APP_TIMEOUT_S = 3.0
+
+
+def snoop_id_for(leg_name: str) -> str:
+    """The snoop channel recording one stereo leg is named after the leg, so a call
+    adopted after a restart finds (and keeps) the snoops of its running recording."""
+    return f"{SNOOP_PREFIX}{leg_name}"
+
+
+@dataclass(frozen=True)
+class _Live:
+    names: tuple[str, ...]  # the Asterisk recordings to stop
+    snoops: tuple[str, ...] = ()  # the snoop channels to hang up after
 
 
 class ConversationRecorder:
@@ -27,6 +52,9 @@ class ConversationRecorder:
         legal_basis: str,
         retention_class: str,
         retention_days: int,
+        inbox: CallInbox,
+        caller_id: str,
+        agent_id: str | None,
     ) -> None:
         self._ctx = ctx
         self._call_id = call_id
@@ -34,19 +62,48 @@ class ConversationRecorder:
         self._legal_basis = legal_basis
         self._retention_class = retention_class
         self._retention_days = retention_days
-        self._live_name: str | None = None
+        self._inbox = inbox
+        self._caller_id = caller_id
+        self._agent_id = agent_id
+        self._live: _Live | None = None
 
     @property
     def recording(self) -> bool:
-        return self._live_name is not None
+        return self._live is not None
 
-    def adopt(self, asterisk_name: str) -> None:
-        """Take over a recording that was already running before a restart."""
-        self._live_name = asterisk_name
+    def adopt(self, asterisk_name: str, layout: str = Layout.MIXED) -> None:
+        """Take over a recording that was already running before a restart.
+
+        Its layout is the row's, whatever the configuration says now. The snoops of a
+        stereo recording were claimed for this call by the resync.
+        """
+        names = source_names(asterisk_name, layout)
+        snoops = tuple(snoop_id_for(n) for n in names) if layout == Layout.STEREO else ()
+        self._live = _Live(names, snoops)
 
     async def start(self) -> bool:
-        if self._live_name is not None:
+        if self._live is not None:
             return True
+        if self._ctx.call.stereo:
+            return await self._start_stereo()
+        return await self._start_mixed()
+
+    async def stop(self) -> None:
+        if self._live is None:
+            return
+        live, self._live = self._live, None
+        for name in live.names:
+            try:
+                await self._ctx.ari.stop_recording(name)
+            except AriNotFound:
+                pass  # already ended with its bridge or channel; RecordingFinished still comes
+            except AriError as exc:
+                log.warning("call %s: stopping recording failed: %s", self._call_id, exc)
+        await self._hang_up(live.snoops)
+
+    # -- mixed: the bridge ------------------------------------------------------------------
+
+    async def _start_mixed(self) -> bool:
         row = await self._ctx.pipeline.begin(
             call_id=self._call_id,
             kind=RecordingKind.CONVERSATION,
@@ -63,20 +120,102 @@ class ConversationRecorder:
             log.error("call %s: conversation recording failed to start: %s", self._call_id, exc)
             await self._ctx.pipeline.mark_failed(row.id, f"ARI record failed: {exc}")
             return False
-        self._live_name = row.asterisk_name
+        self._live = _Live((row.asterisk_name,))
         log.info("call %s: recording %s started", self._call_id, row.id)
         return True
 
-    async def stop(self) -> None:
-        if self._live_name is None:
-            return
-        name, self._live_name = self._live_name, None
+    # -- stereo: one snoop per party ------------------------------------------------------
+
+    async def _start_stereo(self) -> bool:
+        if self._agent_id is None:
+            log.error("call %s: no agent leg to record in stereo", self._call_id)
+            return False
+        row = await self._ctx.pipeline.begin(
+            call_id=self._call_id,
+            kind=RecordingKind.CONVERSATION,
+            legal_basis=self._legal_basis,
+            retention_class=self._retention_class,
+            retention_days=self._retention_days,
+            format="wav",
+            layout=Layout.STEREO,
+        )
+        names = leg_names(row)  # caller, agent: the channel order of the stored file
+        parties = (self._caller_id, self._agent_id)
+        snoops: list[str] = []
+        started: list[str] = []
         try:
-            await self._ctx.ari.stop_recording(name)
-        except AriNotFound:
-            pass  # already ended with the bridge; its RecordingFinished still arrives
+            for party, name in zip(parties, names, strict=True):
+                snoop_id = snoop_id_for(name)
+                self._ctx.ownership.claim(snoop_id, self._inbox)
+                snoops.append(snoop_id)
+                # "in": only what this party sends, not what it hears from the other.
+                await self._ctx.ari.snoop(
+                    party,
+                    spy="in",
+                    app=self._ctx.app,
+                    app_args=f"snoop,{self._call_id}",
+                    snoop_id=snoop_id,
+                )
+            if not await self._entered_app(snoops):
+                log.warning("call %s: snoop legs did not confirm entering the app", self._call_id)
+            for snoop_id, name in zip(snoops, names, strict=True):
+                await self._ctx.ari.record(snoop_id, name, format="wav", if_exists="fail")
+                started.append(name)
         except AriError as exc:
-            log.warning("call %s: stopping recording failed: %s", self._call_id, exc)
+            log.error("call %s: stereo recording failed to start: %s", self._call_id, exc)
+            await self._abandon(row.id, snoops, started, f"ARI record failed: {exc}")
+            return False
+        except LegGone:
+            await self._abandon(row.id, snoops, started, "a party hung up as recording started")
+            raise
+        self._live = _Live(names, tuple(snoops))
+        log.info("call %s: recording %s started (stereo)", self._call_id, row.id)
+        return True
+
+    async def _entered_app(self, snoops: list[str]) -> bool:
+        """Wait for each snoop's StasisStart; other events are kept for the call."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _ENTER_APP_TIMEOUT_S
+        pending = set(snoops)
+        passed: list[InboxItem] = []
+        try:
+            while pending and (remaining := deadline - loop.time()) > 0:
+                item = await self._inbox.next(limit_s=remaining)
+                if item is None:
+                    break
+                if isinstance(item, ev.StasisStart) and item.channel.id in pending:
+                    pending.discard(item.channel.id)
+                else:
+                    passed.append(item)
+        finally:
+            for item in passed:  # e.g. the agent's next keypress
+                self._inbox.put(item)
+        return not pending
+
+    async def _abandon(
+        self, recording_id: str, snoops: list[str], started: list[str], reason: str
+    ) -> None:
+        """A half-started stereo recording: discard what was recorded, keep nothing running."""
+        for name in started:
+            try:
+                await self._ctx.ari.cancel_recording(name)
+            except AriError as exc:
+                if not isinstance(exc, AriNotFound):
+                    log.warning("call %s: discarding leg %s failed: %s", self._call_id, name,
+                                exc)
+        await self._hang_up(tuple(snoops))
+        await self._ctx.pipeline.mark_failed(recording_id, reason)
+
+    async def _hang_up(self, snoops: tuple[str, ...]) -> None:
+        for snoop_id in snoops:
+            if not self._inbox.is_gone(snoop_id):
+                try:
+                    await self._ctx.ari.hangup(snoop_id)
+                except AriNotFound:
+                    pass
+                except AriError as exc:
+                    log.warning("call %s: snoop hangup failed: %s", self._call_id, exc)
+            self._ctx.ownership.release(snoop_id)
 
 
 @dataclass

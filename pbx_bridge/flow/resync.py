@@ -18,7 +18,9 @@ from pbx_bridge.calls.journal import OpenCall
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import ChannelVanished
 from pbx_bridge.flow.policy import ConsentOutcome
+from pbx_bridge.flow.recorder import SNOOP_PREFIX, snoop_id_for
 from pbx_bridge.flow.session import Adoption, CallSession
+from storage.legs import Layout, source_names
 from storage.models import Recording, RecordingKind, RecordingStatus
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ class Resync:
             if call.id in self._app.live_call_ids():
                 continue
             if call.channel_id in live_channels:
-                await self._adopt(call, live_bridges)
+                await self._adopt(call, live_channels, live_bridges)
             else:
                 await self._close_lost(call, live_bridges)
         await self._clear_strays(live_channels, live_bridges)
@@ -61,7 +63,9 @@ class Resync:
                 continue
             inbox.put(ChannelVanished(object_id))
 
-    async def _adopt(self, call: OpenCall, live_bridges: set[str]) -> None:
+    async def _adopt(
+        self, call: OpenCall, live_channels: set[str], live_bridges: set[str]
+    ) -> None:
         try:
             caller = await self._ctx.ari.get_channel(call.channel_id)
         except AriNotFound:
@@ -76,11 +80,13 @@ class Resync:
         else:
             bridge_id = ""
         consent = ConsentOutcome(call.consent_decision) if call.consent_decision else None
+        recording = await self._live_conversation(call.id) if bridge_id else None
         adoption = Adoption(
             consent=consent,
             bridge_id=bridge_id or None,
             agent_id=agent_id,
-            recording_name=await self._live_conversation(call.id) if bridge_id else None,
+            recording_name=recording[0] if recording else None,
+            recording_layout=recording[1] if recording else Layout.MIXED.value,
         )
         log.info("call %s: still live after reconnect, adopting (%s)", call.id,
                  "connected" if bridge_id else "restarting its flow")
@@ -91,6 +97,11 @@ class Resync:
             self._ownership.claim(agent_id, session.inbox)
         if bridge_id:
             self._ownership.claim(bridge_id, session.inbox)
+        if recording is not None and recording[1] == Layout.STEREO:
+            # The legs of a running stereo recording: theirs, not strays to hang up.
+            for name in source_names(*recording):
+                if snoop_id_for(name) in live_channels:
+                    self._ownership.claim(snoop_id_for(name), session.inbox)
         self._app.start_session(session)
 
     async def _close_lost(self, call: OpenCall, live_bridges: set[str]) -> None:
@@ -112,7 +123,7 @@ class Resync:
             if bridge_id.startswith(BRIDGE_PREFIX) and bridge_id not in owned:
                 await self._quietly_destroy(bridge_id)
         for channel_id in live_channels:
-            if channel_id.startswith(("pbxb-agent-", "pbxb-snoop-")) and channel_id not in owned:
+            if channel_id.startswith(("pbxb-agent-", SNOOP_PREFIX)) and channel_id not in owned:
                 log.info("hanging up leftover leg %s", channel_id)
                 try:
                     await self._ctx.ari.hangup(channel_id)
@@ -125,12 +136,16 @@ class Resync:
         except AriError as exc:
             log.debug("bridge %s: %s", bridge_id, exc)
 
-    async def _live_conversation(self, call_id: str) -> str | None:
+    async def _live_conversation(self, call_id: str) -> tuple[str, str] | None:
+        """The conversation recording still running for the call: (name, layout)."""
         async with self._ctx.sessions() as session:
-            return await session.scalar(
-                select(Recording.asterisk_name).where(
-                    Recording.call_id == call_id,
-                    Recording.kind == RecordingKind.CONVERSATION.value,
-                    Recording.status == RecordingStatus.RECORDING.value,
+            found = (
+                await session.execute(
+                    select(Recording.asterisk_name, Recording.layout).where(
+                        Recording.call_id == call_id,
+                        Recording.kind == RecordingKind.CONVERSATION.value,
+                        Recording.status == RecordingStatus.RECORDING.value,
+                    )
                 )
-            )
+            ).first()
+        return (found[0], found[1]) if found is not None else None

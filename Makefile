@@ -34,8 +34,7 @@ e2e: deps venv
 
 # Speed and memory against baselines in the same run (bench/README.md); a few minutes.
 bench: deps venv
-	$(BIN)/python bench/pipeline_ftp.py
-	$(BIN)/python bench/purge.py
+	bench/run
 
 prompts: venv
 	$(BIN)/pbx-bridge prompts build

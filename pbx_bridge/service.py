@@ -30,6 +30,9 @@ from pbx_bridge.storage_setup import (
     load_keyring,
     sidecar_facts,
 )
+from pbx_bridge.subjects.due_report import DueRequestsReporter
+from pbx_bridge.subjects.export_expiry import ExportExpirer
+from pbx_bridge.subjects.index import SubjectKeyError, subject_index_from_settings
 from storage.database import ensure_migrated, make_engine, make_session_factory
 from storage.pipeline import RecordingPipeline
 from storage.retention import Purger
@@ -55,6 +58,11 @@ async def run(settings: Settings) -> None:
     configure_logging(settings.log.level)
     if not settings.ari.password.get_secret_value():
         raise ConfigError("ari.password: not set (the password of the ARI user in ari.conf)")
+    try:
+        # Reads (or creates, once) the key file: file I/O, off the loop.
+        subjects = await asyncio.to_thread(subject_index_from_settings, settings.privacy)
+    except SubjectKeyError as exc:
+        raise ConfigError(str(exc)) from exc
 
     engine = make_engine(settings.database.url)
     try:
@@ -104,13 +112,17 @@ async def run(settings: Settings) -> None:
                 on_settled=purger.purge_recording_if_expired,
                 copy_after_call_ends=True,
             )
-            async with closing_backends(backends), pipeline, purger:
+            due_reporter = DueRequestsReporter(
+                sessions, soon_days=settings.privacy.due_soon_days
+            )
+            expirer = ExportExpirer(sessions)
+            async with closing_backends(backends), pipeline, purger, due_reporter, expirer:
                 ownership = ChannelOwnership()
                 ctx = FlowContext(
                     ari=ari,
                     app=settings.ari.app,
                     sessions=sessions,
-                    journal=CallJournal(sessions),
+                    journal=CallJournal(sessions, subjects),
                     pipeline=pipeline,
                     prompts=prompts,
                     ownership=ownership,
@@ -118,6 +130,8 @@ async def run(settings: Settings) -> None:
                     retention=settings.retention,
                     default_route=settings.default_route,
                     default_language=settings.prompts.default_language,
+                    subjects=subjects,
+                    request_due_days=settings.privacy.due_days,
                 )
                 stream = EventStream(
                     settings.ari.url,

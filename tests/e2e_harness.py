@@ -41,6 +41,14 @@ class ServiceHarness:
         self.spool_path = workdir / "spool"
         self._process: subprocess.Popen[bytes] | None = None
         self._env_extra: dict[str, str] = {}
+        # The subject key lives with this test's database (the default, ./var/subject.key,
+        # would be shared by every test run from the same folder).
+        self.subject_key_path = workdir / "subject.key"
+        privacy = (
+            ""
+            if "[privacy]" in extra_config
+            else f'[privacy]\nsubject_key_file = "{self.subject_key_path}"\n'
+        )
         self.config_path.write_text(
             f"""
 [ari]
@@ -70,6 +78,7 @@ ring_timeout_s = 8
 target = "100"
 prompt_timeout_s = 3
 
+{privacy}
 [log]
 level = "DEBUG"
 {extra_config}

@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.calls.models import Call, Consent
+from pbx_bridge.subjects.index import SubjectIndex
+from storage.audit_trail import record_event
 from storage.models import utcnow
 
 
@@ -50,8 +52,13 @@ class OpenCall:
 
 
 class CallJournal:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], subjects: SubjectIndex
+    ) -> None:
         self._sessions = sessions
+        # Every call and consent row carries its caller's subject key from the start, so
+        # an access or erasure request finds it without scanning numbers.
+        self._subjects = subjects
 
     async def open(
         self,
@@ -81,6 +88,7 @@ class CallJournal:
                 channel_id=channel_id,
                 direction=direction,
                 caller=caller,
+                caller_key=self._subjects.key_of(caller),
                 did=did,
                 extension=extension,
                 announcement=announcement,
@@ -120,6 +128,7 @@ class CallJournal:
                 Consent(
                     call_id=call_id,
                     caller=caller,
+                    caller_key=self._subjects.key_of(caller),
                     decision=proof.decision,
                     digit=proof.digit,
                     language=proof.language,
@@ -132,6 +141,24 @@ class CallJournal:
                     prompt_started_at=proof.prompt_started_at,
                     decided_at=proof.decided_at,
                 )
+            )
+            # The proof and its audit entry commit together; never the number itself.
+            await record_event(
+                session,
+                actor="caller" if proof.digit else "service",
+                action="consent.recorded",
+                target=f"call:{call_id}",
+                details={
+                    "decision": proof.decision,
+                    "digit": proof.digit,
+                    "language": proof.language,
+                    "prompt": proof.prompt_name,
+                    "prompt_version": proof.prompt_version,
+                    "prompt_sha256": proof.prompt_sha256,
+                    "times_played": proof.times_played,
+                    "evidence_recording": proof.evidence_recording_id,
+                },
+                at=proof.decided_at,
             )
 
     async def consent_decision(self, call_id: str) -> str | None:

@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 
 from pbx_bridge.cli import (
+    audit,
     calls,
     consents,
     db,
+    dsar,
     ext,
     keys,
     prompts,
@@ -41,6 +43,8 @@ app.add_typer(consents.app, name="consents")
 app.add_typer(prompts.app, name="prompts")
 app.add_typer(keys.app, name="keys")
 app.add_typer(storage.app, name="storage")
+app.add_typer(audit.app, name="audit")
+app.add_typer(dsar.app, name="dsar")
 app.command("purge")(purge.purge_command)
 
 

@@ -12,6 +12,7 @@ from pbx_bridge.calls.journal import CallJournal
 from pbx_bridge.config import CallSettings, Language, RetentionSettings, RouteSettings
 from pbx_bridge.flow.inbox import CallInbox
 from pbx_bridge.flow.prompts import PromptCatalogue
+from pbx_bridge.subjects.index import SubjectIndex
 from storage.pipeline import RecordingPipeline
 
 
@@ -40,3 +41,7 @@ class FlowContext:
     retention: RetentionSettings
     default_route: RouteSettings
     default_language: Language
+    # Who a caller is (subject key), e.g. to find them on the do-not-record list.
+    subjects: SubjectIndex
+    # Days to answer a request the caller opens by keypress ([privacy] due_days).
+    request_due_days: int = 30

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pbx_bridge.calls.changes import SYSTEM_ACTOR, record_change, snapshot
 from pbx_bridge.calls.extensions import validate_extension
 from pbx_bridge.calls.models import Route
 from pbx_bridge.calls.retention import require_class
@@ -39,6 +40,8 @@ class ResolvedRoute:
     # True when the DID has no row and the configured default route was used.
     is_default: bool
     require_jurisdiction: str | None = None
+    # Callers may press 8 at the disclosure to withdraw consent (do-not-record list).
+    offer_withdrawal: bool = False
 
 
 def validate_did(did: str) -> str:
@@ -66,6 +69,7 @@ def _from_row(row: Route) -> ResolvedRoute:
         retention_class=row.retention_class,
         is_default=False,
         require_jurisdiction=row.require_jurisdiction,
+        offer_withdrawal=row.offer_withdrawal,
     )
 
 
@@ -80,6 +84,7 @@ def _from_default(did: str, default: RouteSettings, default_language: Language) 
         prompt_timeout_s=default.prompt_timeout_s,
         retention_class=default.retention_class,
         is_default=True,
+        offer_withdrawal=default.offer_withdrawal,
     )
 
 
@@ -97,6 +102,8 @@ async def set_route(
     timeout_means: TimeoutRule | None = None,
     prompt_timeout_s: int | None = None,
     require_jurisdiction: str | None = None,
+    offer_withdrawal: bool | None = None,
+    actor: str = SYSTEM_ACTOR,
 ) -> ResolvedRoute:
     """Create or partially update a route; a new route takes unset fields from ``default``.
 
@@ -112,6 +119,7 @@ async def set_route(
         await require_class(session, retention_class)
 
     row = await session.get(Route, did)
+    before = None if row is None else snapshot(row)
     if row is None:
         base = _from_default(did, default, default_language)
         # The configured default may name a class nobody created; refuse rather than dangle.
@@ -126,6 +134,7 @@ async def set_route(
             timeout_means=base.timeout_means.value,
             prompt_timeout_s=base.prompt_timeout_s,
             retention_class=base.retention_class,
+            offer_withdrawal=base.offer_withdrawal,
         )
         session.add(row)
     if target is not None:
@@ -144,8 +153,13 @@ async def set_route(
         row.prompt_timeout_s = prompt_timeout_s
     if require_jurisdiction is not None:
         row.require_jurisdiction = require_jurisdiction or None
+    if offer_withdrawal is not None:
+        row.offer_withdrawal = offer_withdrawal
     row.updated_at = utcnow()
     await session.flush()
+    await record_change(
+        session, actor=actor, kind="route", key=did, before=before, after=snapshot(row)
+    )
     return _from_row(row)
 
 

@@ -15,6 +15,7 @@ from pbx_bridge.calls.routes import (
     set_route,
     validate_did,
 )
+from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, settings_of
 from pbx_bridge.cli.errors import reporting_errors
 from pbx_bridge.cli.table import render_table
@@ -71,10 +72,14 @@ def list_command(ctx: typer.Context) -> None:
         prompt_timeout_s=settings.default_route.prompt_timeout_s,
         retention_class=settings.default_route.retention_class,
         is_default=True,
+        offer_withdrawal=settings.default_route.offer_withdrawal,
     )
     rows = [_row(route.did, route) for route in routes]
     rows.append(_row(fallback.did, fallback))
     typer.echo(render_table(HEADERS, rows))
+    offering = [route.did for route in [*routes, fallback] if route.offer_withdrawal]
+    if offering:
+        typer.echo(f"withdrawal by keypress (8) offered on: {', '.join(offering)}")
 
 
 @app.command("set")
@@ -116,6 +121,13 @@ def set_command(
             help='Keep this route\'s recordings only in this country (e.g. TR); "" removes it.',
         ),
     ] = None,
+    offer_withdrawal: Annotated[
+        bool | None,
+        typer.Option(
+            "--offer-withdrawal/--no-offer-withdrawal",
+            help="Callers may press 8 at the disclosure to withdraw consent for good.",
+        ),
+    ] = None,
 ) -> None:
     """Create a route (unset fields from the default route) or change some of its fields."""
 
@@ -134,6 +146,8 @@ def set_command(
                 timeout_means=timeout_means,
                 prompt_timeout_s=prompt_timeout,
                 require_jurisdiction=country,
+                offer_withdrawal=offer_withdrawal,
+                actor=cli_actor(),
             )
             check_routes([route], settings.storage)
             return route
@@ -146,3 +160,5 @@ def set_command(
                                "two-letter country code such as TR")
         route = asyncio.run(store(settings_of(ctx)))
     typer.echo(render_table(HEADERS, [_row(route.did, route)]))
+    if route.offer_withdrawal:
+        typer.echo("withdrawal by keypress (8) offered")

@@ -17,6 +17,8 @@ class ConsentOutcome(StrEnum):
     DECLINED = "declined"
     TIMEOUT = "timeout"
     NOT_ASKED = "not-asked"
+    # Pressed 8 (where the route offers it): consent withdrawn for this and later calls.
+    WITHDRAWN = "withdrawn"
 
 
 class RecordingPlan(StrEnum):
@@ -51,6 +53,8 @@ def caller_permits(basis: LegalBasis, outcome: ConsentOutcome) -> tuple[bool, st
         return True, "recording is a legal obligation"
     if outcome is ConsentOutcome.DECLINED:
         return False, f"caller objected to recording under {basis.value}"
+    if outcome is ConsentOutcome.WITHDRAWN:
+        return False, f"caller withdrew from recording under {basis.value}"
     return True, f"legal basis is {basis.value}"
 
 
@@ -89,4 +93,6 @@ def confirmation_prompt(basis: LegalBasis, outcome: ConsentOutcome) -> str | Non
         return "confirm-declined"
     if outcome is ConsentOutcome.TIMEOUT:
         return "confirm-timeout"
+    if outcome is ConsentOutcome.WITHDRAWN:
+        return "confirm-withdrawn"
     return None

@@ -19,7 +19,7 @@ from pbx_bridge.calls.extensions import extension_recording, get_extension
 from pbx_bridge.calls.journal import ConsentProof
 from pbx_bridge.calls.retention import class_days
 from pbx_bridge.calls.routes import ResolvedRoute, resolve_route
-from pbx_bridge.config import Announcement, RecordingMode, TimeoutRule
+from pbx_bridge.config import Announcement, LegalBasis, RecordingMode, TimeoutRule
 from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.dial import AgentDialer, DialResult
@@ -34,6 +34,7 @@ from pbx_bridge.flow.policy import (
     decide_recording,
 )
 from pbx_bridge.flow.recorder import ConversationRecorder, OnDemandKeys
+from pbx_bridge.flow.withdrawal import on_do_not_record_list, withdraw_by_keypress
 from pbx_bridge.privacy import mask_number
 from storage.models import utcnow
 
@@ -74,6 +75,7 @@ class Adoption:
     bridge_id: str | None = None
     agent_id: str | None = None
     recording_name: str | None = None
+    recording_layout: str = "mixed"  # a stereo recording's legs run on snoops of the call
 
 
 class CallSession:
@@ -103,6 +105,9 @@ class CallSession:
         self._recorder: ConversationRecorder | None = None
         self._bridge_id: str | None = None
         self._retention_class = ctx.default_route.retention_class
+        # The caller's subject key, and whether they are on the do-not-record list.
+        self._subject_key: str | None = None
+        self._do_not_record = False
 
     def detach(self) -> None:
         """Service shutdown: leave the call to Asterisk untouched; a restart adopts it."""
@@ -135,6 +140,9 @@ class CallSession:
         if self._adoption.bridge_id is not None:
             return await self._resume_connected(route, consent or ConsentOutcome.NOT_ASKED)
 
+        if consent is None and self._skips_recording(route):
+            await self._answer_caller()
+            consent = await self._confirm_do_not_record(route)
         if route.announcement is Announcement.BEFORE_CONNECT and consent is None:
             await self._answer_caller()
             consent = await self._ask_consent(route)
@@ -188,6 +196,8 @@ class CallSession:
             retention_class=self._retention_class,
             language=route.language.value,
         )
+        self._subject_key = self.ctx.subjects.key_of(self.caller.caller.number or None)
+        self._do_not_record = await on_do_not_record_list(self.ctx, self._subject_key)
         log.info(
             "call %s: %s call from %s to DID %s, route %s",
             self.call_id,
@@ -214,6 +224,11 @@ class CallSession:
             self.ctx.prompts.get(lang, "invalid-choice"),
             max_repeats=self.ctx.call.max_repeats,
             timeout_s=route.prompt_timeout_s,
+            withdrawal_offer=(
+                self.ctx.prompts.get(lang, "withdrawal-offer")
+                if self._offers_withdrawal(route)
+                else None
+            ),
         )
         self._evidence = EvidenceClip(self.ctx, self.inbox, self.call_id, route.legal_basis.value)
         await self._evidence.start(self.caller.id)
@@ -221,16 +236,54 @@ class CallSession:
             answer = await self._on_caller(dialogue.ask(self.caller.id))
         finally:
             await self._evidence.stop()
+        listed = answer.outcome is ConsentOutcome.WITHDRAWN and await self._withdraw()
         await self._save_consent(answer.outcome, answer, disclosure_name="disclosure", route=route)
         log.info("call %s: consent %s", self.call_id, answer.outcome.value)
 
         confirmation = confirmation_prompt(route.legal_basis, answer.outcome)
+        if answer.outcome is ConsentOutcome.WITHDRAWN and not listed:
+            # Only this call is certain to go unrecorded: say no more than that.
+            confirmation = "confirm-declined"
         if answer.outcome is ConsentOutcome.TIMEOUT and route.timeout_means is TimeoutRule.HANGUP:
             await self._tell_caller_and_hang_up(route, "timeout-hangup")
             raise CallEnded("abandoned", "no choice within the timeout (route hangs up)")
         if confirmation is not None:
             await self._play_to_caller(route, confirmation)
         return answer.outcome
+
+    def _skips_recording(self, route: ResolvedRoute) -> bool:
+        """On the do-not-record list, and the route does not record under a legal duty."""
+        return self._do_not_record and route.legal_basis is not LegalBasis.LEGAL_OBLIGATION
+
+    def _offers_withdrawal(self, route: ResolvedRoute) -> bool:
+        """Only where it can be honoured: a known number and no duty to record anyway."""
+        return (
+            route.offer_withdrawal
+            and route.legal_basis is not LegalBasis.LEGAL_OBLIGATION
+            and self._subject_key is not None
+        )
+
+    async def _withdraw(self) -> bool:
+        """Pressed 8: list the caller and open their withdrawal request, now."""
+        assert self.call_id is not None
+        number = self.caller.caller.number
+        if not number:
+            return False
+        if await withdraw_by_keypress(self.ctx, number, self.call_id) is None:
+            return False
+        self._do_not_record = True
+        return True
+
+    async def _confirm_do_not_record(self, route: ResolvedRoute) -> ConsentOutcome:
+        """A listed caller is not asked again: told their call is not recorded, connected."""
+        started = utcnow()
+        await self._play_to_caller(route, "do-not-record")
+        answer = ConsentAnswer(ConsentOutcome.NOT_ASKED, None, 1, started, utcnow())
+        await self._save_consent(
+            ConsentOutcome.NOT_ASKED, answer, disclosure_name="do-not-record", route=route
+        )
+        log.info("call %s: caller is on the do-not-record list; not asked", self.call_id)
+        return ConsentOutcome.NOT_ASKED
 
     async def _play_notice(self, route: ResolvedRoute) -> ConsentOutcome:
         started = utcnow()
@@ -291,7 +344,9 @@ class CallSession:
             mode = await extension_recording(session, route.target)
             days = await class_days(session, self._retention_class, self.ctx.retention)
         assert self.call_id is not None and self._bridge_id is not None
-        decision = decide_recording(route.legal_basis, consent, RecordingMode(mode))
+        decision = decide_recording(
+            route.legal_basis, consent, RecordingMode(mode), do_not_record=self._do_not_record
+        )
         log.info("call %s: recording %s (%s)", self.call_id, decision.plan.value, decision.reason)
         self._recorder = ConversationRecorder(
             self.ctx,
@@ -300,6 +355,9 @@ class CallSession:
             legal_basis=route.legal_basis.value,
             retention_class=self._retention_class,
             retention_days=days,
+            inbox=self.inbox,
+            caller_id=self.caller.id,
+            agent_id=self._dialer.agent_id if self._dialer is not None else None,
         )
         return decision
 
@@ -354,7 +412,9 @@ class CallSession:
         decision = await self._decide(route, consent)
         assert self._recorder is not None
         if self._adoption.recording_name is not None:
-            self._recorder.adopt(self._adoption.recording_name)
+            self._recorder.adopt(
+                self._adoption.recording_name, self._adoption.recording_layout
+            )
         log.info("call %s: adopted after restart", self.call_id)
         if self._adoption.agent_id is None:
             raise AgentGone("", "agent left while the service was down")

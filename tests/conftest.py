@@ -8,6 +8,7 @@ failure to report, not a reason to pass quietly.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def built_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def asterisk(built_prompts: Path) -> Iterator[AsteriskSandbox]:
-    sandbox = AsteriskSandbox(name="e2e", prompts_dir=built_prompts)
+    # Two test runs at once (two developers on one host) each need their own sandbox.
+    name = os.environ.get("PBX_BRIDGE_E2E_SANDBOX", "e2e")
+    sandbox = AsteriskSandbox(name=name, prompts_dir=built_prompts)
     sandbox.start()
     # The cached root outlives test runs; start every run from an empty recording folder
     # so "Asterisk kept nothing" speaks only of this run.

@@ -18,6 +18,7 @@ from pbx_bridge.calls.extensions import (
     set_extension,
 )
 from pbx_bridge.calls.history import list_calls, list_consents, list_recordings
+from pbx_bridge.calls.journal import CallJournal
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.calls.retention import (
     InvalidRetentionClass,
@@ -37,6 +38,9 @@ from pbx_bridge.config import (
     RouteSettings,
     TimeoutRule,
 )
+from pbx_bridge.subjects.index import SubjectIndex
+from pbx_bridge.subjects.numbers import SubjectKeyer
+from storage.database import make_session_factory
 from storage.models import Recording
 
 __all__ = ["db_url", "migrated_url", "pg_database", "session"]  # fixtures, imported for pytest
@@ -350,3 +354,37 @@ async def test_list_recordings_and_consents(session: AsyncSession) -> None:
     consents = await list_consents(session, number="5321234567")
     assert [(c.decision, c.digit) for c in consents] == [("granted", "1")]
     assert consents[0].to_json()["call_id"] == "00000000-0000-0000-0000-000000000001"
+
+
+async def test_ended_calls_whose_recordings_never_got_their_retention_are_found(
+    session: AsyncSession,
+) -> None:
+    """A crash between closing the call and closing its recordings must not leave them
+    waiting for ever: the resync finds them through this query."""
+    ended = T0 + timedelta(minutes=3)
+    session.add_all(
+        [
+            _call(1, "+905321234567", T0, ended_at=ended, disposition="answered"),
+            _call(2, "+905321234567", T0, ended_at=ended, disposition="answered"),
+            _call(3, "+905321234567", T0),  # still live
+            _call(4, "+905321234567", T0, ended_at=ended, disposition="answered"),
+        ]
+    )
+    await session.flush()
+    waiting = _recording("00000000-0000-0000-0000-000000000001", "r1", "conversation", T0)
+    waiting.retain_until, waiting.status = None, "prepared"
+    done = _recording("00000000-0000-0000-0000-000000000002", "r2", "conversation", T0)
+    live = _recording("00000000-0000-0000-0000-000000000003", "r3", "conversation", T0)
+    live.retain_until, live.status = None, "recording"
+    failed = _recording("00000000-0000-0000-0000-000000000004", "r4", "conversation", T0)
+    failed.retain_until, failed.status = None, "failed"
+    session.add_all([waiting, done, live, failed])
+    await session.commit()
+
+    journal = CallJournal(
+        make_session_factory(session.bind),  # type: ignore[arg-type]
+        SubjectIndex(SubjectKeyer(b"k" * 32), "TR"),
+    )
+    assert await journal.ended_without_retention() == [
+        ("00000000-0000-0000-0000-000000000001", ended)
+    ]

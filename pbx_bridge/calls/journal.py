@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.subjects.index import SubjectIndex
 from storage.audit_trail import record_event
-from storage.models import utcnow
+from storage.models import Recording, RecordingStatus, utcnow
+
+DELETION_STATES = (RecordingStatus.DELETING, RecordingStatus.DELETED)
 
 
 class CallNotFound(LookupError):
@@ -192,6 +194,29 @@ class CallJournal:
                 )
                 for r in rows
             ]
+
+    async def ended_without_retention(self) -> list[tuple[str, datetime]]:
+        """Ended calls with recordings still waiting for their retain_until.
+
+        The call's end is committed first and its recordings' retain_until right after
+        (``RecordingPipeline.close_call``); a crash in between would leave those
+        recordings waiting for ever, since nothing copies them before retain_until is
+        known.
+        """
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Call.id, Call.ended_at)
+                .join(Recording, Recording.call_id == Call.id)
+                .where(
+                    Call.ended_at.is_not(None),
+                    Recording.retain_until.is_(None),
+                    Recording.status.not_in(
+                        [s.value for s in (RecordingStatus.FAILED, *DELETION_STATES)]
+                    ),
+                )
+                .distinct()
+            )
+            return [(call_id, ended_at) for call_id, ended_at in rows if ended_at is not None]
 
     @staticmethod
     async def _get(session: AsyncSession, call_id: str) -> Call:

@@ -55,6 +55,10 @@ class Resync:
             else:
                 await self._close_lost(call, live_bridges)
         await self._clear_strays(live_channels, live_bridges)
+        for call_id, ended_at in await self._ctx.journal.ended_without_retention():
+            log.info("call %s: ended before a crash; its recordings' retention set now",
+                     call_id)
+            await self._ctx.pipeline.close_call(call_id, ended_at)
         await self._ctx.pipeline.resume()
 
     def _tell_sessions_what_vanished(self, live_channels: set[str]) -> None:

@@ -226,10 +226,23 @@ def _describe(request: DataSubjectRequest) -> str:
     return f"request {request.reference} is {request.status}"
 
 
-def _handled(request: DataSubjectRequest, actor: str, at: datetime) -> None:
+async def _handled(
+    session: AsyncSession, request: DataSubjectRequest, actor: str, at: datetime, action: str
+) -> None:
+    """Who moved the request and when, and its audit entry (written last, as the audit
+    trail asks: it takes the chain's lock)."""
     request.handled_by = actor
     request.handled_at = at
     request.updated_at = at
+    await session.flush()
+    await record_event(
+        session,
+        actor=actor,
+        action=action,
+        target=f"dsar:{request.id}",
+        details=_audit_details(request),
+        at=at,
+    )
 
 
 async def start(
@@ -246,16 +259,7 @@ async def start(
         raise RequestStateError(f"{_describe(request)}: it cannot be started again")
     at = now or utcnow()
     request.status = RequestStatus.IN_PROGRESS.value
-    _handled(request, actor, at)
-    await session.flush()
-    await record_event(
-        session,
-        actor=actor,
-        action="dsar.started",
-        target=f"dsar:{request.id}",
-        details=_audit_details(request),
-        at=at,
-    )
+    await _handled(session, request, actor, at, "dsar.started")
 
 
 async def complete(
@@ -276,16 +280,7 @@ async def complete(
     request.result = json.dumps(dict(result), sort_keys=True, default=str, ensure_ascii=False)
     if request.type in REDACTING:
         request.number = None
-    _handled(request, actor, at)
-    await session.flush()
-    await record_event(
-        session,
-        actor=actor,
-        action="dsar.done",
-        target=f"dsar:{request.id}",
-        details=_audit_details(request),
-        at=at,
-    )
+    await _handled(session, request, actor, at, "dsar.done")
 
 
 async def reject(
@@ -305,16 +300,7 @@ async def reject(
     at = now or utcnow()
     request.status = RequestStatus.REJECTED.value
     request.reject_reason = why
-    _handled(request, actor, at)
-    await session.flush()
-    await record_event(
-        session,
-        actor=actor,
-        action="dsar.rejected",
-        target=f"dsar:{request.id}",
-        details=_audit_details(request),
-        at=at,
-    )
+    await _handled(session, request, actor, at, "dsar.rejected")
 
 
 def due_state(request: DataSubjectRequest, now: datetime, soon_days: int) -> str:

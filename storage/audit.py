@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import and_, func, or_, select, update
@@ -109,28 +110,92 @@ async def audit_copies(
             break
         last = batch[-1]
         cursor = (last.verified_at or last.created_at, last.id)
-        checkable = [c for c in batch if c.backend in backends]
-        report.unconfigured += len(batch) - len(checkable)
-        report.checked += len(checkable)
-        results = await asyncio.gather(
-            *(_inspect(backends[c.backend], c, slots) for c in checkable)
-        )
-        intact: list[str] = []
-        damaged: dict[str, dict[str, str]] = {}  # recording id -> copy id -> problem
-        by_id = {c.id: c for c in checkable}
-        for copy, result in zip(checkable, results, strict=True):
-            if isinstance(result, StorageError):
-                report.unreachable.setdefault(copy.backend, str(result))
-            elif result is None:
-                intact.append(copy.id)
-            else:
-                damaged.setdefault(copy.recording_id, {})[copy.id] = result
-        report.intact += len(intact)
-        await _stamp(sessions, intact, started)
-        for recording_id, problems in damaged.items():
-            await _repair(sessions, stager, recording_id, problems, by_id, report, clock)
+        await _check(sessions, backends, stager, batch, report, slots, clock,
+                     partial(_stamp, sessions, when=started))
         if len(batch) < size:
             break
+    _log_outcome(report)
+    return report
+
+
+async def recheck_dead_copies(
+    sessions: async_sessionmaker[AsyncSession],
+    backends: Mapping[str, Backend],
+    *,
+    spool: Path,
+    recording_id: str | None = None,
+    backend: str | None = None,
+    keyring: Keyring | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> AuditReport:
+    """``storage retry`` for copies an audit dead-lettered on a stored recording.
+
+    Giving them fresh upload attempts would do nothing: their recording is ``stored``, so
+    no upload runs, and there was no intact file to upload from anyway. What can have
+    changed is the backend: the operator put the file back from a backup, or another
+    copy came back. So each is checked again like an audited copy: intact now means
+    verified again; still damaged means repaired from any intact copy there now is, or
+    left dead with the reason.
+    """
+    statement = (
+        select(RecordingCopy)
+        .join(Recording, Recording.id == RecordingCopy.recording_id)
+        .where(
+            RecordingCopy.status == CopyStatus.DEAD.value,
+            Recording.status == RecordingStatus.STORED.value,
+        )
+        .order_by(RecordingCopy.recording_id, RecordingCopy.backend)
+    )
+    if recording_id is not None:
+        statement = statement.where(RecordingCopy.recording_id == recording_id)
+    if backend is not None:
+        statement = statement.where(RecordingCopy.backend == backend)
+    async with sessions() as session:
+        dead = list((await session.scalars(statement)).all())
+    report = AuditReport()
+    stager = _Stager(sessions, backends, Spool(spool), keyring)
+    slots = asyncio.Semaphore(_STAT_CONCURRENCY)
+    for start in range(0, len(dead), _BATCH):
+        batch = dead[start : start + _BATCH]
+        await _check(sessions, backends, stager, batch, report, slots, clock,
+                     partial(_revive, sessions, when=clock()))
+    _log_outcome(report)
+    return report
+
+
+async def _check(
+    sessions: async_sessionmaker[AsyncSession],
+    backends: Mapping[str, Backend],
+    stager: _Stager,
+    batch: Sequence[RecordingCopy],
+    report: AuditReport,
+    slots: asyncio.Semaphore,
+    clock: Callable[[], datetime],
+    mark_intact: Callable[[Sequence[str]], Awaitable[None]],
+) -> None:
+    """Ask the backends about ``batch``, mark the intact copies, then repair what is
+    damaged: in that order, so a copy found intact again can be the repair source."""
+    checkable = [c for c in batch if c.backend in backends]
+    report.unconfigured += len(batch) - len(checkable)
+    report.checked += len(checkable)
+    results = await asyncio.gather(*(_inspect(backends[c.backend], c, slots) for c in checkable))
+    intact: list[str] = []
+    damaged: dict[str, dict[str, str]] = {}  # recording id -> copy id -> problem
+    by_id = {c.id: c for c in checkable}
+    for copy, result in zip(checkable, results, strict=True):
+        if isinstance(result, StorageError):
+            report.unreachable.setdefault(copy.backend, str(result))
+        elif result is None:
+            intact.append(copy.id)
+        else:
+            damaged.setdefault(copy.recording_id, {})[copy.id] = result
+    report.intact += len(intact)
+    await mark_intact(intact)
+    for recording_id, problems in damaged.items():
+        await _repair(sessions, stager, recording_id, problems, by_id, report, clock)
+
+
+def _log_outcome(report: AuditReport) -> None:
     for backend, error in report.unreachable.items():
         log.warning("audit: backend %s could not be asked: %s", backend, error)
     log.info(
@@ -139,7 +204,6 @@ async def audit_copies(
         report.checked, report.intact, len(report.findings), len(report.requeued),
         len(report.unrepairable),
     )
-    return report
 
 
 async def _next_batch(
@@ -191,7 +255,7 @@ async def _inspect(
 
 
 async def _stamp(
-    sessions: async_sessionmaker[AsyncSession], copy_ids: Sequence[str], when: datetime
+    sessions: async_sessionmaker[AsyncSession], copy_ids: Sequence[str], *, when: datetime
 ) -> None:
     if not copy_ids:
         return
@@ -205,6 +269,45 @@ async def _stamp(
             .values(verified_at=when)
         )
         await session.commit()
+
+
+async def _revive(
+    sessions: async_sessionmaker[AsyncSession], copy_ids: Sequence[str], *, when: datetime
+) -> None:
+    """Dead copies found intact again: verified as of now; a recording with no dead
+    copy left loses the audit's error."""
+    if not copy_ids:
+        return
+    async with sessions() as session:
+        revived = (
+            await session.scalars(
+                select(RecordingCopy).where(
+                    RecordingCopy.id.in_(list(copy_ids)),
+                    RecordingCopy.status == CopyStatus.DEAD.value,
+                )
+            )
+        ).all()
+        for copy in revived:
+            copy.status = CopyStatus.VERIFIED.value
+            copy.verified_at = when
+            copy.attempts = 0
+            copy.next_attempt_at = None
+            copy.last_error = None
+        await session.flush()
+        for recording_id in {c.recording_id for c in revived}:
+            still_dead = await session.scalar(
+                select(func.count()).select_from(RecordingCopy).where(
+                    RecordingCopy.recording_id == recording_id,
+                    RecordingCopy.status == CopyStatus.DEAD.value,
+                )
+            )
+            row = await session.get(Recording, recording_id)
+            if row is not None and not still_dead and (row.error or "").startswith(AUDIT_PREFIX):
+                row.error = None
+        await session.commit()
+    for copy in revived:
+        log.warning("audit: recording %s: copy on %s is intact again", copy.recording_id,
+                    copy.backend)
 
 
 async def _repair(
@@ -256,10 +359,12 @@ async def _repair(
             return
         fresh.status = RecordingStatus.PREPARED.value
         fresh.spool_path = str(staged.path)
+        if (fresh.error or "").startswith(AUDIT_PREFIX):
+            fresh.error = None  # a repair is under way after all
         for copy_id, problem in problems.items():
             copy = await session.get(RecordingCopy, copy_id)
-            if copy is None or copy.status != CopyStatus.VERIFIED:
-                continue
+            if copy is None or copy.status not in (CopyStatus.VERIFIED, CopyStatus.DEAD):
+                continue  # a dead one: `storage retry` asked to check it again
             copy.status = CopyStatus.PENDING.value
             copy.attempts = 0
             copy.last_error = (AUDIT_PREFIX + problem)[:2000]
@@ -426,4 +531,5 @@ __all__ = [
     "AuditFinding",
     "AuditReport",
     "audit_copies",
+    "recheck_dead_copies",
 ]

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audit import AUDIT_PREFIX
-from storage.models import CopyStatus, Recording, RecordingCopy, utcnow
+from storage.models import CopyStatus, Recording, RecordingCopy, RecordingStatus, utcnow
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,13 @@ async def retry_dead(
     recording_id: str | None = None,
     backend: str | None = None,
 ) -> int:
-    """Give dead copies a fresh set of attempts, due now; returns how many."""
+    """Give copies that gave up uploading a fresh set of attempts, due now; returns how
+    many. Copies an audit dead-lettered on a stored recording are not theirs to revive
+    (no upload runs for a stored recording): ``storage.audit.recheck_dead_copies`` is."""
+    uploading = select(Recording.id).where(Recording.status == RecordingStatus.PREPARED.value)
     statement = (
         update(RecordingCopy)
-        .where(RecordingCopy.status == CopyStatus.DEAD)
+        .where(RecordingCopy.status == CopyStatus.DEAD, RecordingCopy.recording_id.in_(uploading))
         .values(status=CopyStatus.PENDING.value, attempts=0, next_attempt_at=utcnow())
     )
     if recording_id is not None:

@@ -17,7 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from storage_fakes import DirSource, db_url, wav_bytes
 from typer.testing import CliRunner
 
-from storage.audit import DEFERRED, NO_INTACT_COPY, REQUEUED, UNREPAIRABLE, audit_copies
+from storage.audit import (
+    DEFERRED,
+    NO_INTACT_COPY,
+    REQUEUED,
+    UNREPAIRABLE,
+    audit_copies,
+    recheck_dead_copies,
+)
 from storage.backends.base import ObjectInfo
 from storage.backends.local import LocalBackend
 from storage.envelope import EnvelopeEncryptor
@@ -26,7 +33,7 @@ from storage.keyring import Keyring, generate_master_key
 from storage.models import Base, CopyStatus, Recording, RecordingCopy, RecordingKind
 from storage.pipeline import RecordingPipeline
 from storage.replication import Target
-from storage.status import storage_status
+from storage.status import retry_dead, storage_status
 
 __all__ = ["db_url"]
 
@@ -236,6 +243,73 @@ async def test_a_silently_altered_sibling_is_not_a_repair_source(
     assert row is not None and NO_INTACT_COPY in (row.error or "")
 
 
+async def test_retry_checks_audit_dead_copies_again_and_repairs_from_a_restored_one(
+    lite: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Both copies lost, no cache: dead. Upload retries cannot help a stored recording;
+    a recheck after the operator restored one copy from a backup verifies it and
+    re-uploads the other from it."""
+    source = DirSource(tmp_path / "asterisk")
+    targets = [Target("a", named(tmp_path / "a", "a")), Target("b", named(tmp_path / "b", "b"))]
+    backends = {t.name: t.backend for t in targets}
+    pipeline = RecordingPipeline(lite, source, tmp_path / "spool", targets, audit_interval_s=0)
+    data = wav_bytes(0.4)
+    async with pipeline:
+        rid = await record(pipeline, source, data)
+        await pipeline.wait_idle()
+        made = await copies(lite, rid)
+        a_file, b_file = tmp_path / "a" / made["a"].key, tmp_path / "b" / made["b"].key
+        a_file.unlink()
+        os.truncate(b_file, 50)
+        assert (await pipeline.audit()).unrepairable == [rid]
+
+        assert await retry_dead(lite) == 0  # not an upload that gave up
+        still = await recheck_dead_copies(lite, backends, spool=tmp_path / "spool")
+        assert still.unrepairable == [rid] and still.intact == 0 and not still.requeued
+        assert {c.status for c in (await copies(lite, rid)).values()} == {"dead"}
+
+        a_file.write_bytes(data)  # put back from the customer's backup
+        report = await recheck_dead_copies(lite, backends, spool=tmp_path / "spool")
+        assert report.intact == 1 and report.requeued == [rid] and not report.unrepairable
+        assert [(f.backend, f.outcome) for f in report.findings] == [("b", REQUEUED)]
+        after = await copies(lite, rid)
+        assert after["a"].status == "verified" and after["a"].last_error is None
+        assert after["b"].status == "pending"
+        await pipeline.sweep()
+        await pipeline.wait_idle()
+    assert b_file.read_bytes() == data
+    assert await status_of(lite, rid) == "stored"
+    assert {c.status for c in (await copies(lite, rid)).values()} == {"verified"}
+    status = await storage_status(lite)
+    assert status.healthy and not status.dead
+    async with lite() as session:
+        row = await session.get(Recording, rid)
+    assert row is not None and row.error is None
+
+
+async def test_a_dead_copy_found_intact_again_clears_the_recordings_error(
+    lite: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    source = DirSource(tmp_path / "asterisk")
+    target = Target("a", named(tmp_path / "a", "a"))
+    pipeline = RecordingPipeline(lite, source, tmp_path / "spool", [target], audit_interval_s=0)
+    data = wav_bytes(0.3)
+    async with pipeline:
+        rid = await record(pipeline, source, data)
+        await pipeline.wait_idle()
+        a_file = tmp_path / "a" / (await copies(lite, rid))["a"].key
+        a_file.rename(tmp_path / "moved-away.wav")
+        assert (await pipeline.audit()).unrepairable == [rid]
+    (tmp_path / "moved-away.wav").rename(a_file)  # the clean-up script undone
+    report = await recheck_dead_copies(lite, {"a": target.backend}, spool=tmp_path / "spool",
+                                       recording_id=rid)
+    assert report.intact == 1 and report.clean
+    async with lite() as session:
+        row = await session.get(Recording, rid)
+    assert row is not None and row.error is None and row.status == "stored"
+    assert (await storage_status(lite)).healthy
+
+
 class DownBackend(LocalBackend):
     async def stat(self, key: str) -> ObjectInfo | None:
         raise BackendUnavailable("backend down: unreachable")
@@ -343,3 +417,59 @@ def test_storage_verify_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert archived.read_bytes() == data
     code, out = cli("storage", "verify", "--all", "--json")
     assert code == 0 and json.loads(out)["intact"] == 2, out
+
+
+def test_storage_retry_command_rechecks_audit_dead_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pbx_bridge.cli.main import app
+    from storage.database import make_engine, make_session_factory
+
+    for name in list(os.environ):
+        if name.startswith("PBX_BRIDGE_"):
+            monkeypatch.delenv(name)
+    config = tmp_path / "pbx-bridge.toml"
+    db = f"sqlite+aiosqlite:///{tmp_path}/pbx-bridge.db"
+    config.write_text(
+        f'[database]\nurl = "{db}"\n'
+        f'[storage]\nspool_dir = "{tmp_path}/spool"\ntargets = ["local"]\n'
+        f'[storage.local]\npath = "{tmp_path}/recordings"\n'
+    )
+
+    def cli(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["--config", str(config), *args])
+        return result.exit_code, result.output
+
+    assert cli("db", "upgrade")[0] == 0
+    data = wav_bytes(0.4)
+
+    async def store_one() -> None:
+        engine = make_engine(db)
+        source = DirSource(tmp_path / "asterisk")
+        target = Target("local", named(tmp_path / "recordings", "local"))
+        try:
+            async with RecordingPipeline(make_session_factory(engine), source,
+                                         tmp_path / "spool", [target],
+                                         audit_interval_s=0) as pipeline:
+                await record(pipeline, source, data)
+                await pipeline.wait_idle()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(store_one())
+    stored = next((tmp_path / "recordings").rglob("*.wav"))
+    stored.rename(tmp_path / "backup.wav")
+    code, out = cli("storage", "verify")
+    assert code == 1 and UNREPAIRABLE in out, out
+
+    code, out = cli("storage", "retry")
+    assert code == 1, out
+    assert "0 dead copies queued again for upload" in out
+    assert "1 copies dead-lettered by an audit checked again: 0 intact" in out
+    assert "1 still without an intact copy" in out and "missing" in out
+
+    (tmp_path / "backup.wav").rename(stored)
+    code, out = cli("storage", "retry")
+    assert code == 0 and "1 intact, 0 recording(s) queued for re-upload" in out, out
+    code, out = cli("storage", "status", "--json")
+    assert code == 0 and json.loads(out)["healthy"] and not json.loads(out)["dead"], out

@@ -13,7 +13,12 @@ from pbx_bridge.cli.context import sessions_for, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, fail, reporting_errors
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Settings
-from storage.audit import DEFAULT_AUDIT_LIMIT, AuditReport, audit_copies
+from storage.audit import (
+    DEFAULT_AUDIT_LIMIT,
+    AuditReport,
+    audit_copies,
+    recheck_dead_copies,
+)
 from storage.errors import KeyringError
 from storage.keyring import MASTER_KEY_ENV, Keyring
 from storage.status import StorageStatus, retry_dead, storage_status
@@ -89,15 +94,39 @@ def retry_command(
         str | None, typer.Option("--backend", metavar="NAME", help="Only this backend.")
     ] = None,
 ) -> None:
-    """Give dead-lettered copies new attempts; the running service picks them up."""
+    """Give dead-lettered copies another chance (exit 1 if some stay dead).
 
-    async def run(settings: Settings) -> int:
-        async with sessions_for(settings) as sessions:
-            return await retry_dead(sessions, recording_id=recording, backend=backend)
+    Copies that gave up uploading get fresh attempts, which the running service picks up
+    within its sweep interval. Copies an audit found damaged with no intact copy left are
+    checked again now (after, say, the file was put back from a backup): intact ones are
+    verified again, damaged ones re-uploaded from any intact copy there now is.
+    """
+    from pbx_bridge.storage_setup import build_backends, closing_backends
+
+    async def run(settings: Settings) -> tuple[int, AuditReport]:
+        backends = build_backends(settings.storage)
+        keyring = await asyncio.to_thread(_keyring_if_configured, settings)
+        async with closing_backends(backends), sessions_for(settings) as sessions:
+            queued = await retry_dead(sessions, recording_id=recording, backend=backend)
+            report = await recheck_dead_copies(
+                sessions, backends, spool=settings.storage.spool_dir,
+                recording_id=recording, backend=backend, keyring=keyring,
+            )
+            return queued, report
 
     with reporting_errors():
-        count = asyncio.run(run(settings_of(ctx)))
-    typer.echo(f"{count} dead copies queued again")
+        queued, report = asyncio.run(run(settings_of(ctx)))
+    typer.echo(f"{queued} dead copies queued again for upload")
+    if report.checked or report.unconfigured:
+        typer.echo(
+            f"{report.checked} copies dead-lettered by an audit checked again: "
+            f"{report.intact} intact, {len(report.requeued)} recording(s) queued for "
+            f"re-upload, {len(report.unrepairable)} still without an intact copy"
+        )
+        _print_findings(report)
+    _print_unreachable(report)
+    if report.unrepairable or report.unreachable or report.unconfigured:
+        raise typer.Exit(1)
 
 
 @app.command("check")
@@ -184,16 +213,7 @@ def verify_command(
             f"{report.checked} copies checked, {report.intact} intact, "
             f"{len(report.findings)} damaged"
         )
-        if report.findings:
-            typer.echo(
-                render_table(
-                    ["RECORDING", "BACKEND", "KEY", "PROBLEM", "OUTCOME"],
-                    [
-                        [f.recording_id, f.backend, f.key, f.problem, f.outcome]
-                        for f in report.findings
-                    ],
-                )
-            )
+        _print_findings(report)
         if report.requeued:
             typer.echo(
                 f"{len(report.requeued)} recording(s) queued for re-upload; the running "
@@ -204,12 +224,27 @@ def verify_command(
                 f"{len(report.unrepairable)} recording(s) have no intact copy left "
                 "(see pbx-bridge storage status)"
             )
-        for backend, error in sorted(report.unreachable.items()):
-            typer.echo(f"backend {backend} could not be asked: {error}")
-        if report.unconfigured:
-            typer.echo(f"{report.unconfigured} copies on backends no longer configured")
+        _print_unreachable(report)
     if not report.clean:
         raise typer.Exit(1)
+
+
+def _print_findings(report: AuditReport) -> None:
+    if report.findings:
+        typer.echo(
+            render_table(
+                ["RECORDING", "BACKEND", "KEY", "PROBLEM", "OUTCOME"],
+                [[f.recording_id, f.backend, f.key, f.problem, f.outcome]
+                 for f in report.findings],
+            )
+        )
+
+
+def _print_unreachable(report: AuditReport) -> None:
+    for backend, error in sorted(report.unreachable.items()):
+        typer.echo(f"backend {backend} could not be asked: {error}")
+    if report.unconfigured:
+        typer.echo(f"{report.unconfigured} copies on backends no longer configured")
 
 
 def _keyring_if_configured(settings: Settings) -> Keyring | None:

@@ -33,6 +33,7 @@ from storage.audio_facts import AudioFacts, inspect_recording
 from storage.audit import DEFAULT_AUDIT_LIMIT, AuditReport, audit_copies
 from storage.audit_trail import record_event
 from storage.backends.base import Backend
+from storage.envelope import ENCRYPTED_SUFFIX
 from storage.errors import (
     CorruptRecording,
     RecordingNotFound,
@@ -709,7 +710,18 @@ class RecordingPipeline:
                           row.id, name, exc)
         if self._cache_days > 0:
             return
-        await self._spool.remove_all(row.id)
+        await self._spool.remove_named(self._spool_files(row))
+
+    def _spool_files(self, row: Recording) -> list[Path]:
+        """Every name a recording's spool files can have outside a crash: fetched in the
+        source format, transcoded, encrypted, half-written, and stereo legs."""
+        paths = [Path(row.spool_path)] if row.spool_path else []
+        for fmt in sorted({row.format, self._audio_format, *WAV_FORMATS}):
+            for stem in (row.id, *(f"{row.id}.{leg.value}" for leg in STEREO_LEGS)):
+                final = self._spool.path_for(stem, fmt)
+                paths += [final, final.with_name(final.name + ENCRYPTED_SUFFIX),
+                          self._spool.part_path_for(stem, fmt)]
+        return paths
 
     # -- the sweeper -----------------------------------------------------------------------
 
@@ -788,11 +800,11 @@ class RecordingPipeline:
                     .distinct()
                 )
             ).all()
-            expired_cache: Sequence[str] = []
+            expired_cache: Sequence[Recording] = []
             if self._cache_days > 0:
                 expired_cache = (
                     await session.scalars(
-                        select(Recording.id).where(
+                        select(Recording).where(
                             Recording.status == RecordingStatus.STORED,
                             Recording.spool_path.is_not(None),
                             Recording.stored_at <= now - timedelta(days=self._cache_days),
@@ -803,10 +815,10 @@ class RecordingPipeline:
             if not self._busy(recording_id):
                 self._spawn(recording_id)
         await self._replicator.refresh_sidecars()
-        for recording_id in expired_cache:
-            await self._spool.remove_all(recording_id)
+        for cached in expired_cache:
+            await self._spool.remove_named(self._spool_files(cached))
             await self._move(
-                recording_id, (RecordingStatus.STORED,), RecordingStatus.STORED, spool_path=None
+                cached.id, (RecordingStatus.STORED,), RecordingStatus.STORED, spool_path=None
             )
         return len(due)
 

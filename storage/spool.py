@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,13 +63,26 @@ class Spool:
         """Make a complete ``.part`` durable under its final name (blocking)."""
         self._commit(part, final)
 
-    async def remove_all(self, recording_id: str) -> int:
-        """Every spool file of a recording (fetched, transcoded, encrypted, partial)."""
+    async def remove_named(self, paths: Iterable[Path]) -> int:
+        """Remove these files where they exist; returns how many there were.
+
+        By name rather than by listing the folder: after a long outage the spool holds the
+        whole backlog, and listing it once per stored recording would make catching up
+        quadratic. Whoever calls this knows every name a recording's files can have; a
+        crash leftover under a random name is for ``entries()`` at the next start.
+        """
+        return await asyncio.to_thread(self._remove_named, list(paths))
+
+    def _remove_named(self, paths: list[Path]) -> int:
         removed = 0
-        for entry in await self.entries():
-            if entry.recording_id == recording_id:
-                await self.remove(entry.path)
-                removed += 1
+        for path in dict.fromkeys(paths):
+            if path.parent != self.directory:
+                raise ValueError(f"{path} is not in the spool {self.directory}")
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
         return removed
 
     def _commit(self, part: Path, final: Path) -> None:

@@ -360,3 +360,53 @@ async def test_a_changed_retention_rewrites_the_sidecar_once_the_backend_is_back
         puts = archive.puts
         await pipeline.sweep()  # nothing left to rewrite
         assert archive.puts == puts
+
+
+async def test_a_stored_recording_leaves_nothing_in_the_spool_of_a_large_backlog(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Transcoded and encrypted, with a crash leftover of the fetched WAV beside it: all
+    of it goes, by name, and the other recordings' files in the spool stay."""
+    from storage.envelope import EnvelopeEncryptor
+    from storage.keyring import Keyring, generate_master_key
+
+    generate_master_key(tmp_path / "keys")
+    keyring = Keyring.load(tmp_path / "keys", environ={})
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    others = [spool / f"other-{n}.flac" for n in range(50)]
+    for other in others:
+        other.write_bytes(b"queued")
+    source = DirSource(tmp_path / "asterisk")
+    pipeline = RecordingPipeline(
+        db, source, spool,
+        [Target("local", named(LocalBackend(tmp_path / "a"), "local")),
+         Target("vault", named(LocalBackend(tmp_path / "v"), "vault"), encrypt=True)],
+        audio_format="flac", encryptor=EnvelopeEncryptor(db, keyring),
+    )
+    async with pipeline:
+        row = await pipeline.begin(
+            call_id="call-1", kind=RecordingKind.CONVERSATION, legal_basis="consent",
+            retention_class="default", retention_days=30,
+        )
+        # What a crash between the prepared commit and removing the fetched file leaves.
+        (spool / f"{row.id}.wav").write_bytes(b"RIFF leftover")
+        source.put(row.asterisk_name, wav_bytes(0.5))
+        await pipeline.finished(row.asterisk_name)
+        await pipeline.wait_idle()
+    assert await status_of(db, row.id) == RecordingStatus.STORED
+    assert sorted(spool.iterdir()) == sorted(others)
+
+
+async def test_spool_removes_by_name_only_inside_itself(tmp_path: Path) -> None:
+    from storage.spool import Spool
+
+    spool = Spool(tmp_path / "spool")
+    await spool.prepare()
+    mine, theirs = spool.path_for("r1", "wav"), spool.path_for("r2", "wav")
+    mine.write_bytes(b"a")
+    theirs.write_bytes(b"b")
+    assert await spool.remove_named([mine, mine, spool.part_path_for("r1", "wav")]) == 1
+    assert not mine.exists() and theirs.exists()
+    with pytest.raises(ValueError, match="not in the spool"):
+        await spool.remove_named([tmp_path / "elsewhere.wav"])

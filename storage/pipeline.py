@@ -2,9 +2,10 @@
 
 Each recording moves ``recording -> finished -> spooled -> prepared -> stored`` (or
 ``failed``), and every move is committed with a compare-and-set on the status before the
-next step starts. ``prepared``: checked, transcoded if configured, its sha256 and duration
-final, and one copy row per target backend planned in the same transaction; the copies are
-then made and verified (``storage.replication``). Every step can be repeated safely: the
+next step starts (``storage.transitions``). The steps up to ``prepared`` (checked,
+transcoded if configured, its sha256 and duration final, and one copy row per target
+backend planned in the same transaction) are ``storage.intake``'s; the copies are then
+made and verified (``storage.replication``). Every step can be repeated safely: the
 spool file appears only complete, each copy's key is fixed in its row (a repeated put
 replaces, never adds), and the Asterisk copy is deleted only after the ``stored`` commit.
 So a crash at any point is undone by ``resume()``, which picks up every row that is not
@@ -23,28 +24,25 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, select, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.audio_facts import AudioFacts, inspect_recording
 from storage.audit import DEFAULT_AUDIT_LIMIT, AuditReport, audit_copies
-from storage.audit_trail import record_event
 from storage.backends.base import Backend
 from storage.envelope import ENCRYPTED_SUFFIX
 from storage.errors import (
-    CorruptRecording,
     RecordingNotFound,
     StorageError,
     TransientStorageError,
     UnsafeKey,
 )
 from storage.failpoints import crash_point
+from storage.intake import LOST_IN_ASTERISK, WAV_FORMATS, Intake
 from storage.keyring import Keyring
-from storage.leg_merge import merge_legs
-from storage.legs import STEREO_LEGS, Layout, belongs_to, candidate_names, leg_names
+from storage.legs import STEREO_LEGS, Layout, leg_names
 from storage.models import (
     CopyStatus,
     Recording,
@@ -55,15 +53,15 @@ from storage.models import (
     utcnow,
 )
 from storage.replication import Encryptor, Replicator, SidecarFacts, Target
-from storage.source import RecordingSource, SourceMissing, SourceState
+from storage.source import RecordingSource
+from storage.source_rows import known_source_names, row_for_source_name
 from storage.spool import Spool
-from storage.transcode import AudioFormat, transcode
-from storage.wav_header import NotAWav, finish_wav_header
+from storage.transcode import AudioFormat
+from storage.transitions import move_status
 
 log = logging.getLogger(__name__)
 
 ASTERISK_NAME_PREFIX = "pbxb-"
-LOST_IN_ASTERISK = "recording lost in Asterisk"
 # Call ids become a folder in every backend key: keep them to one harmless path segment.
 _CALL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,35}$")
 _FORMAT_RE = re.compile(r"^[a-z0-9]{1,16}$")
@@ -73,7 +71,6 @@ _PENDING = (
     RecordingStatus.SPOOLED,
     RecordingStatus.PREPARED,
 )
-_NAME_BATCH = 500
 DEFAULT_AUDIT_INTERVAL_S = 6 * 3600.0
 
 
@@ -95,10 +92,6 @@ class ResumeReport:
     source_cleanups: list[str] = field(default_factory=list)  # stored, still in Asterisk
     spool_files_removed: int = 0
     orphans: list[str] | None = None  # None: the source could not be asked
-
-
-# Asterisk's names for the formats that are RIFF/WAVE files.
-WAV_FORMATS = frozenset({"wav", "wav16"})
 
 
 def storage_key(row: Recording) -> str:
@@ -169,6 +162,11 @@ class RecordingPipeline:
             sidecar_facts=sidecar_facts,
             clock=clock,
             on_failure=self._count_copy_failure,
+        )
+        self._intake = Intake(
+            session_factory, source, self._spool,
+            plan=self._replicator.plan, audio_format=audio_format,
+            on_failed=self._count_failure,
         )
         self._audio_format = audio_format
         self._cache_days = cache_days
@@ -299,7 +297,7 @@ class RecordingPipeline:
         Returns None for a name no row knows (not ours). A repeated event is harmless.
         """
         async with self._session() as session:
-            row = await self._by_source_name(session, asterisk_name)
+            row = await row_for_source_name(session, asterisk_name)
             if row is None:
                 log.warning("RecordingFinished for unknown recording name %s", asterisk_name)
                 return None
@@ -333,7 +331,7 @@ class RecordingPipeline:
     async def failed_by_name(self, asterisk_name: str, reason: str) -> Recording | None:
         """Asterisk's RecordingFailed names the recording, not our id; None if not ours."""
         async with self._session() as session:
-            row = await self._by_source_name(session, asterisk_name)
+            row = await row_for_source_name(session, asterisk_name)
         if row is None:
             log.warning("RecordingFailed for unknown recording name %s", asterisk_name)
             return None
@@ -391,7 +389,7 @@ class RecordingPipeline:
         except TransientStorageError as exc:
             log.warning("resume: source unavailable, Asterisk copies not reconciled: %s", exc)
             return report
-        known = await self._known_names(names)
+        known = await known_source_names(self._sessions, names)
         report.orphans = sorted(set(names) - set(known))
         for recording_id, status in dict(known.values()).items():  # a stereo row: 2 names
             if status == RecordingStatus.STORED and not self._busy(recording_id):
@@ -403,7 +401,7 @@ class RecordingPipeline:
     async def orphans(self) -> list[str]:
         """Recordings in Asterisk that no row knows of: not ours to delete, only reported."""
         names = await self._source.list_stored()
-        known = await self._known_names(names)
+        known = await known_source_names(self._sessions, names)
         found = sorted(set(names) - set(known))
         self._log_orphans(found)
         return found
@@ -475,12 +473,12 @@ class RecordingPipeline:
             row = await self._load(recording_id)
             status = RecordingStatus(row.status)
             if status == RecordingStatus.RECORDING:
-                if not await self._check_live(row):
+                if not await self._intake.check_live(row):
                     return
             elif status == RecordingStatus.FINISHED:
-                await self._fetch(row)
+                await self._intake.fetch(row)
             elif status == RecordingStatus.SPOOLED:
-                await self._prepare(row)
+                await self._intake.prepare(row)
             elif status == RecordingStatus.PREPARED:
                 if not await self._ready_to_copy(row):
                     return
@@ -491,158 +489,6 @@ class RecordingPipeline:
                 return
             else:
                 return
-
-    async def _check_live(self, row: Recording) -> bool:
-        """A row still ``recording`` (after a restart, or a stereo leg's event): has
-        Asterisk finished it meanwhile?
-
-        A stereo row waits while either leg is live; it goes on with what is there once
-        neither is (a missing leg becomes a silent channel), and is lost only when both are.
-        """
-        names = leg_names(row)
-        states = [await self._source.state(name) for name in names]
-        if SourceState.LIVE in states:
-            return False
-        if SourceState.STORED in states:
-            await self._move(
-                row.id, (RecordingStatus.RECORDING,), RecordingStatus.FINISHED,
-                finished_at=utcnow(),
-            )
-            log.info("recording %s found finished in Asterisk", row.id)
-            for name, state in zip(names, states, strict=True):
-                if state == SourceState.MISSING:
-                    log.warning("recording %s: leg %s is missing in Asterisk", row.id, name)
-            return True
-        await self._fail(row.id, (RecordingStatus.RECORDING,), LOST_IN_ASTERISK)
-        return False
-
-    async def _fetch(self, row: Recording) -> None:
-        fmt = row.format
-        spool_path = self._spool.path_for(row.id, fmt)
-
-        async def write(dest: Path) -> int:
-            if row.layout == Layout.STEREO:
-                return await self._fetch_legs(row, dest)
-            return await self._source.fetch(row.asterisk_name, fmt, dest)
-
-        try:
-            await self._spool.receive(row.id, fmt, write)
-        except SourceMissing:
-            # A crash after the spool rename but before the commit: the file is whole.
-            if not await self._spool.exists(spool_path):
-                await self._fail(
-                    row.id, (RecordingStatus.FINISHED, RecordingStatus.SPOOLED), LOST_IN_ASTERISK
-                )
-                return
-        except CorruptRecording as exc:  # stereo: neither leg holds readable audio
-            if not await self._spool.exists(spool_path):
-                await self._fail(
-                    row.id, (RecordingStatus.FINISHED, RecordingStatus.SPOOLED),
-                    f"corrupt recording: {exc}",
-                )
-                return
-        await self._move(
-            row.id,
-            (RecordingStatus.FINISHED, RecordingStatus.SPOOLED),
-            RecordingStatus.SPOOLED,
-            spool_path=str(spool_path),
-        )
-        log.info("recording %s spooled", row.id)
-
-    async def _fetch_legs(self, row: Recording, dest: Path) -> int:
-        """Both legs of a stereo row into temporary spool files, merged into ``dest``.
-
-        The temporaries end in ``.part`` and start with the recording id, so a crash
-        leftover is swept like any half-fetched file.
-        """
-        temps = [
-            self._spool.part_path_for(f"{row.id}.{leg.value}", row.format) for leg in STEREO_LEGS
-        ]
-        try:
-            fetched: list[Path | None] = []
-            for name, tmp in zip(leg_names(row), temps, strict=True):
-                try:
-                    await self._source.fetch(name, row.format, tmp)
-                except SourceMissing:
-                    await self._spool.remove(tmp)
-                    fetched.append(None)
-                else:
-                    fetched.append(tmp)
-            if all(path is None for path in fetched):
-                raise SourceMissing(f"neither leg of {row.asterisk_name} is in the source")
-            merged = await asyncio.to_thread(merge_legs, (fetched[0], fetched[1]), dest)
-        finally:
-            await asyncio.shield(asyncio.gather(*(self._spool.remove(t) for t in temps)))
-        for channel, why in sorted(merged.silent.items()):
-            log.warning("recording %s: %s leg %s; its channel is silent", row.id,
-                        STEREO_LEGS[channel].value, why)
-        if merged.headers_finished:
-            log.warning("recording %s: WAV header of %d leg(s) finished by us (Asterisk "
-                        "stopped mid-recording)", row.id, merged.headers_finished)
-        return await asyncio.to_thread(lambda: dest.stat().st_size)
-
-    async def _prepare(self, row: Recording) -> None:
-        """Check (and transcode) the spooled file; commit its facts and plan its copies."""
-        spool_path = Path(row.spool_path) if row.spool_path else None
-        if spool_path is None or not await self._spool.exists(spool_path):
-            log.info("recording %s: spool file gone, fetching again", row.id)
-            await self._fetch(row)
-            return
-        try:
-            if row.format.lower() in WAV_FORMATS and await asyncio.to_thread(
-                finish_wav_header, spool_path
-            ):
-                log.warning(
-                    "recording %s: WAV header finished by us (Asterisk stopped mid-recording)",
-                    row.id,
-                )
-            facts = await asyncio.to_thread(inspect_recording, spool_path, row.format)
-        except (CorruptRecording, NotAWav) as exc:
-            await self._fail(row.id, (RecordingStatus.SPOOLED,), f"corrupt recording: {exc}")
-            await self._spool.remove(spool_path)
-            return
-        prepared, fmt = spool_path, row.format
-        if self._audio_format != row.format:
-            prepared, fmt, facts = await self._transcode(row, spool_path)
-        async with self._session() as session:
-            result = await session.execute(
-                update(Recording)
-                .where(Recording.id == row.id, Recording.status == RecordingStatus.SPOOLED)
-                .values(
-                    status=RecordingStatus.PREPARED.value,
-                    format=fmt,
-                    spool_path=str(prepared),
-                    sha256=facts.sha256,
-                    size_bytes=facts.size_bytes,
-                    duration_s=facts.duration_s,
-                    error=None,
-                )
-            )
-            if cast(CursorResult[Any], result).rowcount != 1:
-                return
-            row.format, row.sha256, row.duration_s = fmt, facts.sha256, facts.duration_s
-            planned = set(
-                (
-                    await session.scalars(
-                        select(RecordingCopy.backend).where(RecordingCopy.recording_id == row.id)
-                    )
-                ).all()
-            )
-            # Prepared again after its spool file was lost: keep the copies already made.
-            session.add_all(c for c in self._replicator.plan(row, fmt) if c.backend not in planned)
-            await session.commit()
-        if prepared != spool_path:
-            await self._spool.remove(spool_path)
-        log.info("recording %s prepared (%s, %d bytes, %s s)", row.id, fmt,
-                 facts.size_bytes, facts.duration_s)
-
-    async def _transcode(self, row: Recording, src: Path) -> tuple[Path, str, AudioFacts]:
-        dest_part = self._spool.part_path_for(row.id, self._audio_format)
-        result = await asyncio.to_thread(transcode, src, dest_part, self._audio_format)
-        dest = self._spool.path_for(row.id, result.ext)
-        await asyncio.to_thread(self._spool.commit, dest_part, dest)
-        facts = await asyncio.to_thread(inspect_recording, dest, result.ext)
-        return dest, result.ext, facts
 
     async def _ready_to_copy(self, row: Recording) -> bool:
         if not self._copy_after_call_ends:
@@ -732,6 +578,9 @@ class RecordingPipeline:
             await self._on_settled(recording_id)
         except Exception:  # retention's own run will retry; storing must not fail for it
             log.exception("recording %s: retention check after storing failed", recording_id)
+
+    def _count_failure(self) -> None:
+        self.stats.failed += 1
 
     def _count_copy_failure(self, dead: bool) -> None:
         self.stats.copy_failures += 1
@@ -862,17 +711,6 @@ class RecordingPipeline:
             raise _RowVanished(recording_id)
         return row
 
-    @staticmethod
-    async def _by_source_name(session: AsyncSession, name: str) -> Recording | None:
-        """The row an Asterisk recording belongs to: by its name, or a stereo leg's base."""
-        result = await session.scalars(
-            select(Recording).where(Recording.asterisk_name.in_(candidate_names(name)))
-        )
-        for row in result.all():
-            if belongs_to(name, row.asterisk_name, row.layout):
-                return row
-        return None
-
     async def _move(
         self,
         recording_id: str,
@@ -881,58 +719,7 @@ class RecordingPipeline:
         audit: dict[str, object] | None = None,
         **values: Any,
     ) -> bool:
-        """Compare-and-set the status, so two writers can never both win a transition.
-
-        With ``audit``, a won transition is recorded as ``recording.<status>`` in the same
-        transaction.
-        """
-        async with self._session() as session:
-            result = await session.execute(
-                update(Recording)
-                .where(
-                    Recording.id == recording_id,
-                    Recording.status.in_([s.value for s in expected]),
-                )
-                .values(status=to.value, **values)
-            )
-            if audit is not None and cast(CursorResult[Any], result).rowcount == 1:
-                await record_event(session, actor="service", action=f"recording.{to.value}",
-                                   target=f"recording:{recording_id}", details=audit)
-            await session.commit()
-        return cast(CursorResult[Any], result).rowcount == 1
-
-    async def _fail(
-        self, recording_id: str, expected: Sequence[RecordingStatus], reason: str
-    ) -> None:
-        if await self._move(recording_id, expected, RecordingStatus.FAILED, error=reason):
-            self.stats.failed += 1
-            log.warning("recording %s failed: %s", recording_id, reason)
-
-    async def _known_names(self, names: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """Which of these Asterisk names are ours: name -> (recording id, status)."""
-        known: dict[str, tuple[str, str]] = {}
-        unique = sorted(set(names))
-        async with self._session() as session:
-            for start in range(0, len(unique), _NAME_BATCH):
-                batch = unique[start : start + _NAME_BATCH]
-                # A stereo leg is known by its row's name, not its own.
-                candidates = sorted({c for name in batch for c in candidate_names(name)})
-                rows = {
-                    asterisk_name: (recording_id, status, layout)
-                    for asterisk_name, recording_id, status, layout in await session.execute(
-                        select(
-                            Recording.asterisk_name, Recording.id, Recording.status,
-                            Recording.layout,
-                        ).where(Recording.asterisk_name.in_(candidates))
-                    )
-                }
-                for name in batch:
-                    for candidate in candidate_names(name):
-                        found = rows.get(candidate)
-                        if found is not None and belongs_to(name, candidate, found[2]):
-                            known[name] = (found[0], found[1])
-                            break
-        return known
+        return await move_status(self._sessions, recording_id, expected, to, audit, **values)
 
     @staticmethod
     def _log_orphans(orphans: Sequence[str]) -> None:

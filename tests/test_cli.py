@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from cli_support import clean_pbx_env, cli  # noqa: F401  (clean_pbx_env: autouse fixture)
+from typer.testing import CliRunner
 
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.cli.main import app
@@ -23,13 +23,6 @@ CALL_ID = "11111111-2222-3333-4444-555555555555"
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "pbx-bridge.toml"
@@ -38,10 +31,6 @@ def config(tmp_path: Path) -> Path:
         '[default_route]\ntarget = "100"\n'
     )
     return path
-
-
-def cli(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(app, ["--config", str(config), *args])
 
 
 @pytest.fixture

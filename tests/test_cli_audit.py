@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,14 +13,13 @@ from typing import Any, cast
 
 import pytest
 from audit_fixtures import SWAP_2_AND_4, tamper
+from cli_support import clean_pbx_env, cli  # noqa: F401  (clean_pbx_env: autouse fixture)
 from database_fixtures import db_url, pg_database
 from e2e_harness import ServiceHarness, recordings_of
 from test_call_flow import CALLER, DID
-from typer.testing import CliRunner, Result
 
 from pbx_bridge.calls.models import Call
 from pbx_bridge.cli.actor import cli_actor
-from pbx_bridge.cli.main import app
 from pbx_bridge.sandbox import sipp
 from storage.audit_trail import canonical_details, entry_hash
 from storage.database import make_engine, make_session_factory
@@ -37,13 +35,6 @@ KEY = f"2026/03/01/{CALL_ID}/{REC}.wav"
 AUDIO = bytes(range(256)) * 64
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
 def config(db_url: str, tmp_path: Path) -> Path:
     """A migrated database (SQLite or PostgreSQL) and a local store, as an operator has."""
@@ -57,10 +48,6 @@ def config(db_url: str, tmp_path: Path) -> Path:
     result = cli(path, "db", "upgrade")
     assert result.exit_code == 0, result.output
     return path
-
-
-def cli(config: Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(app, ["--config", str(config), *args], input=input)
 
 
 def ok(config: Path, *args: str) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import getpass
 import json
-import os
 import stat
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -14,12 +13,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from cli_support import clean_pbx_env, cli  # noqa: F401  (clean_pbx_env: autouse fixture)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from pbx_bridge.calls.models import Call, Consent, DataSubjectRequest
-from pbx_bridge.cli.main import app
 from pbx_bridge.subjects.index import SubjectIndex
 from pbx_bridge.subjects.numbers import SubjectKeyer
 from pbx_bridge.subjects.register import RequestChannel, RequestType, open_request
@@ -30,13 +29,6 @@ SECRET = bytes(range(32))
 INDEX = SubjectIndex(SubjectKeyer(SECRET), "TR")
 NUMBER = "+905321234567"
 T = TypeVar("T")
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -53,10 +45,6 @@ def config(tmp_path: Path) -> Path:
     result = cli(path, "db", "upgrade")
     assert result.exit_code == 0, result.output
     return path
-
-
-def cli(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(app, ["--config", str(config), *args])
 
 
 def in_db(config: Path, work: Callable[[AsyncSession], Awaitable[T]]) -> T:

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cli_support import clean_pbx_env, cli  # noqa: F401  (clean_pbx_env: autouse fixture)
 from sqlalchemy import select
-from typer.testing import CliRunner, Result
 
 from pbx_bridge.calls.models import Call
-from pbx_bridge.cli.main import app
 from storage.database import make_engine, make_session_factory
 from storage.models import CopyStatus, Recording, RecordingCopy
 
@@ -29,13 +27,6 @@ OLD_KEY = f"2026/03/01/{CALL_ID}/{OLD}.wav"
 AUDIO = bytes(range(256)) * 64
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "pbx-bridge.toml"
@@ -45,10 +36,6 @@ def config(tmp_path: Path) -> Path:
         f'[storage.local]\npath = "{tmp_path}/recordings"\n'
     )
     return path
-
-
-def cli(config: Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(app, ["--config", str(config), *args], input=input)
 
 
 def _seed(config: Path) -> None:

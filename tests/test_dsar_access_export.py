@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cli_support import clean_pbx_env  # noqa: F401  (clean_pbx_env: autouse fixture)
 from database_fixtures import db_url, migrated_url, pg_database
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -71,13 +72,6 @@ A_E164 = "+905321234567"
 B_E164 = "+905559876543"
 HOSTILE = '<script>alert("x")</script> & ]]> \x07 <b>'
 HOSTILE_PROMPT = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
 
 
 @dataclass

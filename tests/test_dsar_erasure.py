@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from backend_servers import FtpServer
+from cli_support import clean_pbx_env  # noqa: F401  (clean_pbx_env: autouse fixture)
 from database_fixtures import db_url, migrated_url, pg_database
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -76,13 +77,6 @@ A_DIGITS = "5321234567"  # found in no row, log line or audit entry after erasur
 B_NATIONAL = "0555 987 65 43"
 SECRET = b"\x07" * 32
 INDEX = SubjectIndex(SubjectKeyer(SECRET), "TR")
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

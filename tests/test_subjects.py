@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import stat
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cli_support import clean_pbx_env  # noqa: F401  (clean_pbx_env: autouse fixture)
 from database_fixtures import db_url, migrated_url, pg_database
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,13 +34,6 @@ __all__ = ["db_url", "migrated_url", "pg_database"]  # fixtures, imported for py
 
 SECRET = bytes(range(32))
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -248,6 +248,9 @@ class PrivacySettings(_Section):
     # this many days after they were made.
     export_dir: Path = Path("./var/exports")
     export_days: int = Field(default=7, ge=1, le=365)
+    # The service walks the audit trail's hash chain this often (0: never) and logs the
+    # head, or the first entry that was changed, removed or reordered.
+    audit_verify_interval_s: float = Field(default=86400.0, ge=0)
 
 
 class LogSettings(_Section):

@@ -13,6 +13,7 @@ import logging
 import signal
 
 from pbx_bridge.ari import AriClient, EventStream
+from pbx_bridge.audit_watch import AuditTrailWatch
 from pbx_bridge.calls.journal import CallJournal
 from pbx_bridge.calls.routes import list_routes
 from pbx_bridge.config import ConfigError, Language, Settings
@@ -116,7 +117,14 @@ async def run(settings: Settings) -> None:
                 sessions, soon_days=settings.privacy.due_soon_days
             )
             expirer = ExportExpirer(sessions)
-            async with closing_backends(backends), pipeline, purger, due_reporter, expirer:
+            audit_watch = (
+                AuditTrailWatch(sessions, interval_s=settings.privacy.audit_verify_interval_s)
+                if settings.privacy.audit_verify_interval_s > 0
+                else contextlib.nullcontext()
+            )
+            async with (
+                closing_backends(backends), pipeline, purger, due_reporter, expirer, audit_watch,
+            ):
                 ownership = ChannelOwnership()
                 ctx = FlowContext(
                     ari=ari,

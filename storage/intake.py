@@ -171,7 +171,7 @@ class Intake:
         prepared, fmt = spool_path, row.format
         if self._audio_format != row.format:
             prepared, fmt, facts = await self._transcode(row, spool_path)
-        async with self._sessions() as session:
+        async with self._sessions(expire_on_commit=False) as session:
             result = await session.execute(
                 update(Recording)
                 .where(Recording.id == row.id, Recording.status == RecordingStatus.SPOOLED)

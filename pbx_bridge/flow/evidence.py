@@ -52,6 +52,8 @@ class EvidenceClip:
             log.warning("call %s: evidence snoop failed: %s", self._call_id, exc)
             self._forget_snoop()
             return
+        if not await self._inbox.entered_app([snoop_id], _START_TIMEOUT_S):
+            log.warning("call %s: evidence snoop did not confirm entering the app", self._call_id)
         recording = await self._ctx.pipeline.begin(
             call_id=self._call_id,
             kind=RecordingKind.EVIDENCE,

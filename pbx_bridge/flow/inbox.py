@@ -8,7 +8,7 @@ checking for it, and the coroutine's ``finally`` is the one place that cleans up
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pbx_bridge.ari import events as ev
@@ -86,6 +86,30 @@ class CallInbox:
             if first_time and channel_id == self.agent_id:
                 raise AgentGone(channel_id, cause)
         return item
+
+    async def entered_app(self, channel_ids: Iterable[str], limit_s: float) -> bool:
+        """Wait for each channel's StasisStart, keeping every other event for the call.
+
+        A channel made by a REST call (a snoop) enters our app on its own thread after
+        the call returns; until then Asterisk refuses to record it (409).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        pending = set(channel_ids)
+        passed: list[InboxItem] = []
+        try:
+            while pending and (remaining := deadline - loop.time()) > 0:
+                item = await self.next(limit_s=remaining)
+                if item is None:
+                    break
+                if isinstance(item, ev.StasisStart) and item.channel.id in pending:
+                    pending.discard(item.channel.id)
+                else:
+                    passed.append(item)
+        finally:
+            for item in passed:  # e.g. the agent's next keypress
+                self.put(item)
+        return not pending
 
     async def wait_for(
         self, matches: Callable[[InboxItem], bool], limit_s: float

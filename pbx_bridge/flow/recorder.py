@@ -11,14 +11,12 @@ start makes a new recording with its own id.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 
 from pbx_bridge.ari import AriError, AriNotFound
-from pbx_bridge.ari import events as ev
 from pbx_bridge.flow.context import FlowContext
-from pbx_bridge.flow.inbox import CallInbox, InboxItem, LegGone
+from pbx_bridge.flow.inbox import CallInbox, LegGone
 from storage.legs import Layout, leg_names, source_names
 from storage.models import RecordingKind
 
@@ -156,7 +154,7 @@ class ConversationRecorder:
                     app_args=f"snoop,{self._call_id}",
                     snoop_id=snoop_id,
                 )
-            if not await self._entered_app(snoops):
+            if not await self._inbox.entered_app(snoops, _ENTER_APP_TIMEOUT_S):
                 log.warning("call %s: snoop legs did not confirm entering the app", self._call_id)
             for snoop_id, name in zip(snoops, names, strict=True):
                 await self._ctx.ari.record(snoop_id, name, format="wav", if_exists="fail")
@@ -171,26 +169,6 @@ class ConversationRecorder:
         self._live = _Live(names, tuple(snoops))
         log.info("call %s: recording %s started (stereo)", self._call_id, row.id)
         return True
-
-    async def _entered_app(self, snoops: list[str]) -> bool:
-        """Wait for each snoop's StasisStart; other events are kept for the call."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _ENTER_APP_TIMEOUT_S
-        pending = set(snoops)
-        passed: list[InboxItem] = []
-        try:
-            while pending and (remaining := deadline - loop.time()) > 0:
-                item = await self._inbox.next(limit_s=remaining)
-                if item is None:
-                    break
-                if isinstance(item, ev.StasisStart) and item.channel.id in pending:
-                    pending.discard(item.channel.id)
-                else:
-                    passed.append(item)
-        finally:
-            for item in passed:  # e.g. the agent's next keypress
-                self._inbox.put(item)
-        return not pending
 
     async def _abandon(
         self, recording_id: str, snoops: list[str], started: list[str], reason: str

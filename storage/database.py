@@ -17,6 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -49,6 +50,16 @@ class DatabaseNotMigrated(DatabaseError):
         self.url = url
         self.current = current
         self.head = head
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database is away (unreachable, restarting, or it dropped the connection):
+    something to wait out and reconcile after, unlike a constraint violation or a bug."""
+    if isinstance(exc, DatabaseUnavailable | OSError | TimeoutError | sa_exc.TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def safe_url(url: str) -> str:
@@ -177,6 +188,7 @@ __all__ = [
     "DatabaseUnavailable",
     "alembic_config",
     "current_revision",
+    "database_unavailable",
     "ensure_migrated",
     "head_revision",
     "make_engine",

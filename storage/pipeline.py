@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audit import DEFAULT_AUDIT_LIMIT, AuditReport, audit_copies
 from storage.backends.base import Backend
+from storage.database import database_unavailable
 from storage.envelope import ENCRYPTED_SUFFIX
 from storage.errors import (
     RecordingNotFound,
@@ -593,8 +594,12 @@ class RecordingPipeline:
         while not await self._stopped_within(self._sweep_interval_s):
             try:
                 await self.sweep()
-            except Exception:  # the sweeper must outlive a database hiccup
-                log.exception("pipeline sweep failed; will try again")
+            except Exception as exc:  # the sweeper must outlive a database outage
+                if not database_unavailable(exc):
+                    log.exception("pipeline sweep failed; will try again")
+                else:
+                    log.warning("pipeline sweep: database unavailable (%s); will try again",
+                                type(exc).__name__)
             try:
                 await self._audit_if_due()
             except Exception:  # an audit is retried at its next interval

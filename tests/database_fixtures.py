@@ -57,6 +57,13 @@ def pg_database() -> Iterator[str]:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """An empty PostgreSQL database (no tables), for tests that need PostgreSQL itself."""
+    asyncio.run(_reset_schema(pg_database))
+    return f"postgresql+asyncpg://{PG_HOST}/{pg_database}"
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database (no tables) on each backend.

@@ -32,6 +32,7 @@ class ServiceHarness:
         *,
         extra_config: str = "",
         storage_config: str = "",
+        database_url: str | None = None,
     ) -> None:
         self.asterisk = asterisk
         self.workdir = workdir
@@ -59,7 +60,7 @@ reconnect_initial_s = 0.2
 reconnect_max_s = 1.0
 
 [database]
-url = "sqlite+aiosqlite:///{workdir}/pbx-bridge.db"
+url = "{database_url or f'sqlite+aiosqlite:///{workdir}/pbx-bridge.db'}"
 
 [storage]
 spool_dir = "{self.spool_path}"

@@ -110,13 +110,21 @@ class CallJournal:
                 call.answered_at = at or utcnow()
 
     async def close(
-        self, call_id: str, disposition: str, *, cause: str | None = None
+        self,
+        call_id: str,
+        disposition: str,
+        *,
+        cause: str | None = None,
+        ended_at: datetime | None = None,
     ) -> datetime:
-        """Mark the call ended; closing twice keeps the first end (idempotent on resync)."""
+        """Mark the call ended (now, or at ``ended_at`` when written late); closing twice
+        keeps the first end (idempotent on resync)."""
+        if ended_at is not None and ended_at.tzinfo is None:
+            raise ValueError("ended_at must be timezone-aware")
         async with self._sessions() as session, session.begin():
             call = await self._get(session, call_id)
             if call.ended_at is None:
-                call.ended_at = utcnow()
+                call.ended_at = ended_at or utcnow()
                 call.disposition = disposition
                 call.hangup_cause = cause
             return call.ended_at

@@ -16,8 +16,10 @@ from pbx_bridge.ari import events as ev
 from pbx_bridge.ari.stream import StreamConnected, StreamDisconnected
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox
+from pbx_bridge.flow.reconcile import Reconciler
 from pbx_bridge.flow.resync import Resync
-from pbx_bridge.flow.session import CallSession
+from pbx_bridge.flow.session import CallEnd, CallSession, write_call_end
+from storage.database import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,10 @@ class StasisApp:
         self._ownership = ownership
         self._sessions: dict[asyncio.Task[None], CallSession] = {}
         self._resync = Resync(ctx, ownership, self)
+        self._reconciler = Reconciler(self._reconcile)
+        # Ends of calls the database was away for, written before the next resync so
+        # they keep their real end time and disposition.
+        self._unwritten_ends: dict[str, CallEnd] = {}
 
     @property
     def live_calls(self) -> int:
@@ -65,13 +71,14 @@ class StasisApp:
             async for item in stream:
                 await self._dispatch(item)
         finally:
+            await self._reconciler.close()
             await self.detach_all()
 
     async def _dispatch(self, item: StreamItem) -> None:
         if isinstance(item, StreamConnected):
             log.info("ARI event stream %s; resynchronising",
                      "connected" if item.first else "reconnected")
-            await self._resync.run()
+            await self._reconciler.run_resync("after connecting")
             return
         if isinstance(item, StreamDisconnected):
             log.warning("ARI event stream lost: %s", item.reason)
@@ -79,12 +86,18 @@ class StasisApp:
         if isinstance(item, ev.StasisStart) and self._ownership.owner(item.channel.id) is None:
             self._on_new_channel(item)
             return
-        if isinstance(item, ev.RecordingFinished):
-            await self._ctx.pipeline.finished(item.recording.name)
-        elif isinstance(item, ev.RecordingFailed):
-            await self._ctx.pipeline.failed_by_name(
-                item.recording.name, item.recording.cause or "Asterisk reported failure"
-            )
+        try:
+            if isinstance(item, ev.RecordingFinished):
+                await self._ctx.pipeline.finished(item.recording.name)
+            elif isinstance(item, ev.RecordingFailed):
+                await self._ctx.pipeline.failed_by_name(
+                    item.recording.name, item.recording.cause or "Asterisk reported failure"
+                )
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            # The row stays `recording`; the resync asks Asterisk about it later.
+            self._reconciler.owe("a recording's end", exc)
         for inbox in self._owners_of(item):
             inbox.put(item)
 
@@ -110,9 +123,23 @@ class StasisApp:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None:
-            call_id = session.call_id if session else "?"
+        if exc is None:
+            return
+        call_id = session.call_id if session else None
+        if database_unavailable(exc):
+            if session is not None and session.unwritten_end is not None:
+                self._unwritten_ends[session.unwritten_end.call_id] = session.unwritten_end
+            self._reconciler.owe(f"call {call_id}'s records" if call_id else "a call", exc)
+        else:
             log.error("call %s: session crashed", call_id, exc_info=exc)
+
+    async def _reconcile(self) -> None:
+        for call_id, end in list(self._unwritten_ends.items()):
+            await write_call_end(self._ctx, end)
+            del self._unwritten_ends[call_id]
+            log.info("call %s: its end (%s) written after the database outage", call_id,
+                     end.disposition)
+        await self._resync.run()
 
     def _owners_of(self, item: ev.Event) -> list[CallInbox]:
         ids = list(ev.event_channel_ids(item))

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from pbx_bridge.ari import AriError, AriNotFound, Channel
@@ -36,6 +37,7 @@ from pbx_bridge.flow.policy import (
 from pbx_bridge.flow.recorder import ConversationRecorder, OnDemandKeys
 from pbx_bridge.flow.withdrawal import on_do_not_record_list, withdraw_by_keypress
 from pbx_bridge.privacy import mask_number
+from storage.database import database_unavailable
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,11 @@ _MESSAGE_BY_DIAL = {
 }
 
 
+# Set on a caller handed back to the dialplan: its fallback connects them unrecorded (or
+# says the service is unavailable) exactly as when the service is down.
+DEGRADED_VARIABLE = "PBX_BRIDGE_DEGRADED"
+
+
 class CallEnded(Exception):
     """The flow itself ended the call (busy, unreachable, timeout rule)."""
 
@@ -76,6 +83,24 @@ class Adoption:
     agent_id: str | None = None
     recording_name: str | None = None
     recording_layout: str = "mixed"  # a stereo recording's legs run on snoops of the call
+
+
+@dataclass(frozen=True)
+class CallEnd:
+    """How and when a call ended, as the journal needs it."""
+
+    call_id: str
+    disposition: str
+    cause: str
+    ended_at: datetime
+
+
+async def write_call_end(ctx: FlowContext, end: CallEnd) -> None:
+    """Close the call's row, and start its recordings' retention from that end."""
+    ended_at = await ctx.journal.close(
+        end.call_id, end.disposition, cause=end.cause, ended_at=end.ended_at
+    )
+    await ctx.pipeline.close_call(end.call_id, ended_at)
 
 
 class CallSession:
@@ -104,6 +129,8 @@ class CallSession:
         self._evidence: EvidenceClip | None = None
         self._recorder: ConversationRecorder | None = None
         self._bridge_id: str | None = None
+        self._joined = False  # caller and agent are in the bridge
+        self.unwritten_end: CallEnd | None = None
         self._retention_class = ctx.default_route.retention_class
         # The caller's subject key, and whether they are on the do-not-record list.
         self._subject_key: str | None = None
@@ -129,6 +156,11 @@ class CallSession:
             log.error("call %s: Asterisk refused a step: %s", self.call_id, exc)
             disposition = "answered" if self._answered else "failed"
             cause = str(exc)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            await asyncio.shield(self._carry_on_without_database())
+            raise  # the app owes the database a reconciliation
         finally:
             if not self._detached:
                 await asyncio.shield(self._finish(disposition, cause))
@@ -338,6 +370,7 @@ class CallSession:
         await self._on_caller(
             self.ctx.ari.add_channel(bridge_id, [self.caller.id, self._dialer.agent_id])
         )
+        self._joined = True
 
     async def _decide(self, route: ResolvedRoute, consent: ConsentOutcome) -> RecordingDecision:
         async with self.ctx.sessions() as session:
@@ -409,6 +442,7 @@ class CallSession:
             self.ctx.ownership.claim(self._adoption.agent_id, self.inbox)
             self.inbox.agent_id = self._adoption.agent_id
         self._answered = True
+        self._joined = True
         decision = await self._decide(route, consent)
         assert self._recorder is not None
         if self._adoption.recording_name is not None:
@@ -464,6 +498,41 @@ class CallSession:
         except AriNotFound as exc:
             raise CallerGone(self.caller.id, "channel gone") from exc
 
+    async def _carry_on_without_database(self) -> None:
+        """The database went away mid-call: nothing more can be written, but the caller
+        must not be cut off for it.
+
+        A connected call is left to Asterisk as on a shutdown; the resync after the
+        outage adopts it (or closes it, if it ended meanwhile). A call not yet connected
+        cannot be asked for consent with proof, so it goes back to the dialplan, whose
+        fallback treats it as if the service were down (PBX_BRIDGE_FALLBACK_DIAL).
+        """
+        if self._joined:
+            log.warning("call %s: database unavailable; the connected call is left to "
+                        "Asterisk until it is back", self.call_id)
+            self.detach()
+            return
+        log.warning("call %s: database unavailable; caller handed to the dialplan fallback",
+                    self.call_id or "(not yet opened)")
+        if self._evidence is not None:
+            await self._evidence.stop()
+        if self._dialer is not None:
+            await self._dialer.hangup()
+        if self._bridge_id is not None:
+            await self._quietly(self.ctx.ari.destroy_bridge(self._bridge_id))
+            self.ctx.ownership.release(self._bridge_id)
+        self.detach()
+        if self.inbox.is_gone(self.caller.id):
+            return
+        try:
+            await self.ctx.ari.set_variable(self.caller.id, DEGRADED_VARIABLE, "database")
+            await self.ctx.ari.continue_in_dialplan(self.caller.id)
+        except AriError as exc:
+            log.warning("call %s: could not hand the caller to the dialplan (%s); hanging up",
+                        self.call_id, exc)
+            await self._quietly(self.ctx.ari.hangup(self.caller.id))
+        self.ctx.ownership.release(self.caller.id)
+
     async def _finish(self, disposition: str, cause: str) -> None:
         if self._evidence is not None:
             await self._evidence.stop()
@@ -479,8 +548,10 @@ class CallSession:
         self.ctx.ownership.release(self.caller.id)
         if self.call_id is None:
             return
-        ended_at = await self.ctx.journal.close(self.call_id, disposition, cause=cause)
-        await self.ctx.pipeline.close_call(self.call_id, ended_at)
+        # Kept until written: if the database is away, the app writes it when it is back.
+        self.unwritten_end = CallEnd(self.call_id, disposition, cause, utcnow())
+        await write_call_end(self.ctx, self.unwritten_end)
+        self.unwritten_end = None
         log.info("call %s: ended, %s (%s)", self.call_id, disposition, cause)
 
     async def _quietly(self, step: Awaitable[object]) -> None:

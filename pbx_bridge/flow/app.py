@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from pbx_bridge.ari import events as ev
 from pbx_bridge.ari.stream import StreamConnected, StreamDisconnected
+from pbx_bridge.calls.journal import CallNotFound
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox
 from pbx_bridge.flow.reconcile import Reconciler
@@ -135,10 +136,14 @@ class StasisApp:
 
     async def _reconcile(self) -> None:
         for call_id, end in list(self._unwritten_ends.items()):
-            await write_call_end(self._ctx, end)
+            try:
+                await write_call_end(self._ctx, end)
+            except CallNotFound:
+                log.warning("call %s: its row is gone; its end is not written", call_id)
+            else:
+                log.info("call %s: its end (%s) written after the database outage", call_id,
+                         end.disposition)
             del self._unwritten_ends[call_id]
-            log.info("call %s: its end (%s) written after the database outage", call_id,
-                     end.disposition)
         await self._resync.run()
 
     def _owners_of(self, item: ev.Event) -> list[CallInbox]:

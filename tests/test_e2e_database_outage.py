@@ -82,7 +82,7 @@ async def test_a_call_that_ends_during_an_outage_is_closed_and_stored_after_it(
     assert call["consent"]["decision"] == "granted"
     (conversation,) = recordings_of(call, "conversation")
     assert_hears(assert_intact(conversation), caller=True, agent=True)
-    assert conversation["duration_s"] > 8.0  # recorded through the outage, not cut by it
+    assert conversation["duration_s"] > 5.0  # recorded through the outage, not cut by it
     assert_asterisk_kept_nothing(service)
     assert "calls and recordings reconciled with Asterisk" in service.log_text()
 

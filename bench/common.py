@@ -294,6 +294,21 @@ async def drop_temp_database(database: TempDatabase) -> None:
         await conn.close()
 
 
+@contextlib.contextmanager
+def bench_database(server: str, work: Path) -> Iterator[tuple[str, str]]:
+    """(URL, "postgresql" or "sqlite") for one benchmark run: a throw-away database on
+    the PostgreSQL server ``server`` names, dropped afterwards, or a SQLite file in
+    ``work`` for anything else."""
+    if not is_postgres(server):
+        yield f"sqlite+aiosqlite:///{work / 'bench.sqlite'}", "sqlite"
+        return
+    temp_db = asyncio.run(create_temp_database(server))
+    try:
+        yield temp_db.url, "postgresql"
+    finally:
+        asyncio.run(drop_temp_database(temp_db))
+
+
 def mb(size_bytes: int) -> float:
     return size_bytes / MIB
 

@@ -26,11 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     BenchCheckFailed,
     Stopwatch,
+    bench_database,
     cpu_seconds,
-    create_temp_database,
-    drop_temp_database,
     emit_result,
-    is_postgres,
     peak_rss_kib,
     print_breakdown,
     rss_kib,
@@ -245,26 +243,18 @@ def main() -> int:
     count = 2000 if args.quick else args.count
     if count < 1 or args.batch < 1:
         parser.error("--count and --batch must be at least 1")
-    with work_folder("pbxb-bench-purge-") as work:
-        temp_db = None
-        if is_postgres(args.database):
-            temp_db = asyncio.run(create_temp_database(args.database))
-            db_url = temp_db.url
-        else:
-            db_url = f"sqlite+aiosqlite:///{work / 'bench.sqlite'}"
-        database = "postgresql" if temp_db is not None else "sqlite"
-        try:
-            common_args = ["--work", str(work), "--count", str(count), "--db-url", db_url]
-            setup = run_phase(SCRIPT, ["--phase", "setup", *common_args])
-            print(f"purge: {count} expired recordings on {database}, one {FILE_BYTES}-byte "
-                  f"local copy each (x2 file sets written in {setup['files_s']:.1f} s, "
-                  f"rows inserted in {setup['rows_s']:.1f} s); batch {args.batch}")
-            baseline = run_phase(SCRIPT, ["--phase", "unlink", *common_args])
-            purge = run_phase(SCRIPT, ["--phase", "purge", *common_args,
-                                       "--batch", str(args.batch)])
-        finally:
-            if temp_db is not None:
-                asyncio.run(drop_temp_database(temp_db))
+    with (
+        work_folder("pbxb-bench-purge-") as work,
+        bench_database(args.database, work) as (db_url, database),
+    ):
+        common_args = ["--work", str(work), "--count", str(count), "--db-url", db_url]
+        setup = run_phase(SCRIPT, ["--phase", "setup", *common_args])
+        print(f"purge: {count} expired recordings on {database}, one {FILE_BYTES}-byte "
+              f"local copy each (x2 file sets written in {setup['files_s']:.1f} s, "
+              f"rows inserted in {setup['rows_s']:.1f} s); batch {args.batch}")
+        baseline = run_phase(SCRIPT, ["--phase", "unlink", *common_args])
+        purge = run_phase(SCRIPT, ["--phase", "purge", *common_args,
+                                   "--batch", str(args.batch)])
     _line("os.unlink loop (baseline)", baseline)
     _line(f"purge_expired ({database})", purge)
     print_breakdown("where the purge's time goes", purge["breakdown"], purge["wall_s"])

@@ -41,9 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
     BenchCheckFailed,
+    bench_database,
     cpu_seconds,
-    create_temp_database,
-    drop_temp_database,
     emit_result,
     is_postgres,
     peak_rss_kib,
@@ -359,25 +358,17 @@ def main() -> int:
     if calls < HEAVY_CALLS + subjects or subjects < 2 or args.repeat < 1:
         parser.error(f"need --calls >= {HEAVY_CALLS} + --subjects, --subjects >= 2, "
                      "--repeat >= 1")
-    with work_folder("pbxb-bench-subjects-") as work:
-        temp_db = None
-        if is_postgres(args.database):
-            temp_db = asyncio.run(create_temp_database(args.database))
-            db_url = temp_db.url
-        else:
-            db_url = f"sqlite+aiosqlite:///{work / 'bench.sqlite'}"
-        database = "postgresql" if temp_db is not None else "sqlite"
-        try:
-            shared = ["--db-url", db_url, "--calls", str(calls), "--subjects", str(subjects)]
-            setup = run_phase(SCRIPT, ["--phase", "setup", *shared])
-            runs = {
-                method: run_phase(SCRIPT, ["--phase", "lookup", "--method", method,
-                                           "--repeat", str(args.repeat), *shared])
-                for method in ("index", "scan")
-            }
-        finally:
-            if temp_db is not None:
-                asyncio.run(drop_temp_database(temp_db))
+    with (
+        work_folder("pbxb-bench-subjects-") as work,
+        bench_database(args.database, work) as (db_url, database),
+    ):
+        shared = ["--db-url", db_url, "--calls", str(calls), "--subjects", str(subjects)]
+        setup = run_phase(SCRIPT, ["--phase", "setup", *shared])
+        runs = {
+            method: run_phase(SCRIPT, ["--phase", "lookup", "--method", method,
+                                       "--repeat", str(args.repeat), *shared])
+            for method in ("index", "scan")
+        }
 
     recordings = len(range(0, calls, RECORDING_EVERY))
     tombstones = len(range(0, calls, TOMBSTONE_EVERY))

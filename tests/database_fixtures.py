@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.database import make_engine, make_session_factory, upgrade
 
@@ -82,6 +82,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def migrated_url(db_url: str) -> str:
     await upgrade(db_url)
     return db_url
+
+
+@pytest.fixture
+async def sessions(migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A session factory on a migrated database, for code that opens its own sessions."""
+    engine = make_engine(migrated_url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -8,13 +8,12 @@ import hashlib
 import itertools
 import json
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from audit_fixtures import SWAP_2_AND_4, pg_roles, run_as, tamper
-from database_fixtures import db_url, migrated_url, pg_database
+from database_fixtures import db_url, migrated_url, pg_database, sessions
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -51,19 +50,10 @@ from storage.models import AuditEntry, AuditHead, Base, Recording, RecordingKind
 from storage.pipeline import RecordingPipeline
 from storage.retention import HoldError, hold, purge_expired, release
 
-__all__ = ["db_url", "migrated_url", "pg_database"]  # fixtures, imported for pytest
+__all__ = ["db_url", "migrated_url", "pg_database", "sessions"]  # fixtures, imported for pytest
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 5, 4, 10, 30, 15, 123456, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sessions(migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(migrated_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 async def _append(

@@ -4,32 +4,21 @@ consistent rewrite of older entries, which a fresh walk cannot see, is still cau
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from audit_fixtures import tamper
-from database_fixtures import db_url, migrated_url, pg_database
+from database_fixtures import db_url, migrated_url, pg_database, sessions
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.audit_watch import AuditTrailWatch
 from storage.audit_trail import entry_hash, record_event, verify
-from storage.database import make_engine, make_session_factory
 from storage.models import AuditEntry
 
-__all__ = ["db_url", "migrated_url", "pg_database"]  # fixtures, imported for pytest
+__all__ = ["db_url", "migrated_url", "pg_database", "sessions"]  # fixtures, imported for pytest
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sessions(migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(migrated_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 async def append(sessions: async_sessionmaker[AsyncSession], first: int, count: int) -> None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from database_fixtures import db_url, migrated_url, pg_database
+from database_fixtures import db_url, migrated_url, pg_database, sessions
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage_fakes import DirSource
@@ -22,7 +22,6 @@ from storage_fakes import DirSource
 import pbx_bridge.calls.models  # noqa: F401  (registers the call tables on Base.metadata)
 from storage.backends.base import Backend
 from storage.backends.local import LocalBackend
-from storage.database import make_engine, make_session_factory
 from storage.deletion import (
     DeletionNotRequested,
     RecordingBusy,
@@ -41,7 +40,7 @@ from storage.models import (
 )
 from storage.retention import HoldError, hold, release
 
-__all__ = ["db_url", "migrated_url", "pg_database"]
+__all__ = ["db_url", "migrated_url", "pg_database", "sessions"]
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 AUDIO = b"RIFF-not-really-audio-but-real-bytes" * 100
@@ -61,15 +60,6 @@ class SwitchableBackend(LocalBackend):
             raise BackendUnavailable(f"{self.name}: connection refused")
         self.deletes.append(key)
         await super().delete(key)
-
-
-@pytest.fixture
-async def sessions(migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(migrated_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

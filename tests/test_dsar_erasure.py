@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from backend_servers import FtpServer
 from cli_support import clean_pbx_env  # noqa: F401  (clean_pbx_env: autouse fixture)
-from database_fixtures import db_url, migrated_url, pg_database
+from database_fixtures import db_url, migrated_url, pg_database, sessions
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
@@ -66,7 +66,7 @@ from storage.models import (
 )
 
 pytest_plugins = ["backend_servers"]
-__all__ = ["db_url", "migrated_url", "pg_database"]
+__all__ = ["db_url", "migrated_url", "pg_database", "sessions"]
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -77,15 +77,6 @@ A_DIGITS = "5321234567"  # found in no row, log line or audit entry after erasur
 B_NATIONAL = "0555 987 65 43"
 SECRET = b"\x07" * 32
 INDEX = SubjectIndex(SubjectKeyer(SECRET), "TR")
-
-
-@pytest.fixture
-async def sessions(migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(migrated_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 @dataclass

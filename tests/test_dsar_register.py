@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from database_fixtures import db_url, migrated_url, pg_database, session
+from database_fixtures import db_url, migrated_url, pg_database, session, sessions
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,7 +34,8 @@ from pbx_bridge.subjects.register import (
 from storage.database import make_engine, make_session_factory
 from storage.models import AuditEntry
 
-__all__ = ["db_url", "migrated_url", "pg_database", "session"]  # fixtures, imported for pytest
+# Fixtures, imported by name for pytest.
+__all__ = ["db_url", "migrated_url", "pg_database", "session", "sessions"]
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 INDEX = SubjectIndex(SubjectKeyer(bytes(range(32))), "TR")
@@ -287,15 +287,6 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
         self.woke.set()
         await asyncio.sleep(0)
-
-
-@pytest.fixture
-async def sessions(migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(migrated_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 async def test_daily_report_logs_overdue_and_due_soon_without_numbers(

@@ -7,15 +7,15 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cli_support import clean_pbx_env, cli
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from storage_fakes import DirSource, db_url, wav_bytes
-from typer.testing import CliRunner
 
 from storage.audit import (
     DEFERRED,
@@ -27,6 +27,7 @@ from storage.audit import (
 )
 from storage.backends.base import ObjectInfo
 from storage.backends.local import LocalBackend
+from storage.database import make_engine, make_session_factory
 from storage.envelope import EnvelopeEncryptor
 from storage.errors import BackendUnavailable
 from storage.keyring import Keyring, generate_master_key
@@ -35,7 +36,7 @@ from storage.pipeline import RecordingPipeline
 from storage.replication import Target
 from storage.status import retry_dead, storage_status
 
-__all__ = ["db_url"]
+__all__ = ["clean_pbx_env", "db_url"]  # fixtures, imported for pytest
 
 
 @pytest.fixture
@@ -362,114 +363,93 @@ async def test_the_sweeper_audits_every_interval(
     assert await status_of(lite, rid) == "stored"
 
 
-def test_storage_verify_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pbx_bridge.cli.main import app
-    from storage.database import make_engine, make_session_factory
+CliRun = Callable[..., tuple[int, str]]
 
-    for name in list(os.environ):
-        if name.startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
-    config = tmp_path / "pbx-bridge.toml"
+
+def configured_cli(tmp_path: Path, backends: Sequence[str]) -> tuple[CliRun, str]:
+    """A config on SQLite with local backends ``backends`` (the first is the embedded
+    ``local``), migrated; returns the CLI bound to it and the database URL."""
     db = f"sqlite+aiosqlite:///{tmp_path}/pbx-bridge.db"
-    config.write_text(
+    text = (
         f'[database]\nurl = "{db}"\n'
-        f'[storage]\nspool_dir = "{tmp_path}/spool"\ntargets = ["local", "archive"]\n'
-        f'[storage.local]\npath = "{tmp_path}/recordings"\n'
-        f'[storage.backends.archive]\ntype = "local"\npath = "{tmp_path}/archive"\n'
+        f'[storage]\nspool_dir = "{tmp_path}/spool"\ntargets = {json.dumps(list(backends))}\n'
+        f'[storage.local]\npath = "{tmp_path}/{backends[0]}"\n'
     )
+    for name in backends[1:]:
+        text += f'[storage.backends.{name}]\ntype = "local"\npath = "{tmp_path}/{name}"\n'
+    config = tmp_path / "pbx-bridge.toml"
+    config.write_text(text)
 
-    def cli(*args: str) -> tuple[int, str]:
-        result = CliRunner().invoke(app, ["--config", str(config), *args])
+    def run(*args: str) -> tuple[int, str]:
+        result = cli(config, *args)
         return result.exit_code, result.output
 
-    assert cli("db", "upgrade")[0] == 0
-    data = wav_bytes(0.4)
+    assert run("db", "upgrade")[0] == 0
+    return run, db
 
-    async def run_pipeline(new: bool) -> str:
+
+def run_service_pipeline(
+    db: str, tmp_path: Path, backends: Sequence[str], data: bytes | None = None
+) -> str:
+    """What the running service does with the CLI's database: store ``data`` as a new
+    recording (if given) and finish whatever is queued; returns the new recording's id."""
+
+    async def run() -> str:
         engine = make_engine(db)
-        sessions = make_session_factory(engine)
         source = DirSource(tmp_path / "asterisk")
-        targets = [Target("local", named(tmp_path / "recordings", "local")),
-                   Target("archive", named(tmp_path / "archive", "archive"))]
+        targets = [Target(name, named(tmp_path / name, name)) for name in backends]
         try:
-            async with RecordingPipeline(sessions, source, tmp_path / "spool", targets,
+            async with RecordingPipeline(make_session_factory(engine), source,
+                                         tmp_path / "spool", targets,
                                          audit_interval_s=0) as pipeline:
-                rid = await record(pipeline, source, data) if new else ""
+                rid = await record(pipeline, source, data) if data is not None else ""
                 await pipeline.wait_idle()
         finally:
             await engine.dispose()
         return rid
 
-    rid = asyncio.run(run_pipeline(new=True))
-    code, out = cli("storage", "verify")
+    return asyncio.run(run())
+
+
+def test_storage_verify_command(tmp_path: Path) -> None:
+    backends = ["local", "archive"]
+    cli_run, db = configured_cli(tmp_path, backends)
+    data = wav_bytes(0.4)
+    rid = run_service_pipeline(db, tmp_path, backends, data)
+    code, out = cli_run("storage", "verify")
     assert code == 0 and "2 copies checked, 2 intact, 0 damaged" in out, out
 
     archived = next((tmp_path / "archive").rglob("*.wav"))
     os.truncate(archived, 100)
-    code, out = cli("storage", "verify", "--all")
+    code, out = cli_run("storage", "verify", "--all")
     assert code == 1, out
     assert "1 damaged" in out and "size 100 bytes" in out and REQUEUED in out
-    code, out = cli("storage", "status", "--json")
+    code, out = cli_run("storage", "status", "--json")
     assert json.loads(out)["audit_repairs"] == 1
     assert (tmp_path / "spool" / f"{rid}.wav").read_bytes() == data  # staged for the service
 
-    asyncio.run(run_pipeline(new=False))  # the service's next start re-uploads it
+    run_service_pipeline(db, tmp_path, backends)  # the service's next start re-uploads it
     assert archived.read_bytes() == data
-    code, out = cli("storage", "verify", "--all", "--json")
+    code, out = cli_run("storage", "verify", "--all", "--json")
     assert code == 0 and json.loads(out)["intact"] == 2, out
 
 
-def test_storage_retry_command_rechecks_audit_dead_copies(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pbx_bridge.cli.main import app
-    from storage.database import make_engine, make_session_factory
-
-    for name in list(os.environ):
-        if name.startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
-    config = tmp_path / "pbx-bridge.toml"
-    db = f"sqlite+aiosqlite:///{tmp_path}/pbx-bridge.db"
-    config.write_text(
-        f'[database]\nurl = "{db}"\n'
-        f'[storage]\nspool_dir = "{tmp_path}/spool"\ntargets = ["local"]\n'
-        f'[storage.local]\npath = "{tmp_path}/recordings"\n'
-    )
-
-    def cli(*args: str) -> tuple[int, str]:
-        result = CliRunner().invoke(app, ["--config", str(config), *args])
-        return result.exit_code, result.output
-
-    assert cli("db", "upgrade")[0] == 0
-    data = wav_bytes(0.4)
-
-    async def store_one() -> None:
-        engine = make_engine(db)
-        source = DirSource(tmp_path / "asterisk")
-        target = Target("local", named(tmp_path / "recordings", "local"))
-        try:
-            async with RecordingPipeline(make_session_factory(engine), source,
-                                         tmp_path / "spool", [target],
-                                         audit_interval_s=0) as pipeline:
-                await record(pipeline, source, data)
-                await pipeline.wait_idle()
-        finally:
-            await engine.dispose()
-
-    asyncio.run(store_one())
-    stored = next((tmp_path / "recordings").rglob("*.wav"))
+def test_storage_retry_command_rechecks_audit_dead_copies(tmp_path: Path) -> None:
+    cli_run, db = configured_cli(tmp_path, ["local"])
+    run_service_pipeline(db, tmp_path, ["local"], wav_bytes(0.4))
+    stored = next((tmp_path / "local").rglob("*.wav"))
     stored.rename(tmp_path / "backup.wav")
-    code, out = cli("storage", "verify")
+    code, out = cli_run("storage", "verify")
     assert code == 1 and UNREPAIRABLE in out, out
 
-    code, out = cli("storage", "retry")
+    code, out = cli_run("storage", "retry")
     assert code == 1, out
     assert "0 dead copies queued again for upload" in out
     assert "1 copies dead-lettered by an audit checked again: 0 intact" in out
     assert "1 still without an intact copy" in out and "missing" in out
 
     (tmp_path / "backup.wav").rename(stored)
-    code, out = cli("storage", "retry")
+    code, out = cli_run("storage", "retry")
     assert code == 0 and "1 intact, 0 recording(s) queued for re-upload" in out, out
-    code, out = cli("storage", "status", "--json")
+    code, out = cli_run("storage", "status", "--json")
     assert code == 0 and json.loads(out)["healthy"] and not json.loads(out)["dead"], out

@@ -7,13 +7,12 @@ import base64
 import hashlib
 import re
 import stat
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cli_support import clean_pbx_env  # noqa: F401  (clean_pbx_env: autouse fixture)
-from database_fixtures import db_url, migrated_url, pg_database
+from database_fixtures import db_url, migrated_url, pg_database, sessions
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,9 +27,8 @@ from pbx_bridge.subjects.index import (
 )
 from pbx_bridge.subjects.numbers import SubjectKeyer
 from pbx_bridge.subjects.reindex import reindex
-from storage.database import make_engine, make_session_factory
 
-__all__ = ["db_url", "migrated_url", "pg_database"]  # fixtures, imported for pytest
+__all__ = ["db_url", "migrated_url", "pg_database", "sessions"]  # fixtures, imported for pytest
 
 SECRET = bytes(range(32))
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -179,15 +177,6 @@ def test_key_file_in_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> Non
 
 
 # --- rows that carry the key --------------------------------------------------------------
-
-
-@pytest.fixture
-async def sessions(migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(migrated_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 def _proof(decision: str = "granted") -> ConsentProof:

@@ -6,12 +6,11 @@ The whole path through Asterisk is in tests/test_e2e_dsar_erasure.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import cast
 
 import pytest
-from database_fixtures import db_url, migrated_url, pg_database
+from database_fixtures import db_url, migrated_url, pg_database, sessions
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,10 +29,9 @@ from pbx_bridge.flow.prompts import Prompt
 from pbx_bridge.flow.withdrawal import on_do_not_record_list, withdraw_by_keypress
 from pbx_bridge.subjects.index import SubjectIndex
 from pbx_bridge.subjects.numbers import SubjectKeyer
-from storage.database import make_engine, make_session_factory
 from storage.models import AuditEntry
 
-__all__ = ["db_url", "migrated_url", "pg_database"]
+__all__ = ["db_url", "migrated_url", "pg_database", "sessions"]
 
 INDEX = SubjectIndex(SubjectKeyer(b"\x09" * 32), "TR")
 
@@ -117,15 +115,6 @@ def test_a_withdrawn_caller_is_not_recorded_unless_the_law_requires_it(
     assert (decision.plan is RecordingPlan.RECORD) is recorded
     expected = None if recorded else "confirm-withdrawn"
     assert confirmation_prompt(basis, ConsentOutcome.WITHDRAWN) == expected
-
-
-@pytest.fixture
-async def sessions(migrated_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(migrated_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 async def test_pressing_eight_lists_the_caller_and_opens_their_request(

@@ -224,8 +224,9 @@ async def test_nine_repeats_the_disclosure_up_to_the_limit(service: ServiceHarne
     assert len(recordings_of(call, "conversation")) == 1
 
 
-async def test_agent_records_on_demand(service: ServiceHarness) -> None:
-    """(g) Extension 102 records only between the agent's *1 and *2."""
+async def place_on_demand_call(service: ServiceHarness) -> dict[str, Any]:
+    """A consenting caller to extension 102 (on-demand), whose agent presses *1 at 2.3 s
+    and *2 at 6.3 s after answering; returns the settled call."""
     service.cli("ext", "set", "102", "--recording", "on-demand")
     service.cli("route", "set", "2125550107", "--target", "102")
     service.start()
@@ -239,8 +240,13 @@ async def test_agent_records_on_demand(service: ServiceHarness) -> None:
     )
     await agent.wait(timeout_s=25)
     assert result.answered
-
     (call,) = await service.wait_for_calls(1)
+    return call
+
+
+async def test_agent_records_on_demand(service: ServiceHarness) -> None:
+    """(g) Extension 102 records only between the agent's *1 and *2."""
+    call = await place_on_demand_call(service)
     (conversation,) = recordings_of(call, "conversation")
     path = assert_intact(conversation)
     assert 2.5 < conversation["duration_s"] < 5.5, conversation  # *1 at 2.3 s, *2 at 6.3 s

@@ -17,7 +17,13 @@ import numpy.typing as npt
 import pytest
 import soundfile
 from e2e_harness import ServiceHarness, recordings_of
-from test_call_flow import CALLER, DID, assert_asterisk_kept_nothing, assert_intact
+from test_call_flow import (
+    CALLER,
+    DID,
+    assert_asterisk_kept_nothing,
+    assert_intact,
+    place_on_demand_call,
+)
 from test_recovery import wait_until_recording
 
 from pbx_bridge.sandbox import sipp
@@ -107,21 +113,7 @@ async def test_on_demand_stereo_records_between_star_one_and_star_two(
     service: ServiceHarness, tmp_path: Path
 ) -> None:
     enable_stereo(service)
-    service.cli("ext", "set", "102", "--recording", "on-demand")
-    service.cli("route", "set", "2125550107", "--target", "102")
-    service.start()
-    agent = await sipp.start_agent(
-        service.asterisk.agent_ports["102"], "answer", ring_s=0.5,
-        dtmf=[(2.0, "*"), (2.3, "1"), (6.0, "*"), (6.3, "2")],
-    )
-    result = await sipp.call(
-        service.asterisk.sip_address, "2125550107", CALLER, dtmf=[(2.0, "1")],
-        hangup_after_s=20.0,
-    )
-    await agent.wait(timeout_s=25)
-    assert result.answered
-
-    (call,) = await service.wait_for_calls(1)
+    call = await place_on_demand_call(service)
     conversation = conversation_of(call)
     path = assert_intact(conversation)
     assert layout_of(service, conversation["id"]) == "stereo"

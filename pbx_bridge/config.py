@@ -88,6 +88,12 @@ class AriSettings(_Section):
     request_timeout_s: float = Field(default=10.0, gt=0)
     reconnect_initial_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
+    # Kept-alive REST connections to Asterisk; requests beyond them queue. With the event
+    # websocket, the service holds max_connections + 1 of Asterisk's HTTP sessions.
+    max_connections: int = Field(default=8, ge=1, le=64)
+    # Asterisk's http.conf `sessionlimit` (100 when unset): `pbx-bridge check` warns
+    # when this service's sessions, plus room for the CLI, could exceed it.
+    http_session_limit: int = Field(default=100, ge=1)
 
     @field_validator("url")
     @classmethod

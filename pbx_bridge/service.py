@@ -81,6 +81,7 @@ async def run(settings: Settings) -> None:
             settings.ari.password.get_secret_value(),
             app=settings.ari.app,
             timeout=settings.ari.request_timeout_s,
+            max_connections=settings.ari.max_connections,
         ) as ari:
             storage = settings.storage
             require_format(storage.format)

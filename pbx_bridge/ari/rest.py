@@ -47,6 +47,10 @@ TerminateOn = Literal["none", "any", "*", "#"]
 
 _DOWNLOAD_CHUNK = 64 * 1024
 
+# Persistent REST connections to one Asterisk; see AriClient.__init__.
+DEFAULT_MAX_CONNECTIONS = 8
+KEEPALIVE_EXPIRY_S = 10.0
+
 
 def _segment(value: str) -> str:
     """Quote an id for use as one path segment (ids are ours to choose, so be safe)."""
@@ -96,13 +100,28 @@ class AriClient:
         *,
         app: str,
         timeout: float = 10.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self.base_url = base_url.rstrip("/")
         self.app = app
+        self.max_connections = max_connections
         self._http = httpx.AsyncClient(
             base_url=f"{self.base_url}/ari",
             auth=httpx.BasicAuth(username, password),
+            # Asterisk's HTTP server refuses sessions beyond http.conf's sessionlimit (100
+            # in a stock install, the event websocket included). A small pool of kept-alive
+            # connections serves a busy call centre; requests beyond it wait in the pool
+            # (bounded by the timeout) instead of opening more sessions than Asterisk allows.
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                # Below Asterisk's session_keep_alive (15 s by default), so we close an
+                # idle connection before Asterisk does and never reuse a dead one.
+                keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            ),
             timeout=timeout,
             transport=transport,
             headers={"Accept": "application/json"},

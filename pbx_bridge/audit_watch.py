@@ -15,8 +15,8 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pbx_bridge.periodic import PeriodicJob, Sleep
 from storage.audit_trail import VerifyReport, verify
+from storage.periodic import PeriodicJob, Sleep
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ RETRY_S = 3_600.0
 
 class AuditTrailWatch(PeriodicJob[VerifyReport]):
     name = "audit trail check"
+    job = "audit_watch"
 
     def __init__(
         self,

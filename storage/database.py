@@ -135,7 +135,8 @@ def _current_on(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
+    """The first line of what the driver (or the error itself) said, for a one-line log."""
     cause = getattr(exc, "orig", None) or exc
     text = str(cause).strip()
     return text.splitlines()[0] if text else type(cause).__name__
@@ -147,7 +148,7 @@ async def _connect(engine: AsyncEngine) -> AsyncConnection:
         return await engine.connect()
     except (DBAPIError, OSError, sqlite3.Error) as exc:
         url = engine.url.render_as_string(hide_password=True)
-        raise DatabaseUnavailable(f"cannot connect to database {url}: {_reason(exc)}") from exc
+        raise DatabaseUnavailable(f"cannot connect to database {url}: {error_reason(exc)}") from exc
 
 
 async def upgrade(url: str) -> None:
@@ -190,6 +191,7 @@ __all__ = [
     "current_revision",
     "database_unavailable",
     "ensure_migrated",
+    "error_reason",
     "head_revision",
     "make_engine",
     "make_session_factory",

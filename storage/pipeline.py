@@ -26,13 +26,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audit import DEFAULT_AUDIT_LIMIT, AuditReport, audit_copies
 from storage.backends.base import Backend
-from storage.database import database_unavailable
 from storage.envelope import ENCRYPTED_SUFFIX
 from storage.errors import (
     RecordingNotFound,
@@ -53,6 +51,7 @@ from storage.models import (
     new_id,
     utcnow,
 )
+from storage.periodic import JobRunner, NextRun, failure_kind
 from storage.replication import Encryptor, Replicator, SidecarFacts, Target
 from storage.source import RecordingSource
 from storage.source_rows import known_source_names, row_for_source_name
@@ -99,14 +98,6 @@ def storage_key(row: Recording) -> str:
     """``{yyyy}/{mm}/{dd}/{call_id}/{recording_id}.{ext}``, dated by the start in UTC."""
     started = row.started_at.astimezone(UTC)
     return f"{started:%Y/%m/%d}/{row.call_id}/{row.id}.{row.format}"
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, TransientStorageError | OSError | sa_exc.TimeoutError):
-        return True
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-        return True
-    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
 
 class _RowVanished(StorageError):
@@ -173,7 +164,12 @@ class RecordingPipeline:
         self._cache_days = cache_days
         self._sweep_interval_s = sweep_interval_s
         self._clock = clock
-        self._sweeper: asyncio.Task[None] | None = None
+        # Due copies, cache expiry and copy audits, every sweep interval after the start
+        # (the start's own resume() has just done what a sweep would).
+        self._sweeper = JobRunner(
+            "pipeline sweep", "pipeline_sweep", self._sweep_and_audit,
+            interval_s=sweep_interval_s, first_delay_s=sweep_interval_s,
+        )
         # Told when a recording is stored or its call closes: the retention purger uses
         # it so a 0-day class keeps nothing past the end of the call.
         self._on_settled = on_settled
@@ -218,16 +214,13 @@ class RecordingPipeline:
         self._stopping.clear()
         if resume:
             await self.resume()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="pipeline sweeper")
+        self._sweeper.start()
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Let in-flight ingests finish for a while, then cancel them; resume() redoes them."""
         self._running = False
         self._stopping.set()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
-            self._sweeper = None
+        await self._sweeper.stop()
         tasks = list(self._tasks.values())
         if not tasks:
             return
@@ -444,7 +437,7 @@ class RecordingPipeline:
                 log.warning("recording %s: row vanished during ingest", recording_id)
                 return
             except Exception as exc:  # a task boundary: nothing may escape and be lost
-                if _is_transient(exc):
+                if failure_kind(exc) == "transient":
                     log.warning("recording %s: %s; will retry", recording_id, exc)
                 else:
                     log.exception("recording %s: unexpected error; will retry", recording_id)
@@ -588,22 +581,14 @@ class RecordingPipeline:
         if dead:
             self.stats.dead_copies += 1
 
-    async def _sweep_forever(self) -> None:
-        """Copies that came due (backoff over, a schedule's slot, `storage retry`), and
-        cache files past their days."""
-        while not await self._stopped_within(self._sweep_interval_s):
-            try:
-                await self.sweep()
-            except Exception as exc:  # the sweeper must outlive a database outage
-                if not database_unavailable(exc):
-                    log.exception("pipeline sweep failed; will try again")
-                else:
-                    log.warning("pipeline sweep: database unavailable (%s); will try again",
-                                type(exc).__name__)
-            try:
-                await self._audit_if_due()
-            except Exception:  # an audit is retried at its next interval
-                log.exception("copy audit failed; will try again")
+    async def _sweep_and_audit(self) -> NextRun:
+        """Copies that came due (backoff over, a schedule's slot, `storage retry`), cache
+        files past their days, then the copy audit if it is due (even if the sweep failed)."""
+        try:
+            await self.sweep()
+        finally:
+            await self._audit_if_due()
+        return None
 
     async def _audit_if_due(self) -> None:
         if self._audit_interval_s <= 0:

@@ -11,7 +11,6 @@ as soon as they are stored (``purge_recording_if_expired``), their metadata stay
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audit_trail import record_event
@@ -32,11 +30,14 @@ from storage.deletion import (
 )
 from storage.errors import RecordingNotFound, StorageError
 from storage.models import CopyStatus, Recording, RecordingCopy, RecordingStatus, utcnow
+from storage.periodic import JobRunner, NextRun, Sleep
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 500
 DEFAULT_INTERVAL_S = 300.0
+# A failed run (the database away) is tried again this soon, not a whole interval later.
+RETRY_S = 60.0
 # Reports list at most this many pending deletions in detail (the count is always exact).
 DETAIL_LIMIT = 1000
 
@@ -349,20 +350,24 @@ class Purger:
         interval_s: float = DEFAULT_INTERVAL_S,
         now: Clock = utcnow,
         batch: int = DEFAULT_BATCH,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be positive")
         self._sessions = sessions
         self._deleter = deleter
-        self._interval_s = interval_s
         self._now = now
         self._batch = batch
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
+        self._runner = JobRunner(
+            "retention purge", "purge", self._scheduled_run, interval_s=interval_s,
+            retry=min(interval_s, RETRY_S), sleep=sleep,
+        )
         self.runs = 0
         self.last_report: PurgeReport | None = None
-        self.last_error: str | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last scheduled run failed; None once one succeeds."""
+        return self._runner.last_error
 
     async def __aenter__(self) -> Purger:
         await self.start()
@@ -372,21 +377,14 @@ class Purger:
         await self.stop()
 
     async def start(self) -> None:
-        if self._task is not None:
-            return
-        self._task = asyncio.create_task(self._loop(), name="retention-purger")
+        self._runner.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await self._runner.stop()
 
     def wake(self) -> None:
         """Run again now instead of waiting for the interval (e.g. after a config change)."""
-        self._wake.set()
+        self._runner.wake()
 
     async def run_once(self) -> PurgeReport:
         async with self._lock:
@@ -402,18 +400,9 @@ class Purger:
             self._sessions, self._deleter, recording_id, now=self._now()
         )
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-                self.last_error = None
-            except (StorageError, SQLAlchemyError, OSError) as exc:
-                # The database or a disk is away for now; the next run tries again.
-                self.last_error = str(exc)
-                log.error("retention purge failed: %s", exc)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+    async def _scheduled_run(self) -> NextRun:
+        await self.run_once()
+        return None
 
 
 async def count_expired(sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from test_deletion import (
@@ -170,6 +171,51 @@ async def test_purger_runs_at_start_and_on_each_tick_with_its_clock(
     runs = purger.runs
     await asyncio.sleep(0.15)
     assert purger.runs == runs  # stopped means stopped
+
+
+async def test_purger_survives_an_unexpected_error_and_purges_on_its_next_run(
+    sessions: async_sessionmaker[AsyncSession],
+    backends: dict[str, SwitchableBackend],
+    spool_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before the one job runner, any error but a storage, SQL or OS one ended the purger
+    until the next restart, and expired recordings stayed without a word."""
+    rid = await add_recording(sessions, backends, retain_until=DAY)
+    reads = 0
+
+    def clock() -> datetime:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            raise RuntimeError("a bug in the first run")
+        return DAY
+
+    pauses: list[float] = []
+    second_pause = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:  # no real waiting: each pause ends at once
+        pauses.append(seconds)
+        if len(pauses) >= 2:
+            second_pause.set()
+            await asyncio.Event().wait()
+
+    failures = REGISTRY.get_sample_value(
+        "pbx_bridge_job_failures_total", {"job": "purge", "kind": "unexpected"}
+    ) or 0.0
+    purger = Purger(sessions, make_deleter(sessions, backends, spool_dir), interval_s=300,
+                    now=clock, sleep=sleep)
+    async with purger:
+        await asyncio.wait_for(second_pause.wait(), 10)
+    assert pauses == [60, 300]  # retried sooner after the failure, then the interval
+    assert (await recording(sessions, rid)).status == RecordingStatus.DELETED
+    assert purger.runs == 1 and purger.last_report is not None
+    assert purger.last_report.deleted == 1 and purger.last_error is None
+    assert REGISTRY.get_sample_value(
+        "pbx_bridge_job_failures_total", {"job": "purge", "kind": "unexpected"}
+    ) == failures + 1
+    assert "retention purge failed unexpectedly" in caplog.text
+    assert "RuntimeError: a bug in the first run" in caplog.text
 
 
 async def _call(sessions: async_sessionmaker[AsyncSession], ended_at: datetime | None) -> None:

@@ -10,11 +10,11 @@ adopted, and recordings Asterisk finished are taken into the pipeline.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from storage.database import database_unavailable
+from storage.database import database_unavailable, error_reason
+from storage.periodic import UNTIL_WOKEN, JobRunner, NextRun, backoff
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +32,27 @@ class Reconciler:
     ) -> None:
         self._resync = resync
         self._initial_delay_s = initial_delay_s
-        self._max_delay_s = max_delay_s
-        self._owed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._owed = False
+        # Idle until something is owed; then with backoff until a run succeeds.
+        self._runner = JobRunner(
+            "reconciliation after the database outage", "reconcile", self._reconcile_once,
+            interval_s=UNTIL_WOKEN, retry=backoff(initial_delay_s, max_delay_s),
+            first_delay_s=UNTIL_WOKEN,
+        )
 
     @property
     def owed(self) -> bool:
-        return self._owed.is_set()
+        return self._owed
 
     def owe(self, what: str, exc: BaseException) -> None:
         """``what`` could not be written because the database is away: reconcile later."""
-        first = not self._owed.is_set()
-        self._owed.set()
+        first = not self._owed
+        self._owed = True
         log.warning("database unavailable, %s left for the resync when it is back: %s",
-                    what, _reason(exc))
-        if first and self._task is None:
-            self._task = asyncio.create_task(self._until_reconciled(), name="reconcile")
+                    what, error_reason(exc))
+        if first:
+            self._runner.start()
+            self._runner.wake(after_s=self._initial_delay_s)
 
     async def run_resync(self, why: str) -> None:
         """The resync now, or owed if the database is away."""
@@ -59,35 +64,22 @@ class Reconciler:
             self.owe(f"the resync ({why})", exc)
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._runner.stop()
 
-    async def _until_reconciled(self) -> None:
-        delay = self._initial_delay_s
+    async def _reconcile_once(self) -> NextRun:
+        if not self._owed:
+            return UNTIL_WOKEN
+        # Cleared first: whatever fails during this run owes another one.
+        self._owed = False
         try:
-            while self._owed.is_set():
-                await asyncio.sleep(delay)
-                # Cleared first: whatever fails during this run owes another one.
-                self._owed.clear()
-                try:
-                    await self._resync()
-                except Exception as exc:
-                    if not database_unavailable(exc):
-                        log.exception("resync after the database outage failed; trying again")
-                    self._owed.set()
-                    delay = min(delay * 2, self._max_delay_s)
-                    continue
-                log.info("database back: calls and recordings reconciled with Asterisk")
-        finally:
-            self._task = None
-
-
-def _reason(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()
-    return text[0] if text else type(cause).__name__
+            await self._resync()
+        except Exception:
+            self._owed = True
+            raise
+        if self._owed:
+            return self._initial_delay_s
+        log.info("database back: calls and recordings reconciled with Asterisk")
+        return UNTIL_WOKEN
 
 
 __all__ = ["Reconciler"]

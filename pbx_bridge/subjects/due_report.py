@@ -16,9 +16,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pbx_bridge.periodic import PeriodicJob, Sleep
 from pbx_bridge.subjects.register import DueState, due_state, list_requests
 from storage.models import utcnow
+from storage.periodic import PeriodicJob, Sleep
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class DueRequestsReporter(PeriodicJob[DueReport]):
     """Logs the due report at start and then every ``interval_s`` (a day), in the service."""
 
     name = "data-subject request due report"
+    job = "due_report"
 
     def __init__(
         self,

@@ -11,9 +11,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pbx_bridge.periodic import PeriodicJob
 from pbx_bridge.subjects.export import expire_exports
 from storage.models import utcnow
+from storage.periodic import PeriodicJob
 
 HOUR_S = 3_600.0
 
@@ -22,6 +22,7 @@ class ExportExpirer(PeriodicJob[list[str]]):
     """Runs ``expire_exports`` at start and every ``interval_s``."""
 
     name = "expiring data-subject exports"
+    job = "export_expiry"
 
     def __init__(
         self,

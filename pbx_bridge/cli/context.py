@@ -25,6 +25,11 @@ class CliState:
             self._settings = load_settings(self.config_path)
         return self._settings
 
+    def use_config(self, path: Path) -> None:
+        """A ``--config`` given after the command: it wins over one given before it."""
+        self.config_path = path
+        self._settings = None
+
 
 def settings_of(ctx: typer.Context) -> Settings:
     state = ctx.find_object(CliState)

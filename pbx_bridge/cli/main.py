@@ -1,4 +1,5 @@
-"""The ``pbx-bridge`` command: global ``--config``, the service, and the admin groups."""
+"""The ``pbx-bridge`` command: ``--config`` (here and on every command), the service, and
+the admin groups."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pbx_bridge.cli import (
     route,
     storage,
 )
+from pbx_bridge.cli.config_option import CONFIG_HELP, CONFIG_OPTION, ConfigEverywhereGroup
 from pbx_bridge.cli.context import CliState, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, fail, reporting_errors
 
@@ -30,6 +32,8 @@ app = typer.Typer(
     name="pbx-bridge",
     help="Lawful call recording beside Asterisk (KVKK / GDPR).",
     no_args_is_help=True,
+    # --config is accepted after any group or command too (systemd: `pbx-bridge run --config`).
+    cls=ConfigEverywhereGroup,
     # Locals can hold database passwords and phone numbers: never print them.
     pretty_exceptions_show_locals=False,
 )
@@ -53,12 +57,7 @@ def main(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option(
-            "--config",
-            metavar="PATH",
-            help="Config file (default: $PBX_BRIDGE_CONFIG, then /etc/pbx-bridge/pbx-bridge.toml"
-            " if present, else built-in defaults).",
-        ),
+        typer.Option(CONFIG_OPTION, metavar="PATH", help=CONFIG_HELP),
     ] = None,
 ) -> None:
     ctx.obj = CliState(config_path=config)

@@ -259,6 +259,30 @@ class PrivacySettings(_Section):
     audit_verify_interval_s: float = Field(default=86400.0, ge=0)
 
 
+class CheckSettings(_Section):
+    """What `pbx-bridge check` may look at beside ARI, and where it draws the lines."""
+
+    # Asterisk's configuration folder: http.conf (its real sessionlimit) and
+    # indications.conf (the default tone zone) are read from here when readable.
+    asterisk_config_dir: Path = Path("/etc/asterisk")
+    # Asterisk's sounds folder: the installed prompts, {asterisk_sounds_dir}/{sound_prefix},
+    # are compared (sha256) with the manifest when readable from here.
+    asterisk_sounds_dir: Path = Path("/usr/share/asterisk/sounds")
+    # How to run one Asterisk CLI command (appended as the last argument) on the live
+    # Asterisk, to ask its default tone zone; empty: never try (indications.conf is read).
+    asterisk_cli: tuple[str, ...] = ("asterisk", "-rx")
+    # Clocks further apart than this make recording and consent times disagree.
+    max_clock_skew_s: float = Field(default=2.0, gt=0)
+    # Less free space than this on the spool or local storage is a problem; less than
+    # twice this, a warning.
+    min_free_mb: int = Field(default=1024, ge=0)
+    # Asterisk HTTP sessions to keep free beyond the service's own, for the CLI, this
+    # check and any other ARI or HTTP user.
+    session_headroom: int = Field(default=10, ge=0)
+    # Each check gives up after this long, so a dead Asterisk cannot hang the command.
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
 class LogSettings(_Section):
     level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -279,6 +303,7 @@ class Settings(BaseSettings):
     call: CallSettings = CallSettings()
     default_route: RouteSettings = RouteSettings()
     privacy: PrivacySettings = PrivacySettings()
+    check: CheckSettings = CheckSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -381,3 +381,29 @@ async def test_client_closes_its_pool_even_when_the_body_raises() -> None:
         async with ari:
             raise RuntimeError("boom")
     assert ari._http.is_closed
+
+
+async def test_modules_sounds_and_global_variables_for_the_check() -> None:
+    rec = Recorder(
+        httpx.Response(200, json=[{"name": "res_stasis.so", "description": "Stasis",
+                                   "use_count": 19, "status": "Running",
+                                   "support_level": "core"}]),
+        httpx.Response(200, json={"id": "tr/disclosure", "formats": [
+            {"language": "pbx-bridge", "format": "slin"}]}),
+        httpx.Response(200, json={"value": "1796116038"}),
+        httpx.Response(404, json={"message": "Sound not found"}),
+    )
+    async with client(rec) as ari:
+        modules = await ari.modules()
+        sound = await ari.get_sound("tr/disclosure")
+        epoch = await ari.get_global_variable("EPOCH")
+        with pytest.raises(AriNotFound):
+            await ari.get_sound("en/nothing")
+    assert modules[0].name == "res_stasis.so" and modules[0].status == "Running"
+    assert modules[0].use_count == 19
+    assert sound.id == "tr/disclosure" and sound.languages == {"pbx-bridge"}
+    assert epoch == "1796116038"
+    paths = [r.url.raw_path.decode() for r in rec.requests]
+    # A sound id with "/" is one path segment, quoted, as ARI expects.
+    assert paths[:3] == ["/ari/asterisk/modules", "/ari/sounds/tr%2Fdisclosure",
+                         "/ari/asterisk/variable?variable=EPOCH"]

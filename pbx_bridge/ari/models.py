@@ -306,6 +306,55 @@ class AsteriskPing:
 
 
 @dataclass(frozen=True, slots=True)
+class AsteriskModule:
+    name: str  # as Asterisk names it, e.g. "res_stasis.so"
+    status: str = ""  # "Running" when loaded and usable
+    use_count: int = 0
+    description: str = ""
+
+    @classmethod
+    def from_json(cls, data: object) -> AsteriskModule:
+        obj = _object(data, "Module")
+        return cls(
+            name=_required_str(obj, "name", "Module"),
+            status=_str(obj, "status"),
+            use_count=_int(obj, "use_count"),
+            description=_str(obj, "description"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SoundFormat:
+    language: str
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sound:
+    """A sound Asterisk's media index knows. The index takes the first folder under
+    sounds/ as the language, so `pbx-bridge/tr/disclosure` is id `tr/disclosure` in
+    "language" `pbx-bridge`."""
+
+    id: str
+    formats: tuple[SoundFormat, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: object) -> Sound:
+        obj = _object(data, "Sound")
+        raw = obj.get("formats")
+        formats = tuple(
+            SoundFormat(_str(item, "language"), _str(item, "format"))
+            for item in (raw if isinstance(raw, list) else [])
+            if isinstance(item, Mapping)
+        )
+        return cls(id=_required_str(obj, "id", "Sound"), formats=formats)
+
+    @property
+    def languages(self) -> frozenset[str]:
+        return frozenset(f.language for f in self.formats)
+
+
+@dataclass(frozen=True, slots=True)
 class Application:
     name: str
     channel_ids: tuple[str, ...] = ()

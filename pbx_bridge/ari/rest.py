@@ -27,11 +27,13 @@ from pbx_bridge.ari.errors import (
 from pbx_bridge.ari.models import (
     Application,
     AsteriskInfo,
+    AsteriskModule,
     AsteriskPing,
     Bridge,
     Channel,
     LiveRecording,
     Playback,
+    Sound,
     StoredRecording,
 )
 
@@ -202,6 +204,25 @@ class AriClient:
 
     async def ping(self) -> AsteriskPing:
         return await self._call("GET", "/asterisk/ping", AsteriskPing.from_json)
+
+    async def modules(self) -> list[AsteriskModule]:
+        """Every module Asterisk has loaded, with its status."""
+        return await self._list("/asterisk/modules", AsteriskModule.from_json)
+
+    async def get_global_variable(self, name: str) -> str:
+        """A global (or built-in, e.g. EPOCH) variable; "" when unset. Unlike a channel's
+        variable, Asterisk does not evaluate dialplan functions here."""
+        if not name:
+            raise ValueError("variable name must not be empty")
+        return await self._call(
+            "GET", "/asterisk/variable", _variable_value, {"variable": name}
+        )
+
+    # -- sounds ------------------------------------------------------------------------
+
+    async def get_sound(self, sound_id: str) -> Sound:
+        """A sound by its media-index id (which may contain "/"); AriNotFound if absent."""
+        return await self._call("GET", f"/sounds/{_segment(sound_id)}", Sound.from_json)
 
     # -- applications ------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import typer
 from pbx_bridge.cli import (
     audit,
     calls,
+    check,
     consents,
     db,
     dsar,
@@ -50,6 +51,7 @@ app.add_typer(storage.app, name="storage")
 app.add_typer(audit.app, name="audit")
 app.add_typer(dsar.app, name="dsar")
 app.command("purge")(purge.purge_command)
+app.command("check")(check.check_command)
 
 
 @app.callback()

@@ -1,0 +1,78 @@
+"""Where recordings go: every storage backend reachable and writable (the probe of
+`pbx-bridge storage check`), in an allowed country, with its master key where it encrypts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+from pbx_bridge.calls.routes import ResolvedRoute
+from pbx_bridge.config import StorageSettings
+from pbx_bridge.health_check.findings import Finding, ok, problem
+from pbx_bridge.jurisdiction import violations
+from pbx_bridge.storage_setup import LOCAL, build_backends, closing_backends
+from storage.backends.base import Backend
+from storage.backends.probe import ProbeResult, probe
+from storage.errors import KeyringError
+from storage.keyring import Keyring
+
+# -- decisions -----------------------------------------------------------------------------
+
+
+def probe_finding(name: str, where: str, result: ProbeResult) -> Finding:
+    failed = [s for s in result.steps if not s.ok]
+    if not failed:
+        return ok("storage.backends", f"backend {name!r} ({where}) writable: put, read "
+                  "back and delete work", backend=name)
+    step = failed[0]
+    section = "[storage.local]" if name == LOCAL else f"[storage.backends.{name}]"
+    return problem("storage.backends", f"backend {name!r} ({where}) failed at {step.step}: "
+                   f"{step.detail}; fix {section} or the server's permissions",
+                   backend=name, step=step.step)
+
+
+def jurisdiction_findings(
+    routes: Iterable[ResolvedRoute], storage: StorageSettings
+) -> list[Finding]:
+    found = [
+        problem("storage.jurisdiction", f"{text}: move that target's jurisdiction or change "
+                "the route's --require-jurisdiction")
+        for text in violations(routes, storage)
+    ]
+    if found:
+        return found
+    where = sorted({storage.jurisdiction_of(t) for t in storage.targets})
+    return [ok("storage.jurisdiction", f"every target is where the routes allow "
+               f"({', '.join(where)})")]
+
+
+def encrypting_targets(storage: StorageSettings) -> list[str]:
+    return [
+        t for t in storage.targets
+        if (storage.local.encrypt if t == LOCAL and LOCAL not in storage.backends
+            else t in storage.backends and storage.backends[t].encrypt)
+    ]
+
+
+# -- checks --------------------------------------------------------------------------------
+
+async def check_backends(storage: StorageSettings) -> list[Finding]:
+    backends: Mapping[str, Backend] = build_backends(storage)
+    names = [n for n in storage.targets if n in backends]
+    async with closing_backends(backends):
+        results = await asyncio.gather(*(probe(backends[n]) for n in names))
+    return [probe_finding(n, storage.jurisdiction_of(n), r)
+            for n, r in zip(names, results, strict=True)]
+
+
+async def check_encryption(storage: StorageSettings) -> list[Finding]:
+    encrypting = encrypting_targets(storage)
+    if not encrypting:
+        return [ok("storage.encryption", "no target encrypts; no master key needed")]
+    try:
+        keyring = await asyncio.to_thread(Keyring.load, storage.keys_dir)
+    except KeyringError as exc:
+        return [problem("storage.encryption", f"{', '.join(encrypting)} encrypt(s) but the "
+                        f"master key cannot be loaded: {exc}", targets=encrypting)]
+    return [ok("storage.encryption", f"master key {keyring.active_id} active for "
+               f"{', '.join(encrypting)}", active=keyring.active_id, targets=encrypting)]

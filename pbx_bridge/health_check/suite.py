@@ -1,0 +1,104 @@
+"""All checks of `pbx-bridge check`, in two rounds: what needs only the configuration,
+then what needs ARI or the database to have answered (skipped, with the reason, if not)."""
+
+from __future__ import annotations
+
+from pbx_bridge.calls.routes import list_routes
+from pbx_bridge.config import Settings
+from pbx_bridge.flow.prompts import Manifest
+from pbx_bridge.health_check import asterisk, asterisk_conf, backends, database, disk_space
+from pbx_bridge.health_check import prompts as prompt_checks
+from pbx_bridge.health_check.findings import Finding, Status, ok, problem, skipped
+from pbx_bridge.health_check.runner import Check, run_all
+from storage.database import make_engine, make_session_factory
+
+
+def config_findings(settings: Settings, source: str) -> list[Finding]:
+    findings = [ok("config", f"{source} is valid", source=source)]
+    if not settings.ari.password.get_secret_value():
+        findings.append(problem("config", "ari.password: not set: give the password of the "
+                                "ARI user in Asterisk's ari.conf"))
+    return findings
+
+
+async def run_checks(settings: Settings, source: str) -> list[Finding]:
+    timeout = settings.check.timeout_s
+    findings = config_findings(settings, source)
+    engine = make_engine(settings.database.url)
+    ari = asterisk.client_for(settings.ari, timeout)
+    manifest: list[Manifest] = []
+
+    async def ari_reachable() -> list[Finding]:
+        found, _ = await asterisk.check_ari(ari, settings.ari)
+        return found
+
+    async def prompt_files() -> list[Finding]:
+        found, loaded = await prompt_checks.load_manifest(settings.prompts)
+        if loaded is None:
+            return found
+        manifest.append(loaded)
+        return [*found, *await prompt_checks.check_files(loaded, settings.prompts,
+                                                         settings.check)]
+
+    async def jurisdiction() -> list[Finding]:
+        async with make_session_factory(engine)() as session:
+            routes = await list_routes(session)
+        return backends.jurisdiction_findings(routes, settings.storage)
+
+    try:
+        first = await run_all([
+            Check("database", lambda: database.check_database(engine, settings.database.url)),
+            Check("asterisk.ari", ari_reachable),
+            Check("asterisk.sessions",
+                  lambda: asterisk_conf.check_sessions(settings.ari, settings.check)),
+            Check("asterisk.tone_zone", lambda: asterisk_conf.check_tone_zone(settings.check)),
+            Check("prompts.manifest", prompt_files),
+            Check("storage.backends", lambda: backends.check_backends(settings.storage)),
+            Check("storage.encryption", lambda: backends.check_encryption(settings.storage)),
+            Check("storage.free_space", lambda: disk_space.check_free_space(
+                settings.storage, settings.check.min_free_mb)),
+        ], timeout)
+        ari_ok = _passed(first, "asterisk.ari")
+        db_ok = _passed(first, "database")
+        ari_down = "ARI is not reachable (see asterisk.ari)"
+        second_checks = []
+        later: list[Finding] = []
+        if ari_ok:
+            second_checks += [
+                Check("asterisk.modules", lambda: asterisk.check_modules(ari)),
+                Check("asterisk.clock",
+                      lambda: asterisk.check_clock(ari, settings.check.max_clock_skew_s)),
+                Check("asterisk.dialplan", lambda: asterisk.check_dialplan(ari, settings.ari)),
+            ]
+            if manifest:
+                second_checks.append(Check("prompts.asterisk", lambda: prompt_checks
+                                           .check_visible(ari, manifest[0], settings.prompts)))
+        else:
+            later += [skipped(n, ari_down) for n in
+                      ("asterisk.modules", "asterisk.clock", "asterisk.dialplan",
+                       "prompts.asterisk")]
+        if db_ok:
+            second_checks.append(Check("storage.jurisdiction", jurisdiction))
+        else:
+            later.append(skipped("storage.jurisdiction",
+                                 "the routes' rules need the database (see database)"))
+        second = await run_all(second_checks, timeout)
+    finally:
+        await ari.aclose()
+        await engine.dispose()
+    return _ordered([*findings, *first, *second, *later])
+
+
+def _passed(findings: list[Finding], check: str) -> bool:
+    return not any(f.check == check and f.status is Status.PROBLEM for f in findings)
+
+
+_AREAS = ("config", "database", "asterisk", "prompts", "storage")
+
+
+def _ordered(findings: list[Finding]) -> list[Finding]:
+    """Grouped by area (stable within one), so a reader sees one subject at a time."""
+    def area(f: Finding) -> int:
+        head = f.check.split(".", 1)[0]
+        return _AREAS.index(head) if head in _AREAS else len(_AREAS)
+    return sorted(findings, key=area)

@@ -1,0 +1,262 @@
+"""`pbx-bridge check`: its decisions as pure functions, and the command's output and exit
+code against a database and an Asterisk that are not there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_support import clean_pbx_env, cli  # noqa: F401  (clean_pbx_env: autouse fixture)
+
+from pbx_bridge.calls.routes import ResolvedRoute
+from pbx_bridge.config import (
+    Announcement,
+    AriSettings,
+    Language,
+    LegalBasis,
+    StorageSettings,
+    TimeoutRule,
+)
+from pbx_bridge.flow.prompts import REQUIRED_PROMPTS, Manifest, ManifestEntry
+from pbx_bridge.health_check import asterisk, asterisk_conf, backends, database, disk_space
+from pbx_bridge.health_check import prompts as prompt_checks
+from pbx_bridge.health_check.findings import (
+    Status,
+    exit_code,
+    ok,
+    problem,
+    render_text,
+    skipped,
+    to_document,
+    warning,
+)
+from pbx_bridge.sandbox.ports import free_ports
+from storage.backends.probe import ProbeResult, ProbeStep
+
+MB = 1024 * 1024
+
+
+# -- findings and exit code ----------------------------------------------------------------
+
+def test_warnings_pass_problems_fail_and_the_summary_says_which() -> None:
+    good = [ok("a", "fine"), warning("b", "close to the limit")]
+    bad = [*good, problem("c", "broken: fix it"), skipped("d", "c is broken")]
+    assert exit_code(good) == 0 and exit_code(bad) == 1
+    assert render_text(good).splitlines() == [
+        "OK   a: fine", "WARN b: close to the limit",
+        "all checks passed, 1 warning (not failing)"]
+    assert render_text(bad).splitlines()[2:] == [
+        "FAIL c: broken: fix it", "SKIP d: not checked: c is broken",
+        "1 problem to fix, 1 warning (not failing)"]
+
+
+def test_json_document_is_stable() -> None:
+    doc = to_document([ok("a", "fine", n=1), problem("b", "broken")])
+    assert doc == {
+        "ok": False,
+        "counts": {"ok": 1, "warning": 0, "problem": 1, "skipped": 0},
+        "checks": [
+            {"name": "a", "status": "ok", "message": "fine", "details": {"n": 1}},
+            {"name": "b", "status": "problem", "message": "broken", "details": {}},
+        ],
+    }
+
+
+# -- Asterisk ------------------------------------------------------------------------------
+
+def test_module_needs_accept_either_recorder_and_name_what_is_missing() -> None:
+    every = {m for need in asterisk.REQUIRED_MODULES for m in need.modules}
+    assert asterisk.missing_modules(every) == []
+    assert asterisk.missing_modules(every - {"app_mixmonitor.so"}) == []
+    without_recording = every - {"app_mixmonitor.so", "res_stasis_recording.so"}
+    (need,) = asterisk.missing_modules(without_recording)
+    assert need.modules == ("res_stasis_recording.so", "app_mixmonitor.so")
+    names = {n.modules[0] for n in asterisk.missing_modules(every - {"res_stasis_snoop.so",
+                                                                     "chan_pjsip.so"})}
+    assert names == {"res_stasis_snoop.so", "chan_pjsip.so"}
+
+
+def test_version_other_than_22_is_a_warning() -> None:
+    assert asterisk.version_finding("22.10.1+dfsg-1").status is Status.OK
+    assert asterisk.version_finding("20.5.0").status is Status.WARNING
+    assert asterisk.version_finding("GIT-master-abc").status is Status.WARNING
+
+
+def test_clock_skew_takes_the_answer_as_made_halfway_through_the_trip() -> None:
+    assert asterisk.clock_skew(100.0, 100.2, 105.1) == pytest.approx(5.0)
+    assert asterisk.clock_finding(1.9, 0.01, 2.0).status is Status.OK
+    far = asterisk.clock_finding(-3.0, 0.01, 2.0)
+    assert far.status is Status.PROBLEM and "3.0 s behind" in far.message
+    # Within the limit once the trip's uncertainty is allowed for.
+    assert asterisk.clock_finding(2.4, 1.0, 2.0).status is Status.OK
+
+
+def test_missing_inbound_context_is_a_problem_missing_fallback_a_warning() -> None:
+    both = {asterisk.INBOUND_CONTEXT: True, asterisk.FALLBACK_CONTEXT: True}
+    assert [f.status for f in asterisk.context_findings(both)] == [Status.OK]
+    found = asterisk.context_findings({asterisk.INBOUND_CONTEXT: False,
+                                       asterisk.FALLBACK_CONTEXT: False})
+    assert [f.status for f in found] == [Status.PROBLEM, Status.WARNING]
+    assert "pbx-bridge-inbound is missing" in found[0].message
+
+
+def test_http_conf_sessionlimit_with_asterisk_default() -> None:
+    text = "[general]\nenabled = yes\n; sessionlimit = 5\nsessionlimit => 40 ; ours\n"
+    assert asterisk_conf.http_session_limit(text) == 40
+    assert asterisk_conf.http_session_limit("[general]\nenabled = yes\n") == 100
+    assert asterisk_conf.http_session_limit("not ini at all [") == 100
+
+
+def test_session_budget_warns_before_the_limit_and_fails_past_it() -> None:
+    ari = AriSettings(max_connections=8, http_session_limit=100)
+    assert [f.status for f in asterisk_conf.session_findings(ari, 10, None, None)] == [
+        Status.OK]
+    # 8 + 1 + 10 = 19 sessions wanted, 15 allowed: a warning naming both.
+    tight = AriSettings(max_connections=8, http_session_limit=15)
+    (found,) = asterisk_conf.session_findings(tight, 10, None, None)
+    assert found.status is Status.WARNING and "sessionlimit 15" in found.message
+    # The service alone needs more than Asterisk allows.
+    (found,) = asterisk_conf.session_findings(AriSettings(max_connections=20,
+                                                          http_session_limit=15), 0, None, None)
+    assert found.status is Status.PROBLEM
+    # http.conf is the truth when readable, and a disagreement is said.
+    disagree = asterisk_conf.session_findings(ari, 10, 12, "/etc/asterisk/http.conf")
+    assert [f.status for f in disagree] == [Status.WARNING, Status.WARNING]
+    assert "set it to 12" in disagree[0].message
+
+
+def test_default_tone_zone_from_the_cli_and_from_indications_conf() -> None:
+    shown = "Country   Description\n===\ntr       Turkey\n===\nDefault tone zone: tr\n"
+    assert asterisk_conf.default_zone_from_cli(shown) == "tr"
+    assert asterisk_conf.default_zone_from_cli("Country   Description\n=====\n") is None
+    assert asterisk_conf.default_zone_from_file("[general]\ncountry=tr\n[tr]\nring=450\n") == "tr"
+    assert asterisk_conf.default_zone_from_file("[general]\ncountry=de\n[tr]\nring=1\n") is None
+    assert asterisk_conf.default_zone_from_file("[general]\n[tr]\nring=1\n") is None
+
+
+# -- prompts -------------------------------------------------------------------------------
+
+def entry(language: str, name: str, sha: str = "a" * 64) -> ManifestEntry:
+    return ManifestEntry(language, name, "text", "t" * 64, sha, "v1", "espeak-ng", 1.0,
+                         f"{language}/{name}.wav")
+
+
+def test_sound_ids_follow_asterisks_media_index() -> None:
+    assert prompt_checks.sound_lookup("pbx-bridge", "tr", "disclosure") == (
+        "tr/disclosure", "pbx-bridge")
+    assert prompt_checks.sound_lookup("custom/pbx", "en", "busy") == ("pbx/en/busy", "custom")
+
+
+def test_manifest_must_hold_every_prompt_in_every_language() -> None:
+    full = {f"{lang.value}/{n}": entry(lang.value, n) for lang in Language
+            for n in REQUIRED_PROMPTS}
+    assert prompt_checks.missing_from_manifest(Manifest("now", "c", full)) == []
+    del full["en/busy"]
+    assert prompt_checks.missing_from_manifest(Manifest("now", "c", full)) == ["en/busy"]
+
+
+def test_installed_prompt_missing_or_altered_is_named() -> None:
+    entries = [entry("tr", "disclosure"), entry("en", "busy"), entry("en", "notice")]
+    digests = {"tr/disclosure.wav": "a" * 64, "en/busy.wav": None, "en/notice.wav": "b" * 64}
+    found = prompt_checks.hash_findings(Path("/snd/pbx"), entries, digests)
+    assert [f.status for f in found] == [Status.PROBLEM, Status.PROBLEM]
+    assert "en/busy: /snd/pbx/en/busy.wav is missing" in found[0].message
+    assert "en/notice: /snd/pbx/en/notice.wav differs from the manifest" in found[1].message
+
+
+# -- storage -------------------------------------------------------------------------------
+
+def test_probe_failure_names_the_backend_and_the_step() -> None:
+    result = ProbeResult("archive", ok=False, steps=[
+        ProbeStep("put", False, "550 Permission denied", 0.1)])
+    found = backends.probe_finding("archive", "TR", result)
+    assert found.status is Status.PROBLEM
+    assert "backend 'archive' (TR) failed at put: 550 Permission denied" in found.message
+    assert "[storage.backends.archive]" in found.message
+
+
+def test_route_requiring_another_country_is_a_problem() -> None:
+    route = ResolvedRoute("2125550100", "100", Announcement.BEFORE_CONNECT, Language.TR,
+                          LegalBasis.CONSENT, TimeoutRule.DECLINED, 8, "default", False,
+                          require_jurisdiction="TR")
+    storage = StorageSettings(local={"jurisdiction": "DE"})  # type: ignore[arg-type]
+    (found,) = backends.jurisdiction_findings([route], storage)
+    assert found.status is Status.PROBLEM and "route 2125550100 requires TR" in found.message
+    assert backends.jurisdiction_findings([route], StorageSettings())[0].status is Status.OK
+
+
+def test_encrypting_targets() -> None:
+    assert backends.encrypting_targets(StorageSettings()) == []
+    storage = StorageSettings(local={"encrypt": True})  # type: ignore[arg-type]
+    assert backends.encrypting_targets(storage) == ["local"]
+
+
+def test_free_space_problem_below_the_minimum_warning_below_twice() -> None:
+    def status(free_mb: int) -> Status:
+        return disk_space.free_space_finding("spool", Path("/s"), free_mb * MB, 10_000 * MB,
+                                             1024 * MB).status
+    assert status(5000) is Status.OK
+    assert status(1500) is Status.WARNING
+    assert status(1000) is Status.PROBLEM
+
+
+def test_revision_behind_head_says_run_db_upgrade() -> None:
+    assert database.revision_finding("db", "0003", "0003").status is Status.OK
+    behind = database.revision_finding("db", None, "0003")
+    assert behind.status is Status.PROBLEM and "pbx-bridge db upgrade" in behind.message
+
+
+# -- the command ---------------------------------------------------------------------------
+
+@pytest.fixture
+def dead_asterisk_config(tmp_path: Path) -> Path:
+    (port,) = free_ports(1)  # nothing listens there
+    path = tmp_path / "pbx-bridge.toml"
+    path.write_text(
+        f'[ari]\nurl = "http://127.0.0.1:{port}"\npassword = "x"\n'
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/db.sqlite"\n'
+        f'[storage]\nspool_dir = "{tmp_path}/spool"\n'
+        f'[storage.local]\npath = "{tmp_path}/rec"\n'
+        f'[prompts]\nbuild_dir = "{tmp_path}/prompts"\n'
+        f'[check]\nasterisk_config_dir = "{tmp_path}/etc"\nasterisk_cli = []\n'
+        f'asterisk_sounds_dir = "{tmp_path}/sounds"\nmin_free_mb = 0\ntimeout_s = 5\n'
+    )
+    return path
+
+
+def test_command_names_each_problem_and_exits_1(dead_asterisk_config: Path) -> None:
+    result = cli(dead_asterisk_config, "check")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    fails = [line for line in lines if line.startswith("FAIL")]
+    assert any(line.startswith("FAIL database:") and "db upgrade" in line for line in fails)
+    assert any(line.startswith("FAIL asterisk.ari: cannot reach ARI") for line in fails)
+    assert any(line.startswith("FAIL prompts.manifest:") and "prompts build" in line
+               for line in fails)
+    assert "SKIP asterisk.modules: not checked: ARI is not reachable (see asterisk.ari)" in lines
+    assert any(line.startswith("WARN asterisk.tone_zone: default tone zone not checked")
+               for line in lines)
+    assert any(line.startswith("OK   storage.backends: backend 'local'") for line in lines)
+    assert lines[-1].startswith("3 problems to fix")
+
+
+def test_command_json_for_monitoring(dead_asterisk_config: Path) -> None:
+    assert cli(dead_asterisk_config, "db", "upgrade").exit_code == 0
+    result = cli(dead_asterisk_config, "check", "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.output)
+    assert doc["ok"] is False and doc["counts"]["problem"] == 2
+    statuses = {c["name"]: c["status"] for c in doc["checks"]}
+    assert statuses["database"] == "ok" and statuses["asterisk.ari"] == "problem"
+    assert statuses["storage.jurisdiction"] == "ok"
+
+
+def test_command_reports_a_broken_config_file_as_problems(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[ari]\nmax_connections = 0\nnonsense = 1\n')
+    result = cli(path, "check")
+    assert result.exit_code == 1
+    fails = [line for line in result.output.splitlines() if line.startswith("FAIL config:")]
+    assert len(fails) == 2
+    assert any("ari.nonsense: unknown key" in line for line in fails)

@@ -29,6 +29,7 @@ from pbx_bridge.flow.prompts import (
     Manifest,
     ManifestEntry,
 )
+from storage.progress import SILENT, Progress
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ class _Source:
     studio_path: Path | None
 
 
-async def build_prompts(settings: PromptSettings, out_dir: Path | None = None) -> Manifest:
+async def build_prompts(
+    settings: PromptSettings, out_dir: Path | None = None, progress: Progress = SILENT
+) -> Manifest:
     """Build every prompt of every language folder under ``settings.dir`` into ``out_dir``.
 
     Writes ``{out_dir}/{language}/{name}.wav`` and ``{out_dir}/manifest.json``; the
@@ -87,6 +90,7 @@ async def build_prompts(settings: PromptSettings, out_dir: Path | None = None) -
     target = (out_dir if out_dir is not None else settings.build_dir).absolute()
     await asyncio.to_thread(_check_replaceable, target)
     sources = await asyncio.to_thread(_collect_sources, settings.dir)
+    progress.start(len(sources))
     await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
     staging = Path(
         await asyncio.to_thread(
@@ -98,7 +102,9 @@ async def build_prompts(settings: PromptSettings, out_dir: Path | None = None) -
 
         async def one(source: _Source) -> ManifestEntry:
             async with limit:
-                return await _build_one(source, settings.controller, staging)
+                entry = await _build_one(source, settings.controller, staging)
+            progress.advance()
+            return entry
 
         entries = await _all_or_nothing([one(s) for s in sources])
         manifest = Manifest(

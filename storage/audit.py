@@ -27,7 +27,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audio_facts import digest_file
@@ -35,6 +35,7 @@ from storage.backends.base import Backend
 from storage.errors import EncryptionError, StorageError, TransientStorageError
 from storage.keyring import Keyring
 from storage.models import CopyStatus, Recording, RecordingCopy, RecordingStatus, utcnow
+from storage.progress import SILENT, Progress
 from storage.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ async def audit_copies(
     older_than: datetime | None = None,
     keyring: Keyring | None = None,
     clock: Callable[[], datetime] = utcnow,
+    progress: Progress = SILENT,
 ) -> AuditReport:
     """Check up to ``limit`` verified copies (None: all), oldest-proven first.
 
@@ -103,6 +105,9 @@ async def audit_copies(
     stager = _Stager(sessions, backends, Spool(spool), keyring)
     cursor: tuple[datetime, str] | None = None
     slots = asyncio.Semaphore(_STAT_CONCURRENCY)
+    if progress is not SILENT:  # the service's audits show nobody: no counting for them
+        due = await _count_auditable(sessions, cutoff)
+        progress.start(due if limit is None else min(due, limit))
     while limit is None or report.checked < limit:
         size = _BATCH if limit is None else min(_BATCH, limit - report.checked)
         batch = await _next_batch(sessions, cutoff, cursor, size)
@@ -112,6 +117,7 @@ async def audit_copies(
         cursor = (last.verified_at or last.created_at, last.id)
         await _check(sessions, backends, stager, batch, report, slots, clock,
                      partial(_stamp, sessions, when=started))
+        progress.advance(len(batch))
         if len(batch) < size:
             break
     _log_outcome(report)
@@ -127,6 +133,7 @@ async def recheck_dead_copies(
     backend: str | None = None,
     keyring: Keyring | None = None,
     clock: Callable[[], datetime] = utcnow,
+    progress: Progress = SILENT,
 ) -> AuditReport:
     """``storage retry`` for copies an audit dead-lettered on a stored recording.
 
@@ -155,10 +162,12 @@ async def recheck_dead_copies(
     report = AuditReport()
     stager = _Stager(sessions, backends, Spool(spool), keyring)
     slots = asyncio.Semaphore(_STAT_CONCURRENCY)
+    progress.start(len(dead))
     for start in range(0, len(dead), _BATCH):
         batch = dead[start : start + _BATCH]
         await _check(sessions, backends, stager, batch, report, slots, clock,
                      partial(_revive, sessions, when=clock()))
+        progress.advance(len(batch))
     _log_outcome(report)
     return report
 
@@ -206,27 +215,45 @@ def _log_outcome(report: AuditReport) -> None:
     )
 
 
+# When a copy was last proven intact (its stamp).
+_proven_at = func.coalesce(RecordingCopy.verified_at, RecordingCopy.created_at)
+
+
+def _auditable(cutoff: datetime) -> list[ColumnElement[bool]]:
+    return [
+        RecordingCopy.status == CopyStatus.VERIFIED.value,
+        Recording.status.in_([s.value for s in _REPAIRABLE]),
+        _proven_at < cutoff,
+    ]
+
+
+async def _count_auditable(sessions: async_sessionmaker[AsyncSession], cutoff: datetime) -> int:
+    statement = (
+        select(func.count())
+        .select_from(RecordingCopy)
+        .join(Recording, Recording.id == RecordingCopy.recording_id)
+        .where(*_auditable(cutoff))
+    )
+    async with sessions() as session:
+        return int(await session.scalar(statement) or 0)
+
+
 async def _next_batch(
     sessions: async_sessionmaker[AsyncSession],
     cutoff: datetime,
     cursor: tuple[datetime, str] | None,
     size: int,
 ) -> list[RecordingCopy]:
-    stamp = func.coalesce(RecordingCopy.verified_at, RecordingCopy.created_at)
     statement = (
         select(RecordingCopy)
         .join(Recording, Recording.id == RecordingCopy.recording_id)
-        .where(
-            RecordingCopy.status == CopyStatus.VERIFIED.value,
-            Recording.status.in_([s.value for s in _REPAIRABLE]),
-            stamp < cutoff,
-        )
-        .order_by(stamp, RecordingCopy.id)
+        .where(*_auditable(cutoff))
+        .order_by(_proven_at, RecordingCopy.id)
         .limit(size)
     )
     if cursor is not None:
         statement = statement.where(
-            or_(stamp > cursor[0], and_(stamp == cursor[0], RecordingCopy.id > cursor[1]))
+            or_(_proven_at > cursor[0], and_(_proven_at == cursor[0], RecordingCopy.id > cursor[1]))
         )
     async with sessions() as session:
         return list((await session.scalars(statement)).all())

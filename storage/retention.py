@@ -31,6 +31,7 @@ from storage.deletion import (
 from storage.errors import RecordingNotFound, StorageError
 from storage.models import CopyStatus, Recording, RecordingCopy, RecordingStatus, utcnow
 from storage.periodic import JobRunner, NextRun, Sleep
+from storage.progress import SILENT, Progress
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +166,15 @@ async def purge_expired(
     now: datetime,
     dry_run: bool = False,
     batch: int = DEFAULT_BATCH,
+    progress: Progress = SILENT,
 ) -> PurgeReport:
     """Delete what expired by ``now`` (or, with ``dry_run``, only say what would go)."""
     if batch < 1:
         raise ValueError("batch must be at least 1")
     report = PurgeReport(as_of=now, dry_run=dry_run)
     await _refresh_sqlite_statistics(sessions)
+    if progress is not SILENT:  # the service's purger shows nobody: no counting for it
+        progress.start(await _count_due(sessions, now))
 
     # First the deletions an earlier run (or a crash) left unfinished.
     after_id: str | None = None
@@ -185,6 +189,7 @@ async def purge_expired(
             report.would_delete.extend(_candidates(rows, where))
         else:
             report._count(await deleter.finish_many([r.id for r in rows]))
+        progress.advance(len(rows))
 
     after: tuple[datetime, str] | None = None
     while True:
@@ -198,12 +203,13 @@ async def purge_expired(
         after = (last.retain_until, last.id)
         if dry_run:
             report.would_delete.extend(_candidates(rows, where))
-            continue
-        claimed = await deleter.claim(
-            [r.id for r in rows], reason=RETENTION_REASON, actor="retention", expired_by=now
-        )
-        if claimed:
-            report._count(await deleter.finish_many(claimed))
+        else:
+            claimed = await deleter.claim(
+                [r.id for r in rows], reason=RETENTION_REASON, actor="retention", expired_by=now
+            )
+            if claimed:
+                report._count(await deleter.finish_many(claimed))
+        progress.advance(len(rows))
 
     async with sessions() as session:
         held = await session.scalars(
@@ -414,3 +420,14 @@ async def count_expired(sessions: async_sessionmaker[AsyncSession], now: datetim
             .where(*_expired(now), Recording.hold_reason.is_(None))
         )
     return int(total or 0)
+
+
+async def _count_due(sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:
+    """What a purge will walk: unfinished deletions, then the expired (for its progress)."""
+    async with sessions() as session:
+        unfinished = await session.scalar(
+            select(func.count())
+            .select_from(Recording)
+            .where(Recording.status == RecordingStatus.DELETING.value)
+        )
+    return int(unfinished or 0) + await count_expired(sessions, now)

@@ -18,6 +18,9 @@ def clean_pbx_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("PBX_BRIDGE_"):
             monkeypatch.delenv(name)
+    # Progress lines appear only when a command runs past a second, which a loaded machine
+    # decides: tests that want them turn them on (tests/test_cli_progress.py).
+    monkeypatch.setenv("PBX_BRIDGE_PROGRESS", "off")
 
 
 def cli(config: Path, *args: str, input: str | None = None) -> Result:

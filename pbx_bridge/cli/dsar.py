@@ -24,6 +24,7 @@ from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, sessions_for, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, EXIT_USAGE, fail, reporting_errors
 from pbx_bridge.cli.listing_options import JsonOption, UnmaskedOption, short_time
+from pbx_bridge.cli.progress import Reporter, progress_for
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Settings
 from pbx_bridge.privacy import mask_number
@@ -492,15 +493,16 @@ def run_command(
     if dpo_decision is not None and not dpo_decision.strip():
         fail("--dpo-decision must not be empty", EXIT_USAGE)
 
-    async def run(settings: Settings) -> dict[str, object]:
+    async def run(settings: Settings, progress: Reporter) -> dict[str, object]:
         index = await asyncio.to_thread(_index, settings)
         async with sessions_for(settings) as sessions:
-            env = RequestEnv(settings, sessions, index, cli_actor(), utcnow)
+            env = RequestEnv(settings, sessions, index, cli_actor(), utcnow, progress)
             return await handle_request(env, ref, decision=dpo_decision)
 
     with _dsar_errors():
         try:
-            result = asyncio.run(run(settings_of(ctx)))
+            with progress_for(f"dsar run {ref}") as progress:
+                result = asyncio.run(run(settings_of(ctx), progress))
         except (ExportFailed, StorageError, OSError) as exc:
             fail(f"{ref}: {exc}; the request stays in progress, run it again", EXIT_RUNTIME)
     complete = is_complete(result)
@@ -530,13 +532,13 @@ def reindex_command(
 ) -> None:
     """Give older calls and consents (caller but no subject key) their key; safe to re-run."""
 
-    async def run(settings: Settings) -> ReindexReport:
+    async def run(settings: Settings, progress: Reporter) -> ReindexReport:
         index = await asyncio.to_thread(_index, settings)
         async with sessions_for(settings) as sessions:
-            return await reindex(sessions, index, batch=batch)
+            return await reindex(sessions, index, batch=batch, progress=progress)
 
-    with _dsar_errors():
-        report = asyncio.run(run(settings_of(ctx)))
+    with _dsar_errors(), progress_for("dsar reindex") as progress:
+        report = asyncio.run(run(settings_of(ctx), progress))
     for name, count in (("calls", report.calls), ("consents", report.consents)):
         typer.echo(
             f"{name}: {count.keyed} keyed, {count.no_public_number} without a public number"

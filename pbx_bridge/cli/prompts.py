@@ -10,6 +10,7 @@ import typer
 
 from pbx_bridge.cli.context import settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, fail, reporting_errors
+from pbx_bridge.cli.progress import progress_for
 from pbx_bridge.cli.table import render_table
 
 app = typer.Typer(help="Prompts: build audio and the manifest that proves what callers heard.")
@@ -30,7 +31,8 @@ def build_command(
     with reporting_errors():
         settings = settings_of(ctx)
         try:
-            manifest = asyncio.run(build_prompts(settings.prompts, out))
+            with progress_for("prompts build") as progress:
+                manifest = asyncio.run(build_prompts(settings.prompts, out, progress))
         except PromptBuildError as exc:
             fail(str(exc), EXIT_RUNTIME)
     rows = [

@@ -15,6 +15,7 @@ import typer
 from pbx_bridge.cli.context import sessions_for, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, EXIT_USAGE, fail, reporting_errors
 from pbx_bridge.cli.listing_options import short_time
+from pbx_bridge.cli.progress import Reporter, progress_for
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Settings
 from pbx_bridge.recordings_admin import backends_from_settings, deleter_from_settings
@@ -93,19 +94,22 @@ def purge_command(
     if not dry_run and now > utcnow():
         fail("--as-of in the future deletes recordings early; use it with --dry-run", EXIT_USAGE)
 
-    async def run(settings: Settings) -> PurgeReport:
+    async def run(settings: Settings, progress: Reporter) -> PurgeReport:
         async with sessions_for(settings) as sessions:
             backends = backends_from_settings(settings)
             try:
                 deleter = deleter_from_settings(settings, sessions, backends)
-                return await purge_expired(sessions, deleter, now=now, dry_run=dry_run)
+                return await purge_expired(
+                    sessions, deleter, now=now, dry_run=dry_run, progress=progress
+                )
             finally:
                 for backend in backends.values():
                     await backend.close()
 
     with reporting_errors():
         try:
-            report = asyncio.run(run(settings_of(ctx)))
+            with progress_for("purge") as progress:
+                report = asyncio.run(run(settings_of(ctx), progress))
         except (StorageError, OSError) as exc:
             fail(str(exc), EXIT_RUNTIME)
     if dry_run:

@@ -11,6 +11,7 @@ import typer
 
 from pbx_bridge.cli.context import sessions_for, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, fail, reporting_errors
+from pbx_bridge.cli.progress import Reporter, progress_for
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Settings
 from storage.audit import (
@@ -103,19 +104,19 @@ def retry_command(
     """
     from pbx_bridge.storage_setup import build_backends, closing_backends
 
-    async def run(settings: Settings) -> tuple[int, AuditReport]:
+    async def run(settings: Settings, progress: Reporter) -> tuple[int, AuditReport]:
         backends = build_backends(settings.storage)
         keyring = await asyncio.to_thread(_keyring_if_configured, settings)
         async with closing_backends(backends), sessions_for(settings) as sessions:
             queued = await retry_dead(sessions, recording_id=recording, backend=backend)
             report = await recheck_dead_copies(
                 sessions, backends, spool=settings.storage.spool_dir,
-                recording_id=recording, backend=backend, keyring=keyring,
+                recording_id=recording, backend=backend, keyring=keyring, progress=progress,
             )
             return queued, report
 
-    with reporting_errors():
-        queued, report = asyncio.run(run(settings_of(ctx)))
+    with reporting_errors(), progress_for("storage retry") as progress:
+        queued, report = asyncio.run(run(settings_of(ctx), progress))
     typer.echo(f"{queued} dead copies queued again for upload")
     if report.checked or report.unconfigured:
         typer.echo(
@@ -178,7 +179,7 @@ def verify_command(
     where it knows it); damaged copies are queued for re-upload (exit 1 if any)."""
     from pbx_bridge.storage_setup import build_backends, closing_backends
 
-    async def run(settings: Settings) -> AuditReport:
+    async def run(settings: Settings, progress: Reporter) -> AuditReport:
         backends = build_backends(settings.storage)
         keyring = await asyncio.to_thread(_keyring_if_configured, settings)
         async with closing_backends(backends), sessions_for(settings) as sessions:
@@ -188,10 +189,11 @@ def verify_command(
                 spool=settings.storage.spool_dir,
                 limit=None if all_copies else limit,
                 keyring=keyring,
+                progress=progress,
             )
 
-    with reporting_errors():
-        report = asyncio.run(run(settings_of(ctx)))
+    with reporting_errors(), progress_for("storage verify") as progress:
+        report = asyncio.run(run(settings_of(ctx), progress))
     if as_json:
         typer.echo(
             json.dumps(

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pbx_bridge.cli.progress import progress_for
 from pbx_bridge.sandbox.errors import SandboxError
 from pbx_bridge.sandbox.instance import AGENTS, AsteriskSandbox, SandboxPorts
 from pbx_bridge.sandbox.root import ensure_root
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        root = ensure_root(args.cache)
+        with progress_for("sandbox root") as progress:
+            root = ensure_root(args.cache, on_phase=progress.phase)
         if args.command == "build":
             print(root)
             return 0

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from pbx_bridge.sandbox import AsteriskSandbox, sipp
+from pbx_bridge.cli.progress import progress_for
+from pbx_bridge.sandbox import AsteriskSandbox, ensure_root, sipp
 
 VAR = Path("var")
 DEMO_DIR = VAR / "demo"
@@ -100,6 +101,8 @@ def main() -> None:
     print(pbx_bridge("prompts", "build", env=env).strip().splitlines()[-1])
 
     step("starting a sandboxed Asterisk 22 (Debian sid root, cached after the first run)")
+    with progress_for("sandbox root") as progress:  # a minute of mmdebstrap the first time
+        ensure_root(on_phase=progress.phase)
     asterisk = AsteriskSandbox(name="demo", prompts_dir=PROMPTS_DIR.resolve())
     asterisk.start()
     service: subprocess.Popen[bytes] | None = None

@@ -10,6 +10,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from pbx_bridge.sandbox.errors import SandboxRootError
@@ -18,6 +21,8 @@ DEFAULT_CACHE = Path("/var/cache/pbx-bridge/asterisk-root")
 CACHE_ENV = "PBX_BRIDGE_SANDBOX_CACHE"
 SUITE = "sid"
 PACKAGES = ("asterisk", "asterisk-core-sounds-en-wav")
+BUILD_TIMEOUT_S = 1800
+_INFO = "I: "  # mmdebstrap's phase lines ("I: downloading packages with apt...")
 
 # Root here cannot read files owned by other users (the build maps the asterisk
 # user to whatever uid is free on the host), so these go to root before use.
@@ -40,11 +45,15 @@ def is_root_ready(root: Path) -> bool:
     return (root / "usr/sbin/asterisk").exists() and (root / "usr/share/asterisk").is_dir()
 
 
-def ensure_root(cache_dir: Path | None = None) -> Path:
+def ensure_root(
+    cache_dir: Path | None = None, on_phase: Callable[[str], None] | None = None
+) -> Path:
     """Return a ready Asterisk root, building it with mmdebstrap on first use.
 
     The build goes to a temporary folder beside the cache and is renamed into
     place only when complete, so an interrupted build never looks usable.
+    ``on_phase`` hears each of mmdebstrap's phases as it begins (a minute is long to
+    wait without a word).
     """
     root = (cache_dir or default_cache_dir()).resolve()
     if is_root_ready(root):
@@ -59,7 +68,7 @@ def ensure_root(cache_dir: Path | None = None) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{root.name}.build-", dir=root.parent))
     try:
-        _debootstrap(mmdebstrap, build)
+        _debootstrap(mmdebstrap, build, on_phase or (lambda _phase: None))
         chown_asterisk_dirs(build)
         if not is_root_ready(build):
             raise SandboxRootError("mmdebstrap finished but the root has no /usr/sbin/asterisk")
@@ -70,7 +79,7 @@ def ensure_root(cache_dir: Path | None = None) -> Path:
     return root
 
 
-def _debootstrap(mmdebstrap: str, target: Path) -> None:
+def _debootstrap(mmdebstrap: str, target: Path, on_phase: Callable[[str], None]) -> None:
     # mmdebstrap refuses a non-empty target; mkdtemp made an empty one.
     command = [
         mmdebstrap,
@@ -81,12 +90,32 @@ def _debootstrap(mmdebstrap: str, target: Path) -> None:
         str(target),
     ]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    except OSError as exc:
         raise SandboxRootError(f"mmdebstrap could not run: {exc}") from exc
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).splitlines()[-20:])
-        raise SandboxRootError(f"mmdebstrap failed (exit {result.returncode}):\n{tail}")
+    timer = threading.Timer(BUILD_TIMEOUT_S, process.kill)
+    timer.start()
+    tail: deque[str] = deque(maxlen=20)
+    with process:
+        try:
+            assert process.stdout is not None  # stdout=PIPE
+            for line in process.stdout:
+                tail.append(line.rstrip("\n"))
+                if line.startswith(_INFO):
+                    on_phase(line[len(_INFO):].strip().rstrip("."))
+            returncode = process.wait()
+        finally:
+            timed_out = not timer.is_alive()
+            timer.cancel()
+            if process.poll() is None:  # interrupted: never leave mmdebstrap running
+                process.kill()
+    if returncode != 0:
+        if timed_out and returncode < 0:
+            raise SandboxRootError(f"mmdebstrap took longer than {BUILD_TIMEOUT_S} s")
+        text = "\n".join(tail)
+        raise SandboxRootError(f"mmdebstrap failed (exit {returncode}):\n{text}")
 
 
 def chown_asterisk_dirs(root: Path) -> None:

@@ -242,10 +242,12 @@ async def _build_zip(
         await asyncio.to_thread(builder.open)
         backends = backends_from_settings(env.settings)
         async with closing_backends(backends):
+            env.progress.start(len(report.held_recordings))
             for recording in report.held_recordings:
                 member, entry = await _add_recording(env, backends, builder, staging, recording)
                 members.append(member)
                 recordings.append(entry)
+                env.progress.advance()
         for name, data in (
             (REPORT_JSON, render_json(report)),
             (REPORT_XML, render_xml(report)),

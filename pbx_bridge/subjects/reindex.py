@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.subjects.index import SubjectIndex
+from storage.progress import SILENT, Progress
 
 DEFAULT_BATCH = 1000
 
@@ -38,17 +39,32 @@ def _keys(index: SubjectIndex, rows: list[tuple[str, str]]) -> list[tuple[str, s
     return [(row_id, None if "*" in caller else index.key_of(caller)) for row_id, caller in rows]
 
 
+def _unkeyed(model: type[Call] | type[Consent]) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [model.caller_key.is_(None), model.caller.is_not(None)]
+    if model is Call:
+        conditions.append(Call.redaction.is_(None))
+    return conditions
+
+
+async def _count_unkeyed(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        counts = [
+            await session.scalar(select(func.count()).select_from(model).where(*_unkeyed(model)))
+            for model in (Call, Consent)
+        ]
+    return sum(int(c or 0) for c in counts)
+
+
 async def _reindex_table(
     sessions: async_sessionmaker[AsyncSession],
     index: SubjectIndex,
     model: type[Call] | type[Consent],
     batch: int,
+    progress: Progress,
 ) -> ReindexCount:
     count = ReindexCount()
     after = ""
-    conditions = [model.caller_key.is_(None), model.caller.is_not(None)]
-    if model is Call:
-        conditions.append(Call.redaction.is_(None))
+    conditions = _unkeyed(model)
     while True:
         async with sessions() as session, session.begin():
             rows = [
@@ -72,6 +88,7 @@ async def _reindex_table(
                 await session.execute(update(model), updates)
             count.keyed += len(updates)
             count.no_public_number += len(keyed) - len(updates)
+        progress.advance(len(rows))
 
 
 async def reindex(
@@ -79,10 +96,12 @@ async def reindex(
     index: SubjectIndex,
     *,
     batch: int = DEFAULT_BATCH,
+    progress: Progress = SILENT,
 ) -> ReindexReport:
     """Give every call and consent with a caller but no subject key its key."""
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    calls = await _reindex_table(sessions, index, Call, batch)
-    consents = await _reindex_table(sessions, index, Consent, batch)
+    progress.start(await _count_unkeyed(sessions))
+    calls = await _reindex_table(sessions, index, Call, batch, progress)
+    consents = await _reindex_table(sessions, index, Consent, batch, progress)
     return ReindexReport(calls=calls, consents=consents)

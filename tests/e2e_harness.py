@@ -33,6 +33,7 @@ class ServiceHarness:
         extra_config: str = "",
         storage_config: str = "",
         database_url: str | None = None,
+        log_level: str = "DEBUG",
     ) -> None:
         self.asterisk = asterisk
         self.workdir = workdir
@@ -81,7 +82,7 @@ prompt_timeout_s = 3
 
 {privacy}
 [log]
-level = "DEBUG"
+level = "{log_level}"
 {extra_config}
 """,
             encoding="utf-8",

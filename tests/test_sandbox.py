@@ -285,3 +285,29 @@ async def test_caller_gives_up_before_answer(
         result = await caller.wait(10)
     assert result.ok and result.hangup_by == "caller-cancel", result.log_dir
     assert not result.answered
+
+
+def test_extra_dialplan_takes_its_own_dids_and_leaves_the_rest_to_stasis(
+    prompts_dir: Path,
+) -> None:
+    """A benchmark's baseline flow sits beside the shipped dialplan without changing it."""
+    import os
+
+    from pbx_bridge.sandbox import SandboxPorts, ensure_root
+
+    extra = "[pbx-bridge-inbound]\nexten => 5550199,1,Goto(bench-extra,s,1)\n\n" \
+        "[bench-extra]\nexten => s,1,Answer()\n same => n,Hangup()\n"
+    root = ensure_root()
+    name = os.environ.get("PBX_BRIDGE_E2E_SANDBOX", "pytest") + "-extra"
+    ports = SandboxPorts.pick_free(root, rtp_ports=1000, name=name)
+    with AsteriskSandbox(name, ports, prompts_dir=prompts_dir, root=root,
+                         extra_dialplan=extra) as instance:
+        ours = instance.cli("dialplan show 5550199@pbx-bridge-inbound")
+        other = instance.cli("dialplan show 5550100@pbx-bridge-inbound")
+        rtp = (instance.instance_dir / "etc" / "rtp.conf").read_text(encoding="utf-8")
+    # Asterisk lists the matching extensions best first: the exact DID before `_X.`.
+    first = next(line for line in ours.splitlines() if " 1. " in line)
+    assert "'5550199' =>" in first and "Goto(bench-extra,s,1)" in first, ours
+    assert "Stasis(pbx-bridge,inbound,${EXTEN})" in other
+    assert f"rtpstart = {ports.rtp_start}" in rtp and f"rtpend = {ports.rtp_end}" in rtp
+    assert ports.rtp_end - ports.rtp_start + 1 == 1000 and ports.rtp_start >= 28000

@@ -19,6 +19,8 @@ DIALPLAN_FILE = REPO_ROOT / "dialplan" / "pbx-bridge.conf"
 ARI_USER = "pbx-bridge"
 # The log file pbx_bridge's sandbox adds so failures can be diagnosed.
 SANDBOX_LOG = "sandbox.log"
+# Dialplan an instance adds to the shipped one (e.g. a benchmark's baseline flow).
+EXTRA_DIALPLAN_FILE = "sandbox-extra.conf"
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,15 @@ def _rewrite_contacts(text: str, agent_ports: dict[str, int]) -> str:
     return new
 
 
-def install(etc_dir: Path, paths: InstancePaths, settings: InstanceSettings) -> None:
-    """Write the instance's /etc/asterisk from the samples and our dialplan."""
+def install(
+    etc_dir: Path, paths: InstancePaths, settings: InstanceSettings, extra_dialplan: str = ""
+) -> None:
+    """Write the instance's /etc/asterisk from the samples and our dialplan.
+
+    ``extra_dialplan`` goes into its own file, included after the shipped dialplan; a
+    context it names again (``[pbx-bridge-inbound]``) is merged into the shipped one, and
+    an exact extension there wins over the shipped ``_X.`` pattern.
+    """
     etc_dir.mkdir(parents=True, exist_ok=True)
     for old in etc_dir.glob("*.conf"):
         old.unlink()
@@ -124,6 +133,9 @@ def install(etc_dir: Path, paths: InstancePaths, settings: InstanceSettings) -> 
         raise SandboxError(f"no Asterisk samples found in {SAMPLES_DIR}")
     for sample in samples:
         text = render(sample.name, sample.read_text(encoding="utf-8"), settings)
+        if sample.name == "extensions.conf" and extra_dialplan:
+            text = text.rstrip("\n") + f"\n\n#include {EXTRA_DIALPLAN_FILE}\n"
+            (etc_dir / EXTRA_DIALPLAN_FILE).write_text(extra_dialplan, encoding="utf-8")
         (etc_dir / sample.name).write_text(text, encoding="utf-8")
     (etc_dir / DIALPLAN_FILE.name).write_text(
         DIALPLAN_FILE.read_text(encoding="utf-8"), encoding="utf-8"

@@ -31,6 +31,7 @@ AGENTS = ("100", "101", "102")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 RTP_RANGE_SIZE = 200
+LARGE_RTP_PORTS = (28000, 32767)  # below Linux's ephemeral ports (32768-60999)
 
 _running: set[AsteriskSandbox] = set()
 
@@ -46,18 +47,31 @@ class SandboxPorts:
     agents: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def pick_free(cls, root: Path | None = None) -> SandboxPorts:
+    def pick_free(
+        cls, root: Path | None = None, rtp_ports: int = RTP_RANGE_SIZE, name: str | None = None
+    ) -> SandboxPorts:
         """Free ports now; the RTP block also avoids blocks other instances in ``root`` own
-        (Asterisk binds RTP ports only during calls, so "free now" is not enough)."""
+        (Asterisk binds RTP ports only during calls, so "free now" is not enough), but not
+        the one instance ``name`` saved last time, which it may take again.
+
+        Each live channel holds two RTP ports (RTP and RTCP), so ``rtp_ports`` bounds the
+        calls at once: the default is plenty for tests. A larger block (a load benchmark)
+        comes from ports above the tests' blocks and below the kernel's ephemeral ports.
+        """
         ari, sip, *agent_ports = free_ports(2 + len(AGENTS))
-        exclude = _rtp_ranges_in_use(root) if root is not None else []
-        rtp_start, rtp_end = free_port_range(RTP_RANGE_SIZE, randomize=True, exclude=exclude)
+        exclude = _rtp_ranges_in_use(root, but=name) if root is not None else []
+        low, high = (21000, 27990) if rtp_ports <= RTP_RANGE_SIZE else LARGE_RTP_PORTS
+        rtp_start, rtp_end = free_port_range(
+            rtp_ports, low, high, randomize=True, exclude=exclude
+        )
         return cls(ari, sip, rtp_start, rtp_end, dict(zip(AGENTS, agent_ports, strict=True)))
 
 
-def _rtp_ranges_in_use(root: Path) -> list[tuple[int, int]]:
+def _rtp_ranges_in_use(root: Path, but: str | None = None) -> list[tuple[int, int]]:
     ranges = []
     for state_file in (root / INSTANCES_DIR).glob("*/instance.json"):
+        if state_file.parent.name == but:
+            continue
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             ports = json.loads(state_file.read_text(encoding="utf-8"))["ports"]
             ranges.append((int(ports["rtp_start"]), int(ports["rtp_end"])))
@@ -78,17 +92,21 @@ class AsteriskSandbox:
         ari_password: str | None = None,
         prompts_dir: Path | None = None,
         root: Path | None = None,
+        extra_dialplan: str = "",
     ) -> None:
+        """``extra_dialplan``: more contexts for this instance only (a benchmark's baseline),
+        written beside the shipped dialplan; the shipped files stay as they are."""
         if not name.replace("-", "").replace("_", "").isalnum():
             raise SandboxError(f"instance name must be letters, digits, - or _: {name!r}")
         self.name = name
         self._root_arg = root
         self._root: Path | None = root if root and root.exists() else None
-        self.ports = ports or SandboxPorts.pick_free(self.root)
+        self.ports = ports or SandboxPorts.pick_free(self.root, name=name)
         if set(self.ports.agents) != set(AGENTS):
             raise SandboxError(f"agent ports needed for exactly {AGENTS}")
         self._password = ari_password or secrets.token_urlsafe(16)
         self.prompts_dir = prompts_dir
+        self._extra_dialplan = extra_dialplan
         self._process: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
 
@@ -275,7 +293,12 @@ class AsteriskSandbox:
             agent_ports=self.ports.agents,
             ari_password=self._password,
         )
-        config_files.install(base / "etc", config_files.InstancePaths(self.chroot_base), settings)
+        config_files.install(
+            base / "etc",
+            config_files.InstancePaths(self.chroot_base),
+            settings,
+            extra_dialplan=self._extra_dialplan,
+        )
         self._install_data_dir()
         self.save_state()
 

@@ -41,6 +41,7 @@ class SippResult:
     hangup_by: str | None  # "caller", "agent", "remote", "caller-cancel", "agent-busy", ...
     answered: bool
     log_dir: Path
+    answered_calls: int = 0  # of a load: how many calls got their 200 OK
 
     @property
     def log_path(self) -> Path:
@@ -115,6 +116,7 @@ class SippProcess:
             hangup_by=hangup_by,
             answered="ANSWERED" in text,
             log_dir=self.work_dir,
+            answered_calls=sum(line.strip() == "ANSWERED" for line in text.splitlines()),
         )
 
     async def __aenter__(self) -> SippProcess:
@@ -124,7 +126,39 @@ class SippProcess:
         await self.stop()
 
 
-async def _spawn(work_dir: Path, scenario_xml: str, args: list[str]) -> SippProcess:
+@dataclass(frozen=True)
+class Load:
+    """Many calls from one sipp process: ``calls`` in all, ``rate`` new calls a second.
+
+    Message traces are off: at load they cost sipp more CPU than the calls do.
+    """
+
+    calls: int
+    rate: float
+
+    def args(self) -> list[str]:
+        if self.calls < 1 or self.rate <= 0:
+            raise ValueError(f"a load needs calls >= 1 and a positive rate: {self}")
+        # sipp's rate is calls per period (ms); a tenth of a call a second is fine enough.
+        per_10s = max(1, round(self.rate * 10))
+        return ["-r", str(per_10s), "-rp", "10000", "-l", str(self.calls)]
+
+
+def _sipp_options(work_dir: Path, calls: int, trace_messages: bool) -> list[str]:
+    options = ["-i", "127.0.0.1", "-m", str(calls), "-nostdin", "-trace_logs",
+               "-log_file", str(work_dir / "actions.log")]
+    if trace_messages:
+        options += ["-trace_msg", "-message_file", str(work_dir / "messages.log")]
+    return [*options, "-trace_err", "-error_file", str(work_dir / "errors.log")]
+
+
+async def _spawn(
+    work_dir: Path,
+    scenario_xml: str,
+    args: list[str],
+    calls: int = 1,
+    trace_messages: bool = True,
+) -> SippProcess:
     scenario = work_dir / "scenario.xml"
     await asyncio.to_thread(scenario.write_text, scenario_xml, "utf-8")
     command = [
@@ -132,20 +166,7 @@ async def _spawn(work_dir: Path, scenario_xml: str, args: list[str]) -> SippProc
         *args,
         "-sf",
         str(scenario),
-        "-i",
-        "127.0.0.1",
-        "-m",
-        "1",
-        "-nostdin",
-        "-trace_logs",
-        "-log_file",
-        str(work_dir / "actions.log"),
-        "-trace_msg",
-        "-message_file",
-        str(work_dir / "messages.log"),
-        "-trace_err",
-        "-error_file",
-        str(work_dir / "errors.log"),
+        *_sipp_options(work_dir, calls, trace_messages),
     ]
     out = await asyncio.to_thread((work_dir / "sipp.out").open, "wb")
     try:
@@ -174,8 +195,10 @@ async def start_caller(
     cancel_after_s: float | None = None,
     tone_hz: float = CALLER_TONE_HZ,
     log_base: Path | None = None,
+    load: Load | None = None,
 ) -> SippProcess:
-    """Place one call from the trunk (127.0.0.1) to ``did`` at ``sip_address``.
+    """Place one call from the trunk (127.0.0.1) to ``did`` at ``sip_address``
+    (or ``load.calls`` of them at ``load.rate``, all alike).
 
     After 200 OK the caller sends ``tone_hz`` continuously and each DTMF digit at
     its offset (seconds after answer, RFC 4733). It hangs up after
@@ -192,7 +215,9 @@ async def start_caller(
         from_number, str(pcap), hangup_after_s, max_wait_s, answer_timeout_s, cancel_after_s
     )
     args = [sip_address, "-s", did, "-p", str(free_port()), "-mp", str(_media_port())]
-    return await _spawn(work_dir, xml, args)
+    if load is None:
+        return await _spawn(work_dir, xml, args)
+    return await _spawn(work_dir, xml, args + load.args(), load.calls, trace_messages=False)
 
 
 async def call(
@@ -231,8 +256,10 @@ async def start_agent(
     max_wait_s: float = 120.0,
     tone_hz: float = AGENT_TONE_HZ,
     log_base: Path | None = None,
+    calls: int = 1,
 ) -> SippProcess:
-    """An agent phone listening on ``port`` (the sandbox's ``agent_ports[ext]``) for one call.
+    """An agent phone listening on ``port`` (the sandbox's ``agent_ports[ext]``) for one call
+    (or for ``calls`` calls, as many at once as arrive; message traces are then off).
 
     ``answer``: 180, ``ring_s`` later 200 OK, then ``tone_hz`` and the DTMF
     digits (e.g. ``[(2.0, "*"), (2.3, "1")]``) at offsets after answer; waits
@@ -251,7 +278,7 @@ async def start_agent(
         behaviour, str(pcap) if pcap else None, ring_s, hangup_after_s, max_wait_s
     )
     args = ["-p", str(port), "-mp", str(_media_port())]
-    process = await _spawn(work_dir, xml, args)
+    process = await _spawn(work_dir, xml, args, calls, trace_messages=calls == 1)
     await _wait_listening(process, port)
     return process
 

@@ -1,0 +1,187 @@
+"""What Asterisk itself saw of the calls, from a passive ARI subscriber.
+
+A second ARI application subscribes to every channel (``subscribeAll``) and never acts on
+any. Both flows are timed on Asterisk's own clock from the same events, so the baseline
+(pure dialplan, no ARI) and pbx-bridge are measured alike:
+
+- keypress to action: from ``ChannelDtmfReceived`` (the end of the caller's first key) to
+  the first thing the flow did about it. For pbx-bridge that is the ``PlaybackFinished``
+  of the prompt the key interrupted (the service asked Asterisk to stop it); for the
+  dialplan it is the ``ChannelDialplan`` event of the priority after ``Read()`` (Read
+  stopped the prompt itself and returned).
+- live calls: caller channels (from the trunk endpoint) between ``ChannelCreated`` and
+  ``ChannelDestroyed``; the peak per phase.
+- keys pressed before any prompt had started on the channel (not timed): under load
+  pbx-bridge can be late with the disclosure, and such a key is not informed consent.
+
+Event timestamps have millisecond resolution. The subscriber costs Asterisk a little
+CPU per event in both phases alike (an event filter keeps the stream to these types).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+APP = "bench-observer"
+CALLER_PREFIX = "PJSIP/carrier-"  # channels of calls from the trunk (pjsip.conf [carrier])
+EVENT_TYPES = (
+    "ChannelCreated",
+    "ChannelDestroyed",
+    "ChannelDtmfReceived",
+    "ChannelDialplan",
+    "PlaybackStarted",
+    "PlaybackFinished",
+)
+
+
+def _when(event: dict[str, Any]) -> float:
+    return datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile; None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, round(fraction * len(ordered) + 0.5))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class PhaseView:
+    """One phase's tally; ``reset`` starts the next."""
+
+    live: set[str] = field(default_factory=set)
+    peak_live: int = 0
+    callers_seen: int = 0
+    key_at: dict[str, float] = field(default_factory=dict)
+    awaiting: set[str] = field(default_factory=set)
+    prompt_started: set[str] = field(default_factory=set)
+    keys_before_prompt: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        lat = self.latencies_ms
+        return {
+            "peak_live_calls": self.peak_live,
+            "callers_seen": self.callers_seen,
+            "keys": len(self.key_at),
+            "keys_timed": len(lat),
+            "keys_before_prompt": self.keys_before_prompt,
+            "key_to_action_p50_ms": _round(percentile(lat, 0.50)),
+            "key_to_action_p95_ms": _round(percentile(lat, 0.95)),
+            "key_to_action_mean_ms": _round(statistics.fmean(lat) if lat else None),
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+class CallObserver:
+    """``async with CallObserver(url, user, password) as seen:`` then ``seen.phase``."""
+
+    def __init__(self, ari_url: str, username: str, password: str) -> None:
+        self._ari_url = ari_url
+        self._auth = (username, password)
+        self.phase = PhaseView()
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.idle = asyncio.Event()  # set while no caller channel is up
+        self.idle.set()
+
+    def reset(self) -> PhaseView:
+        """Start a new phase; the calls still live stay counted as live."""
+        done, self.phase = self.phase, PhaseView(live=set(self.phase.live))
+        return done
+
+    @property
+    def live_calls(self) -> int:
+        return len(self.phase.live)
+
+    async def __aenter__(self) -> CallObserver:
+        token = base64.b64encode(":".join(self._auth).encode()).decode("ascii")
+        ws_url = self._ari_url.replace("http://", "ws://", 1)
+        self._ws = await connect(
+            f"{ws_url}/ari/events?app={APP}&subscribeAll=true",
+            additional_headers={"Authorization": f"Basic {token}"},
+            max_size=16 * 1024 * 1024,
+            compression=None,
+        )
+        async with httpx.AsyncClient(base_url=self._ari_url, auth=self._auth) as client:
+            # Older Asterisk without event filters sends everything; the tally is the same.
+            with contextlib.suppress(httpx.HTTPError):
+                await client.put(
+                    f"/ari/applications/{APP}/eventFilter",
+                    json={"allowed": [{"type": name} for name in EVENT_TYPES]},
+                )
+        self._task = asyncio.create_task(self._read(self._ws))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                self.see(json.loads(message))
+
+    def see(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        view = self.phase
+        if kind == "PlaybackStarted" or kind == "PlaybackFinished":
+            target = event.get("playback", {}).get("target_uri", "")
+            channel = target.removeprefix("channel:")
+            if kind == "PlaybackStarted":
+                view.prompt_started.add(channel)
+            elif channel in view.awaiting:
+                view.awaiting.discard(channel)
+                view.latencies_ms.append((_when(event) - view.key_at[channel]) * 1000)
+            return
+        channel = event.get("channel") or {}
+        channel_id = channel.get("id", "")
+        if not channel.get("name", "").startswith(CALLER_PREFIX):
+            return
+        if kind == "ChannelCreated":
+            view.live.add(channel_id)
+            view.callers_seen += 1
+            view.peak_live = max(view.peak_live, len(view.live))
+        elif kind == "ChannelDestroyed":
+            view.live.discard(channel_id)
+            view.awaiting.discard(channel_id)
+        elif kind == "ChannelDtmfReceived" and channel_id not in view.key_at:
+            view.key_at[channel_id] = _when(event)
+            app = channel.get("dialplan", {}).get("app_name", "")
+            if channel_id in view.prompt_started or app == "Read":
+                view.awaiting.add(channel_id)
+            else:
+                # No prompt to stop: not timed (the next playback's end would measure
+                # how late the disclosure was, not the reaction to the key).
+                view.keys_before_prompt += 1
+        elif (
+            kind == "ChannelDialplan"
+            and channel_id in view.awaiting
+            and event.get("dialplan_app") != "Read"
+        ):
+            view.awaiting.discard(channel_id)
+            view.latencies_ms.append((_when(event) - view.key_at[channel_id]) * 1000)
+        if view.live:
+            self.idle.clear()
+        else:
+            self.idle.set()

@@ -287,6 +287,36 @@ class LogSettings(_Section):
     level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
 
+class MetricsSettings(_Section):
+    # host:port of the /metrics and /healthz listener; None (the default) serves neither.
+    listen: str | None = None
+    # How often the database-derived gauges (backlog, purge lag, overdue requests) are
+    # refreshed: one set of cheap queries per interval, however many scrapers there are.
+    refresh_interval_s: float = Field(default=15.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            listen_address(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return None if self.listen is None else listen_address(self.listen)
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` / ``"[::1]:9464"`` → (host, port), or a ValueError saying why."""
+    host, sep, port_text = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(
+            f"expected host:port such as 127.0.0.1:9464 (port 1-65535), got {value!r}"
+        )
+    return host, int(port_text)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PBX_BRIDGE_",
@@ -305,6 +335,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     check: CheckSettings = CheckSettings()
     log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(

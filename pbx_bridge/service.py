@@ -21,6 +21,7 @@ from pbx_bridge.flow.app import ChannelOwnership, StasisApp
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.prompts import PromptCatalogue
 from pbx_bridge.jurisdiction import check_routes
+from pbx_bridge.metrics_server import serving_metrics
 from pbx_bridge.recording_source import AriRecordingSource
 from pbx_bridge.recordings_admin import deleter_from_settings
 from pbx_bridge.storage_setup import (
@@ -150,7 +151,9 @@ async def run(settings: Settings) -> None:
                     initial_backoff_s=settings.ari.reconnect_initial_s,
                     max_backoff_s=settings.ari.reconnect_max_s,
                 )
-                await _serve(StasisApp(ctx, ownership), stream)
+                app = StasisApp(ctx, ownership)
+                async with serving_metrics(settings, sessions, app, stream):
+                    await _serve(app, stream)
     finally:
         await engine.dispose()
 

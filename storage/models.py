@@ -140,7 +140,11 @@ class Recording(Base):
     delete_progress: Mapped[str | None] = mapped_column(Text, nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
-    __table_args__ = (Index("ix_recordings_status", "status"),)
+    __table_args__ = (
+        Index("ix_recordings_status", "status"),
+        # The purge lag (storage/backlog.py): the oldest overdue row of one status.
+        Index("ix_recordings_status_retain_until", "status", "retain_until"),
+    )
 
 
 class CopyStatus(StrEnum):

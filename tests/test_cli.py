@@ -124,7 +124,7 @@ def test_db_current_before_and_after_upgrade(config: Path) -> None:
     assert cli(config, "db", "upgrade").exit_code == 0
     result = cli(config, "db", "current")
     assert result.exit_code == 0
-    assert "0003 (head)" in result.stdout
+    assert "0004 (head)" in result.stdout
 
 
 def test_unreachable_database_names_the_url_without_password(tmp_path: Path) -> None:

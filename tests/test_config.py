@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from pbx_bridge.config import ConfigError, Settings, load_settings
 
@@ -72,3 +73,19 @@ def test_bad_input_names_the_key(tmp_path: Path, toml: str, named: str) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_metrics_listen_is_off_by_default_and_validated() -> None:
+    assert Settings().metrics.listen is None
+    assert load_settings(EXAMPLE).metrics.address == ("127.0.0.1", 9464)
+    assert Settings(metrics={"listen": "[::1]:9100"}).metrics.address == ("::1", 9100)
+    for bad in ("9464", "localhost", "127.0.0.1:0", "127.0.0.1:70000", ":9464", "host:port"):
+        with pytest.raises(ValidationError, match="expected host:port"):
+            Settings(metrics={"listen": bad})
+
+
+def test_a_bad_metrics_listen_in_the_file_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "pbx-bridge.toml"
+    config.write_text('[metrics]\nlisten = "9464"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"metrics\.listen.*expected host:port"):
+        load_settings(config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +37,7 @@ from pbx_bridge.ari.models import (
     Sound,
     StoredRecording,
 )
+from pbx_bridge.metrics import observe_ari_request
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,7 @@ class AriClient:
         params: Params | None = None,
         json: Any = None,
     ) -> httpx.Response:
+        started = time.perf_counter()
         try:
             response = await self._http.request(
                 method, path, params=_query(params or {}), json=json
@@ -164,6 +167,8 @@ class AriClient:
             raise AriConnectionError(
                 f"{method} {path}: cannot reach Asterisk at {self.base_url}: {exc}"
             ) from exc
+        finally:
+            observe_ari_request(method, path, time.perf_counter() - started)
         if response.status_code >= 400:
             raise error_for_status(response.status_code, method, path, _error_message(response))
         return response

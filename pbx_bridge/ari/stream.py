@@ -34,6 +34,7 @@ from pbx_bridge.ari.errors import (
     error_for_status,
 )
 from pbx_bridge.ari.events import Event, parse_event
+from pbx_bridge.metrics import ARI_RECONNECTS
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,8 @@ class EventStream:
             await ws.close()
             return False
         self._ws = ws
+        if self._ever_connected:
+            ARI_RECONNECTS.inc()
         self._connected_at = asyncio.get_running_loop().time()
         self.last_error = None
         log.log(

@@ -61,6 +61,11 @@ class StasisApp:
     def live_calls(self) -> int:
         return len(self._sessions)
 
+    @property
+    def database_outage(self) -> bool:
+        """A write failed for want of the database and the resync is still owed."""
+        return self._reconciler.owed
+
     def live_call_ids(self) -> set[str]:
         return {s.call_id for s in self._sessions.values() if s.call_id is not None}
 

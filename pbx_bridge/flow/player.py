@@ -12,6 +12,7 @@ import uuid
 from pbx_bridge.ari import AriClient, AriNotFound
 from pbx_bridge.ari import events as ev
 from pbx_bridge.flow.inbox import CallInbox
+from pbx_bridge.metrics import KEYPRESS_TO_ACTION, seconds_since
 
 # How long to wait for Asterisk to confirm a stopped playback before moving on.
 _STOP_GRACE_S = 2.0
@@ -36,6 +37,7 @@ class PromptPlayer:
                 and item.channel.id == channel_id
             ):
                 await self._stop(playback_id)
+                KEYPRESS_TO_ACTION.observe(seconds_since(item.timestamp))
                 return item.digit
 
     async def start(self, channel_id: str, media: str) -> str:

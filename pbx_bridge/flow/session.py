@@ -36,6 +36,7 @@ from pbx_bridge.flow.policy import (
 )
 from pbx_bridge.flow.recorder import ConversationRecorder, OnDemandKeys
 from pbx_bridge.flow.withdrawal import on_do_not_record_list, withdraw_by_keypress
+from pbx_bridge.metrics import CALLS, CONSENT_DECISIONS
 from pbx_bridge.privacy import mask_number
 from storage.database import database_unavailable
 from storage.models import utcnow
@@ -481,6 +482,7 @@ class CallSession:
             decided_at=answer.decided_at,
         )
         await self.ctx.journal.save_consent(self.call_id, self.caller.caller.number or None, proof)
+        CONSENT_DECISIONS.labels(outcome.value).inc()
 
     async def _play_to_caller(self, route: ResolvedRoute, name: str) -> None:
         prompt = self.ctx.prompts.get(route.language.value, name)
@@ -550,6 +552,7 @@ class CallSession:
             return
         # Kept until written: if the database is away, the app writes it when it is back.
         self.unwritten_end = CallEnd(self.call_id, disposition, cause, utcnow())
+        CALLS.labels(disposition).inc()
         await write_call_end(self.ctx, self.unwritten_end)
         self.unwritten_end = None
         log.info("call %s: ended, %s (%s)", self.call_id, disposition, cause)

@@ -312,3 +312,13 @@ def due_state(request: DataSubjectRequest, now: datetime, soon_days: int) -> str
     if request.due_at <= now + timedelta(days=soon_days):
         return DueState.DUE_SOON.value
     return DueState.ON_TIME.value
+
+
+async def count_overdue(session: AsyncSession, now: datetime) -> int:
+    """Requests still pending past their due date (the status and due_at indexes)."""
+    total = await session.scalar(
+        select(func.count())
+        .select_from(DataSubjectRequest)
+        .where(DataSubjectRequest.status.in_(PENDING), DataSubjectRequest.due_at < now)
+    )
+    return int(total or 0)

@@ -18,6 +18,7 @@ from pbx_bridge.health import ServiceHealth
 from pbx_bridge.metrics import ari_path_template
 from pbx_bridge.metrics_refresh import MetricsRefresh
 from pbx_bridge.metrics_server import MetricsServer
+from pbx_bridge.sandbox.ports import free_port
 from pbx_bridge.subjects.index import SubjectIndex
 from pbx_bridge.subjects.numbers import SubjectKeyer
 from pbx_bridge.subjects.register import RequestChannel, RequestType, open_request, start
@@ -175,17 +176,11 @@ class _Refresh:
     database_error: str | None = None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_metrics_and_healthz_over_http() -> None:
     calls, events, refresh = _Calls(live_calls=3), _Events(), _Refresh()
     health = ServiceHealth(calls, events, refresh)
     health.bind_gauges()
-    listen = f"127.0.0.1:{_free_port()}"
+    listen = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
     async with MetricsServer(listen, health), httpx.AsyncClient(
         base_url=f"http://{listen}"
     ) as http:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
@@ -626,3 +627,22 @@ def test_references_that_could_escape_the_export_folder_are_refused() -> None:
     for bad in ("../x", "a/b", "", ".hidden", "a..b", "x\x00"):
         with pytest.raises(UnsafeReference):
             checked_reference(bad)
+
+
+async def test_export_reports_its_progress_recording_by_recording(world: World) -> None:
+    """``dsar run`` of a large export shows how many recordings are in the ZIP so far."""
+    seen: list[tuple[str, int | None]] = []
+
+    class Seen:
+        def start(self, total: int | None) -> None:
+            seen.append(("start", total))
+
+        def advance(self, n: int = 1) -> None:
+            seen.append(("advance", n))
+
+    reference = await _open(world, A_E164, RequestType.EXPORT)
+    async with world.sessions() as session:
+        request = await get_request(session, reference)
+        await start(session, request, actor="cli:test", now=NOW)
+        await answer_export(dataclasses.replace(world.env, progress=Seen()), request)
+    assert seen == [("start", 3), ("advance", 1), ("advance", 1), ("advance", 1)]

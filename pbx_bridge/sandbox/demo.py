@@ -40,10 +40,14 @@ def step(message: str) -> None:
     print(f"\n==> {message}", flush=True)
 
 
-def pbx_bridge(*args: str, env: dict[str, str]) -> str:
-    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, check=False)
+def pbx_bridge(*args: str, env: dict[str, str], progress: bool = False) -> str:
+    """Run the CLI; with ``progress`` its stderr (progress, errors) goes straight to ours."""
+    stderr = None if progress else subprocess.PIPE
+    result = subprocess.run(
+        [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, check=False
+    )
     if result.returncode != 0:
-        raise SystemExit(f"pbx-bridge {' '.join(args)} failed:\n{result.stderr}")
+        raise SystemExit(f"pbx-bridge {' '.join(args)} failed:\n{result.stderr or ''}")
     return result.stdout
 
 
@@ -98,7 +102,7 @@ def main() -> None:
     env.pop("PBX_BRIDGE_CONFIG", None)
 
     step("building the disclosure prompts (espeak-ng, 8 kHz) into var/prompts")
-    print(pbx_bridge("prompts", "build", env=env).strip().splitlines()[-1])
+    print(pbx_bridge("prompts", "build", env=env, progress=True).strip().splitlines()[-1])
 
     step("starting a sandboxed Asterisk 22 (Debian sid root, cached after the first run)")
     with progress_for("sandbox root") as progress:  # a minute of mmdebstrap the first time

@@ -24,7 +24,6 @@ from typing import Protocol, TextIO
 from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     SpinnerColumn,
@@ -216,6 +215,17 @@ class PlainReporter:
         self._stream.flush()
 
 
+class _CountColumn(ProgressColumn):
+    """``M/N``; just ``M`` while the total is unknown; nothing for work without counts."""
+
+    def render(self, task: Task) -> Text:
+        if not task.fields.get("counted"):
+            return Text("")
+        done = int(task.completed)
+        shown = f"{done}/{int(task.total)}" if task.total is not None else f"{done}"
+        return Text(shown, style="progress.download")
+
+
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
@@ -261,7 +271,7 @@ class RichReporter:
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            _CountColumn(),
             _RateColumn(),
             TimeRemainingColumn(),
             TimeElapsedColumn(),
@@ -269,14 +279,14 @@ class RichReporter:
             show_after_s=show_after_s,
             clock=_clock(clock),
         )
-        self._task: TaskID = self._progress.add_task(label, total=None)
+        self._task: TaskID = self._progress.add_task(label, total=None, counted=False)
         self._progress.start()
 
     def start(self, total: int | None) -> None:
-        self._progress.update(self._task, total=total)
+        self._progress.update(self._task, total=total, counted=total is not None)
 
     def advance(self, n: int = 1) -> None:
-        self._progress.advance(self._task, n)
+        self._progress.update(self._task, advance=n, counted=True)
 
     def phase(self, text: str) -> None:
         self._progress.update(self._task, description=f"{self._label}: {text}")

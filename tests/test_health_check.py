@@ -4,6 +4,8 @@ code against a database and an Asterisk that are not there."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -260,3 +262,22 @@ def test_command_reports_a_broken_config_file_as_problems(tmp_path: Path) -> Non
     fails = [line for line in result.output.splitlines() if line.startswith("FAIL config:")]
     assert len(fails) == 2
     assert any("ari.nonsense: unknown key" in line for line in fails)
+
+
+def test_an_asterisk_that_never_answers_does_not_hang_the_command(
+    dead_asterisk_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listener = socket.socket()  # accepts connections (the kernel does) but never answers
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setenv("PBX_BRIDGE_ARI__URL", url)
+    monkeypatch.setenv("PBX_BRIDGE_CHECK__TIMEOUT_S", "2")
+    started = time.monotonic()
+    try:
+        result = cli(dead_asterisk_config, "check")
+    finally:
+        listener.close()
+    assert result.exit_code == 1 and time.monotonic() - started < 10
+    assert any(line.startswith(f"FAIL asterisk.ari: cannot reach ARI at {url}: ")
+               and "did not answer in time" in line for line in result.output.splitlines())

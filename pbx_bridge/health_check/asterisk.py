@@ -93,7 +93,8 @@ def clock_finding(skew_s: float, round_trip_s: float, limit_s: float) -> Finding
 def client_for(settings: AriSettings, timeout_s: float) -> AriClient:
     return AriClient(
         settings.url, settings.username, settings.password.get_secret_value(),
-        app=settings.app, timeout=min(settings.request_timeout_s, timeout_s),
+        # Within the check's own limit, so a silent Asterisk is reported as such.
+        app=settings.app, timeout=min(settings.request_timeout_s, timeout_s * 0.75),
         # A few connections: the check must never be what pushes Asterisk over its limit.
         max_connections=4,
     )

@@ -156,6 +156,21 @@ class AsteriskSandbox:
         return self.instance_dir / "spool" / "recording"
 
     @property
+    def etc_dir(self) -> Path:
+        """This instance's /etc/asterisk (http.conf, indications.conf...), as a host path."""
+        return self.instance_dir / "etc"
+
+    @property
+    def sounds_dir(self) -> Path:
+        """Asterisk's sounds folder; the prompts are installed in its pbx-bridge/."""
+        return self.instance_dir / "data" / "sounds"
+
+    @property
+    def cli_argv(self) -> list[str]:
+        """The command running one Asterisk CLI command (appended) on this instance."""
+        return ["chroot", str(self.root), "asterisk", "-C", self.conf_in_chroot, "-rx"]
+
+    @property
     def log_path(self) -> Path:
         """Asterisk's own log (notice..verbose, DTMF) for this instance."""
         return self.instance_dir / "log" / config_files.SANDBOX_LOG
@@ -227,7 +242,7 @@ class AsteriskSandbox:
 
     def cli(self, command: str, timeout_s: float = 10.0) -> str:
         """Run an Asterisk CLI command on this instance and return its output."""
-        args = ["chroot", str(self.root), "asterisk", "-C", self.conf_in_chroot, "-rx", command]
+        args = [*self.cli_argv, command]
         try:
             result = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -294,7 +309,7 @@ class AsteriskSandbox:
             ari_password=self._password,
         )
         config_files.install(
-            base / "etc",
+            self.etc_dir,
             config_files.InstancePaths(self.chroot_base),
             settings,
             extra_dialplan=self._extra_dialplan,
@@ -307,7 +322,7 @@ class AsteriskSandbox:
         data = self.instance_dir / "data"
         if data.exists():
             shutil.rmtree(data)
-        sounds = data / "sounds"
+        sounds = self.sounds_dir
         sounds.mkdir(parents=True)
         shared = self.root / "usr/share/asterisk"
         for entry in shared.iterdir():

@@ -24,9 +24,10 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -45,8 +46,12 @@ EVENT_TYPES = (
 )
 
 
-def _when(event: dict[str, Any]) -> float:
-    return datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+def _when(event: dict[str, Any]) -> datetime:
+    return datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def _ms(start: datetime, end: datetime) -> float:
+    return (end - start) / timedelta(milliseconds=1)
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -54,7 +59,7 @@ def percentile(values: list[float], fraction: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, round(fraction * len(ordered) + 0.5))
+    rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
 
 
@@ -65,7 +70,7 @@ class PhaseView:
     live: set[str] = field(default_factory=set)
     peak_live: int = 0
     callers_seen: int = 0
-    key_at: dict[str, float] = field(default_factory=dict)
+    key_at: dict[str, datetime] = field(default_factory=dict)
     awaiting: set[str] = field(default_factory=set)
     prompt_started: set[str] = field(default_factory=set)
     keys_before_prompt: int = 0
@@ -152,7 +157,7 @@ class CallObserver:
                 view.prompt_started.add(channel)
             elif channel in view.awaiting:
                 view.awaiting.discard(channel)
-                view.latencies_ms.append((_when(event) - view.key_at[channel]) * 1000)
+                view.latencies_ms.append(_ms(view.key_at[channel], _when(event)))
             return
         channel = event.get("channel") or {}
         channel_id = channel.get("id", "")
@@ -180,7 +185,7 @@ class CallObserver:
             and event.get("dialplan_app") != "Read"
         ):
             view.awaiting.discard(channel_id)
-            view.latencies_ms.append((_when(event) - view.key_at[channel_id]) * 1000)
+            view.latencies_ms.append(_ms(view.key_at[channel_id], _when(event)))
         if view.live:
             self.idle.clear()
         else:

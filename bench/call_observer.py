@@ -97,7 +97,10 @@ def _round(value: float | None) -> float | None:
 class CallObserver:
     """``async with CallObserver(url, user, password) as seen:`` then ``seen.phase``."""
 
-    def __init__(self, ari_url: str, username: str, password: str) -> None:
+    def __init__(self, ari_url: str, username: str, password: str, enabled: bool = True) -> None:
+        """``enabled=False`` subscribes to nothing (to see what the subscriber costs
+        Asterisk): no latencies and no live count then, and ``wait_idle`` polls instead."""
+        self.enabled = enabled
         self._ari_url = ari_url
         self._auth = (username, password)
         self.phase = PhaseView()
@@ -115,7 +118,24 @@ class CallObserver:
     def live_calls(self) -> int:
         return len(self.phase.live)
 
+    async def wait_idle(self, timeout_s: float) -> None:
+        """Until Asterisk has no caller channel left (or ``timeout_s`` passed)."""
+        with contextlib.suppress(TimeoutError):
+            if self.enabled:
+                await asyncio.wait_for(self.idle.wait(), timeout_s)
+                return
+            async with asyncio.timeout(timeout_s), httpx.AsyncClient(
+                base_url=self._ari_url, auth=self._auth
+            ) as client:
+                while True:
+                    channels = (await client.get("/ari/channels")).json()
+                    if not any(c["name"].startswith(CALLER_PREFIX) for c in channels):
+                        return
+                    await asyncio.sleep(1.0)
+
     async def __aenter__(self) -> CallObserver:
+        if not self.enabled:
+            return self
         token = base64.b64encode(":".join(self._auth).encode()).decode("ascii")
         ws_url = self._ari_url.replace("http://", "ws://", 1)
         self._ws = await connect(

@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from call_observer import CallObserver
-from common import REPO, bench_database
+from common import REPO, bench_database, children_cpu_seconds
 from e2e_harness import ServiceHarness
 
 from pbx_bridge.config import PromptSettings
@@ -163,6 +163,8 @@ class PhaseResult:
     refusals: int
     sipp_processes: int
     agent_answered: int
+    sipp_cpu_s: float  # all sipp processes of the phase: the load's own cost
+    load_avg: float  # the machine's 1-minute load average as the phase began
     seen: dict[str, Any] = field(default_factory=dict)
     detail: dict[str, int] = field(default_factory=dict)
 
@@ -224,8 +226,10 @@ class Bench:
         self._live_sipp += agents
         peak_rss = [status_mib(service_pid, "VmRSS")]
         sampling = asyncio.create_task(_sample_rss(service_pid, peak_rss))
+        load_avg = os.getloadavg()[0]
         t0 = time.monotonic()
         cpu0 = process_cpu_s(asterisk_pid), process_cpu_s(service_pid)
+        children0 = children_cpu_seconds()
         callers = []
         for index, calls in enumerate(per_process):
             ext = AGENTS[index % len(AGENTS)]
@@ -239,19 +243,24 @@ class Bench:
         limit = shape.duration_s + shape.hold_s + 90
         results = [await caller.wait(timeout_s=limit) for caller in callers]
         await self._drained(60.0)
+        answered = 0
+        for agent in agents:
+            answered += (await agent.stop()).answered_calls
+        self._live_sipp.clear()
+        # Every sipp of the phase has exited and been reaped, and nothing else ran yet.
+        sipp_cpu = children_cpu_seconds() - children0
         if flow == "baseline":
-            correct, detail = await self._judge_baseline(shape), {}
+            correct, detail = await self._judge_baseline(shape)
         else:
             correct, detail = await self._judge_service(since, sum(per_process))
+            unseen = sum(per_process) - detail["calls_seen"]
+            if unseen > 0:
+                detail["not: never reached the service"] = unseen
         cpu1 = process_cpu_s(asterisk_pid), process_cpu_s(service_pid)
         wall = time.monotonic() - t0
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampling
-        answered = 0
-        for agent in agents:
-            answered += (await agent.stop()).answered_calls
-        self._live_sipp.clear()
         return PhaseResult(
             flow=flow, rate=shape.rate, attempted=sum(per_process),
             completed=sum(_completed(r.log_dir) for r in results),
@@ -262,6 +271,7 @@ class Bench:
             wall_s=round(wall, 1),
             refusals=_count_in_log(self.asterisk.log_path, log_offset, REFUSAL),
             sipp_processes=len(callers), agent_answered=answered,
+            sipp_cpu_s=round(sipp_cpu, 2), load_avg=round(load_avg, 1),
             seen=self.observer.phase.summary(), detail=detail,
         )
 
@@ -273,15 +283,16 @@ class Bench:
 
     async def _drained(self, timeout_s: float) -> None:
         """Until Asterisk has no caller channel left (or ``timeout_s``)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.observer.idle.wait(), timeout_s)
+        await self.observer.wait_idle(timeout_s)
 
-    async def _judge_baseline(self, shape: Shape) -> int:
-        """Recordings of a conversation: MixMonitor ran from the consent to the hang-up."""
+    async def _judge_baseline(self, shape: Shape) -> tuple[int, dict[str, int]]:
+        """Recordings of a conversation: MixMonitor ran from the consent to the hang-up
+        (at least half the talk time is in the file)."""
         await asyncio.sleep(1.0)  # MixMonitor closes its file just after the hang-up
         least = 44 + SLIN_BYTES_PER_S * shape.talk_s / 2
         files = await asyncio.to_thread(lambda: list(self.baseline_dir.glob("*.wav")))
-        return sum(f.stat().st_size >= least for f in files)
+        correct = sum(f.stat().st_size >= least for f in files)
+        return correct, {"recordings": len(files), "not: recording too short": len(files) - correct}
 
     async def _judge_service(self, since: str, expected: int) -> tuple[int, dict[str, int]]:
         """What an admin sees in `calls list --json`, once every recording is settled."""
@@ -291,7 +302,7 @@ class Bench:
             calls = await asyncio.to_thread(self._calls_since, since)
             if all(_settled(c) for c in calls) and len(calls) >= expected:
                 break
-            if calls and all(_settled(c) for c in calls) and not self.observer.live_calls:
+            if calls and all(_settled(c) for c in calls):
                 await asyncio.sleep(2.0)  # a call that never reached the service stays away
                 again = await asyncio.to_thread(self._calls_since, since)
                 if len(again) == len(calls) and all(_settled(c) for c in again):
@@ -314,22 +325,33 @@ def _settled(call: dict[str, Any]) -> bool:
 
 
 def tally(calls: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
-    """Calls handled correctly: answered, consent granted, conversation and evidence stored."""
+    """Calls handled correctly: answered, consent granted, conversation and evidence stored;
+    for the others, the first thing that went wrong (``not: ...``), counted."""
+    detail = {"calls_seen": len(calls), "answered": 0, "consented": 0}
+    correct = 0
+    for call in calls:
+        decision = (call["consent"] or {}).get("decision")
+        detail["answered"] += call["disposition"] == "answered"
+        detail["consented"] += decision == "granted"
+        why = _what_went_wrong(call, decision)
+        if why is None:
+            correct += 1
+        else:
+            detail[f"not: {why}"] = detail.get(f"not: {why}", 0) + 1
+    detail["recorded_with_consent"] = correct
+    return correct, detail
 
-    def stored(call: dict[str, Any], kind: str) -> bool:
-        return any(r["kind"] == kind and r["status"] == "stored" for r in call["recordings"])
 
-    consented = [c for c in calls if (c["consent"] or {}).get("decision") == "granted"]
-    correct = [
-        c for c in consented
-        if c["disposition"] == "answered" and stored(c, "conversation") and stored(c, "evidence")
-    ]
-    return len(correct), {
-        "calls_seen": len(calls),
-        "answered": sum(c["disposition"] == "answered" for c in calls),
-        "consented": len(consented),
-        "recorded_with_consent": len(correct),
-    }
+def _what_went_wrong(call: dict[str, Any], decision: str | None) -> str | None:
+    if decision != "granted":
+        return f"consent {decision or 'none'}"
+    if call["disposition"] != "answered":
+        return f"disposition {call['disposition']}"
+    for kind in ("conversation", "evidence"):
+        statuses = [r["status"] for r in call["recordings"] if r["kind"] == kind]
+        if "stored" not in statuses:
+            return f"{kind} {'/'.join(statuses) or 'missing'}"
+    return None
 
 
 def _completed(log_dir: Path) -> int:
@@ -401,7 +423,7 @@ async def ladder(
 ) -> list[PhaseResult]:
     results: list[PhaseResult] = []
     async with CallObserver(asterisk.ari_url, asterisk.ari_username,
-                            asterisk.ari_password) as observer:
+                            asterisk.ari_password, enabled=args.observer) as observer:
         bench = Bench(asterisk, service, observer, logs)
         try:
             for rate in args.rates:
@@ -432,14 +454,18 @@ def _line(r: PhaseResult) -> str:
             f"Asterisk {r.asterisk_cpu_s:.1f} CPU-s, service {r.service_cpu_s:.1f} CPU-s, "
             f"RSS {r.service_peak_rss_mib:.0f} MiB, live {r.seen['peak_live_calls']}, "
             f"key p50/p95 {_fmt(r.seen['key_to_action_p50_ms'])}/"
-            f"{_fmt(r.seen['key_to_action_p95_ms'])} ms, refusals {r.refusals}")
+            f"{_fmt(r.seen['key_to_action_p95_ms'])} ms, refusals {r.refusals}, "
+            f"sipp {r.sipp_cpu_s:.1f} CPU-s, load avg {r.load_avg:g}"
+            + "".join(f"; {k} {v}" for k, v in r.detail.items() if k.startswith("not:") and v)
+            + (f"; keys before prompt {r.seen['keys_before_prompt']}"
+               if r.seen["keys_before_prompt"] else ""))
 
 
 def table(results: list[PhaseResult]) -> str:
     head = ("| rate/s | flow | attempted | completed | correct | Asterisk CPU-s (ms/call) | "
             "service CPU-s (ms/call) | svc/Ast | peak RSS MiB | peak live | key→action "
-            "p50/p95 ms | refusals |")
-    rows = [head, "|" + " --- |" * 12]
+            "p50/p95 ms | refusals | sipp CPU-s | load avg |")
+    rows = [head, "|" + " --- |" * 14]
     for r in results:
         ratio = (f"{r.service_cpu_s / r.asterisk_cpu_s:.2f}"
                  if r.flow == "pbx-bridge" and r.asterisk_cpu_s else "")
@@ -451,7 +477,7 @@ def table(results: list[PhaseResult]) -> str:
             f"{r.asterisk_cpu_s:.1f} ({r.per_call_ms(r.asterisk_cpu_s):.0f}) | {service} | "
             f"{ratio} | {rss} | {r.seen['peak_live_calls']} | "
             f"{_fmt(r.seen['key_to_action_p50_ms'])}/{_fmt(r.seen['key_to_action_p95_ms'])} | "
-            f"{r.refusals} |"
+            f"{r.refusals} | {r.sipp_cpu_s:.1f} | {r.load_avg:g} |"
         )
     return "\n".join(rows)
 
@@ -471,7 +497,8 @@ def verdict(results: list[PhaseResult]) -> dict[str, Any]:
     ratio = ours / base if base and ours else None
     out["clean_rate_ratio"] = ratio
     top = max((r.rate for r in results), default=None)
-    ceiling = " (the ladder's top: both may go higher)" if base == top else ""
+    ceiling = (" (the baseline was clean at the ladder's top: its limit is higher)"
+               if base == top else "")
     lines.append(_goal(f"clean-rate ratio ≥ {GOAL_CLEAN_RATE_RATIO}",
                        ratio is not None and ratio >= GOAL_CLEAN_RATE_RATIO,
                        f"{_fmt(None if ratio is None else round(ratio, 2))}{ceiling}"))
@@ -537,6 +564,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "else SQLite in the work folder")
     parser.add_argument("--sandbox",
                         default=os.environ.get("PBX_BRIDGE_E2E_SANDBOX", "bench") + "-capacity")
+    parser.add_argument("--no-observer", dest="observer", action="store_false",
+                        help="no passive ARI subscriber (what it costs Asterisk): no "
+                             "latencies and no live-call count")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args(argv)

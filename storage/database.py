@@ -9,6 +9,7 @@ tables of both layers; this module only locates it, it imports nothing from ``pb
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,16 @@ class DatabaseNotMigrated(DatabaseError):
 
 def database_unavailable(exc: BaseException) -> bool:
     """The database is away (unreachable, restarting, or it dropped the connection):
-    something to wait out and reconcile after, unlike a constraint violation or a bug."""
-    if isinstance(exc, DatabaseUnavailable | OSError | TimeoutError | sa_exc.TimeoutError):
+    something to wait out and reconcile after, unlike a constraint violation or a bug.
+
+    The one definition, used wherever the service decides "the database is away". A plain
+    ``OSError`` is not it: a full or unwritable spool is a disk problem
+    (``storage.errors.DiskError``), and must not send a caller to the dialplan fallback.
+    The driver's own ``OSError`` on connecting (asyncpg's ConnectionRefusedError, a
+    timeout, a name that does not resolve) reaches here as ``DatabaseUnavailable``: every
+    engine of ``make_engine`` converts it as it connects.
+    """
+    if isinstance(exc, DatabaseUnavailable | sa_exc.TimeoutError):  # pool checkout timeout
         return True
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
         return True
@@ -87,6 +96,25 @@ def _set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
+def _connect_or_unavailable(safe: str) -> Callable[..., Any]:
+    """A ``do_connect`` hook: the driver's socket errors become ``DatabaseUnavailable``.
+
+    SQLAlchemy wraps only the driver's DBAPI errors; asyncpg's ConnectionRefusedError
+    (PostgreSQL down, a proxy cut) or its connect timeout come through as a bare
+    ``OSError``, indistinguishable from a disk error further up.
+    """
+
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to database {safe}: {error_reason(exc)}"
+            ) from exc
+
+    return connect
+
+
 def make_engine(url: str) -> AsyncEngine:
     """An engine for ``sqlite+aiosqlite`` or ``postgresql+asyncpg`` URLs.
 
@@ -100,8 +128,10 @@ def make_engine(url: str) -> AsyncEngine:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
-        return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    else:
+        engine = create_async_engine(url, pool_pre_ping=True)
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable(safe_url(url)))
+    return engine
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -146,7 +176,7 @@ async def _connect(engine: AsyncEngine) -> AsyncConnection:
     """Open a connection, turning every way of not getting one into DatabaseUnavailable."""
     try:
         return await engine.connect()
-    except (DBAPIError, OSError, sqlite3.Error) as exc:
+    except (DBAPIError, sqlite3.Error) as exc:
         url = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnavailable(f"cannot connect to database {url}: {error_reason(exc)}") from exc
 

@@ -79,3 +79,18 @@ class BackendRefused(StorageError):
     """The backend will keep saying no until an admin acts: bad credentials, a certificate
     or host key that does not verify, permission denied. The message names the backend and
     the problem, never a secret."""
+
+
+class DiskError(TransientStorageError):
+    """A local folder of ours cannot be written or read: the disk is full (ENOSPC),
+    read-only (EROFS), the folder is gone or not writable. Never the database being away:
+    the call goes on, and what was to be written waits where it is (Asterisk keeps the
+    recording) until an admin frees the space or fixes the mount."""
+
+    def __init__(self, area: str, folder: str, exc: OSError) -> None:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        path = exc.filename if exc.filename is not None else folder
+        super().__init__(f"{area} folder {folder}: {reason} ({path})")
+        self.area = area
+        self.folder = folder
+        self.errno = exc.errno

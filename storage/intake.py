@@ -156,21 +156,23 @@ class Intake:
             await self.fetch(row)
             return
         try:
-            if row.format.lower() in WAV_FORMATS and await asyncio.to_thread(
-                finish_wav_header, spool_path
-            ):
-                log.warning(
-                    "recording %s: WAV header finished by us (Asterisk stopped mid-recording)",
-                    row.id,
-                )
-            facts = await asyncio.to_thread(inspect_recording, spool_path, row.format)
+            with self._spool.disk_errors():
+                if row.format.lower() in WAV_FORMATS and await asyncio.to_thread(
+                    finish_wav_header, spool_path
+                ):
+                    log.warning(
+                        "recording %s: WAV header finished by us (Asterisk stopped "
+                        "mid-recording)", row.id,
+                    )
+                facts = await asyncio.to_thread(inspect_recording, spool_path, row.format)
         except (CorruptRecording, NotAWav) as exc:
             await self._fail(row.id, (RecordingStatus.SPOOLED,), f"corrupt recording: {exc}")
             await self._spool.remove(spool_path)
             return
         prepared, fmt = spool_path, row.format
         if self._audio_format != row.format:
-            prepared, fmt, facts = await self._transcode(row, spool_path)
+            with self._spool.disk_errors():
+                prepared, fmt, facts = await self._transcode(row, spool_path)
         async with self._sessions(expire_on_commit=False) as session:
             result = await session.execute(
                 update(Recording)

@@ -28,3 +28,10 @@ JOB_LAST_SUCCESS = Gauge(
     "Unix time of a background job's last successful run (0 until it has run once).",
     ["job"],
 )
+DISK_ERRORS = Counter(
+    "pbx_bridge_disk_errors",
+    "Failed file operations in a folder of ours, by area ('spool', 'local'): full,"
+    " read-only or not writable. Work waits and is retried (Asterisk keeps the recording);"
+    " alert on any increase.",
+    ["area"],
+)

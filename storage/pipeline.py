@@ -33,6 +33,7 @@ from storage.audit import DEFAULT_AUDIT_LIMIT, AuditReport, audit_copies
 from storage.backends.base import Backend
 from storage.envelope import ENCRYPTED_SUFFIX
 from storage.errors import (
+    DiskError,
     RecordingNotFound,
     StorageError,
     TransientStorageError,
@@ -373,7 +374,10 @@ class RecordingPipeline:
                     select(Recording.id).where(Recording.status.in_([s.value for s in _PENDING]))
                 )
             ).all()
-        report.spool_files_removed = await self._sweep_spool()
+        try:
+            report.spool_files_removed = await self._sweep_spool()
+        except DiskError as exc:  # leftovers wait for the next resume; the rest goes on
+            log.error("resume: spool not swept: %s", exc)
         for recording_id in pending:
             if not self._busy(recording_id):
                 report.queued.append(recording_id)
@@ -437,7 +441,12 @@ class RecordingPipeline:
                 log.warning("recording %s: row vanished during ingest", recording_id)
                 return
             except Exception as exc:  # a task boundary: nothing may escape and be lost
-                if failure_kind(exc) == "transient":
+                if isinstance(exc, DiskError):
+                    # Not the database, and not the call's business: the recording stays
+                    # in Asterisk until the folder works again.
+                    log.error("recording %s: %s; kept in Asterisk, will retry", recording_id,
+                              exc)
+                elif failure_kind(exc) == "transient":
                     log.warning("recording %s: %s; will retry", recording_id, exc)
                 else:
                     log.exception("recording %s: unexpected error; will retry", recording_id)

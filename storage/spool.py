@@ -3,19 +3,25 @@
 A file only ever appears under its final name complete and on disk: it is fetched as
 ``<id>.<fmt>.part``, fsynced, renamed, and the folder fsynced. So after a crash a final-named
 file can be trusted and a ``.part`` is always discarded.
+
+Every file error here is a ``DiskError`` naming the spool (``storage.disk``): a full or
+unwritable spool stops the intake, never a call, and the pipeline retries until it works.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from storage.atomic_write import fsync_dir, fsync_file
+from storage.disk import disk_errors
 
 PART_SUFFIX = ".part"
+SPOOL_AREA = "spool"
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,13 @@ class Spool:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    def disk_errors(self) -> contextlib.AbstractContextManager[None]:
+        """For file work in the spool done outside this class (transcoding, checks)."""
+        return disk_errors(SPOOL_AREA, self.directory)
+
     async def prepare(self) -> None:
-        await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+        with self.disk_errors():
+            await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
 
     def path_for(self, recording_id: str, fmt: str) -> Path:
         return self.directory / f"{recording_id}.{fmt}"
@@ -49,19 +60,26 @@ class Spool:
         """Let ``write`` fill a ``.part`` file, then make it durable under its final name."""
         part = self.part_path_for(recording_id, fmt)
         final = self.path_for(recording_id, fmt)
-        await asyncio.to_thread(part.unlink, missing_ok=True)
-        try:
-            await write(part)
-            await asyncio.to_thread(self._commit, part, final)
-        except BaseException:
-            # A cancelled or failed fetch leaves nothing that looks like a spooled file.
-            await asyncio.shield(asyncio.to_thread(part.unlink, missing_ok=True))
-            raise
+        with self.disk_errors():
+            await asyncio.to_thread(part.unlink, missing_ok=True)
+            try:
+                await write(part)
+                await asyncio.to_thread(self._commit, part, final)
+            except BaseException:
+                # A cancelled or failed fetch leaves nothing that looks like a spooled file.
+                await asyncio.shield(asyncio.to_thread(self._discard, part))
+                raise
         return final
+
+    @staticmethod
+    def _discard(part: Path) -> None:
+        with contextlib.suppress(OSError):  # the error that brought us here is the news
+            part.unlink(missing_ok=True)
 
     def commit(self, part: Path, final: Path) -> None:
         """Make a complete ``.part`` durable under its final name (blocking)."""
-        self._commit(part, final)
+        with self.disk_errors():
+            self._commit(part, final)
 
     async def remove_named(self, paths: Iterable[Path]) -> int:
         """Remove these files where they exist; returns how many there were.
@@ -71,7 +89,8 @@ class Spool:
         quadratic. Whoever calls this knows every name a recording's files can have; a
         crash leftover under a random name is for ``entries()`` at the next start.
         """
-        return await asyncio.to_thread(self._remove_named, list(paths))
+        with self.disk_errors():
+            return await asyncio.to_thread(self._remove_named, list(paths))
 
     def _remove_named(self, paths: list[Path]) -> int:
         removed = 0
@@ -94,10 +113,12 @@ class Spool:
         return await asyncio.to_thread(path.is_file)
 
     async def remove(self, path: Path) -> None:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        with self.disk_errors():
+            await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def entries(self) -> list[SpoolEntry]:
-        return await asyncio.to_thread(self._entries)
+        with self.disk_errors():
+            return await asyncio.to_thread(self._entries)
 
     def _entries(self) -> list[SpoolEntry]:
         if not self.directory.is_dir():

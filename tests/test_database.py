@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sys
 from pathlib import Path
@@ -11,20 +12,25 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from database_fixtures import db_url, migrated_url, pg_database
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from tcp_proxy import CuttableProxy
 
 import pbx_bridge.calls.models  # noqa: F401  (registers the call tables on Base.metadata)
 from storage.database import (
     DatabaseNotMigrated,
     DatabaseUnavailable,
     current_revision,
+    database_unavailable,
     ensure_migrated,
     head_revision,
     make_engine,
     safe_url,
     upgrade,
 )
+from storage.errors import DiskError
 from storage.models import Base
 
 __all__ = ["db_url", "migrated_url", "pg_database"]  # fixtures, imported for pytest
@@ -172,6 +178,65 @@ async def test_missing_postgres_database_is_unavailable(pg_database: str) -> Non
             await current_revision(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_postgres_away_is_database_unavailable_through_the_session(
+    pg_database: str,
+) -> None:
+    """What asyncpg really raises through SQLAlchemy, with PostgreSQL behind a proxy the
+    test cuts: mid-query an invalidated DBAPIError; on connecting, asyncpg's bare
+    ConnectionRefusedError, which the engine turns into DatabaseUnavailable so that a
+    plain OSError is never taken for the database."""
+    proxy = CuttableProxy("127.0.0.1", 5432)
+    await proxy.start()
+    engine = make_engine(f"postgresql+asyncpg://postgres:s3cret@127.0.0.1:{proxy.port}/"
+                         f"{pg_database}")
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT 1")) == 1
+            await proxy.cut()
+            with pytest.raises(DBAPIError) as mid_query:
+                await connection.scalar(text("SELECT 1"))
+        assert mid_query.value.connection_invalidated
+        assert database_unavailable(mid_query.value)
+        with pytest.raises(DatabaseUnavailable) as connecting:
+            async with engine.connect() as connection:
+                await connection.scalar(text("SELECT 1"))
+        assert isinstance(connecting.value.__cause__, ConnectionRefusedError)
+        assert "cannot connect to database" in str(connecting.value)
+        assert "s3cret" not in str(connecting.value)
+        assert database_unavailable(connecting.value)
+        await proxy.restore()
+        async with engine.connect() as connection:  # back: the pool reconnects
+            assert await connection.scalar(text("SELECT 1")) == 1
+    finally:
+        await engine.dispose()
+        await proxy.close()
+
+
+def test_the_database_away_is_one_definition_and_a_file_error_is_not_it() -> None:
+    refused = ConnectionRefusedError(111, "Connect call failed")
+    away = [
+        DatabaseUnavailable("cannot connect"),
+        sa_exc.OperationalError("SELECT 1", {}, refused),
+        sa_exc.InterfaceError("SELECT 1", {}, Exception("connection is closed")),
+        sa_exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
+        sa_exc.TimeoutError("QueuePool limit reached, connection timed out"),
+    ]
+    not_away = [
+        OSError(errno.ENOSPC, "No space left on device", "/var/spool/pbx-bridge/x.wav"),
+        OSError(errno.EROFS, "Read-only file system"),
+        PermissionError(errno.EACCES, "Permission denied"),
+        NotADirectoryError(errno.ENOTDIR, "Not a directory"),
+        refused,  # a bare socket error is not the database's unless the engine says so
+        DiskError("spool", "/var/spool/pbx-bridge", OSError(errno.ENOSPC, "No space")),
+        sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key")),
+        sa_exc.DBAPIError("SELECT 1", {}, Exception("syntax"), connection_invalidated=False),
+        KeyError("a bug"),
+    ]
+    assert [database_unavailable(exc) for exc in away] == [True] * len(away)
+    assert [database_unavailable(exc) for exc in not_away] == [False] * len(not_away)
 
 
 def test_safe_url_hides_the_password() -> None:

@@ -51,17 +51,25 @@ async def wait_for_log(service: ServiceHarness, pattern: str, timeout_s: float =
     raise AssertionError(f"{pattern!r} not in the log:\n{service.log_tail()}")
 
 
+async def start_consenting_call(
+    service: ServiceHarness, *, hangup_after_s: float
+) -> tuple[sipp.SippProcess, sipp.SippProcess]:
+    """An agent who answers and a caller who presses 1 at 2 s, both running meanwhile."""
+    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer", max_wait_s=60)
+    caller = await sipp.start_caller(
+        service.asterisk.sip_address, DID, CALLER, dtmf=[(2.0, "1")],
+        hangup_after_s=hangup_after_s, max_wait_s=60.0,
+    )
+    return agent, caller
+
+
 async def test_a_call_that_ends_during_an_outage_is_closed_and_stored_after_it(
     proxied_service: tuple[ServiceHarness, ThreadedProxy],
 ) -> None:
     service, proxy = proxied_service
     service.start()
     pid = service.pid
-    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer", max_wait_s=60)
-    caller = await sipp.start_caller(
-        service.asterisk.sip_address, DID, CALLER, dtmf=[(2.0, "1")], hangup_after_s=16.0,
-        max_wait_s=60.0,
-    )
+    agent, caller = await start_consenting_call(service, hangup_after_s=16.0)
     await wait_for_log(service, r"recording \S+ started")  # consent given, recording
     await asyncio.sleep(2.0)
 

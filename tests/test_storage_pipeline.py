@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import hashlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -416,6 +420,73 @@ async def test_database_errors_are_retried(rig: Rig) -> None:
         await pipeline.wait_idle()
         assert pipeline.stats.retries >= 1
     assert flaky.failures == 0
+    assert_stored_once(rig, await rig.row(row.id), data)
+
+
+class FullDiskSource(DirSource):
+    """Writing into the spool fails with ENOSPC, as on a full disk, while ``full``."""
+
+    full = True
+
+    async def _copy(self, src: Path, dest: Path) -> int:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+        return await super()._copy(src, dest)
+
+
+def disk_errors(area: str) -> float:
+    return REGISTRY.get_sample_value("pbx_bridge_disk_errors_total", {"area": area}) or 0.0
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_a_full_spool_is_a_disk_error_the_recording_waits_in_asterisk(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = FullDiskSource(rig.source.root)
+    data = wav_bytes(0.5)
+    before = disk_errors("spool")
+    pipeline = RecordingPipeline(
+        rig.sessions, source, rig.spool, rig.backend, retry_initial_s=0.01, retry_max_s=0.02,
+    )
+    async with pipeline:
+        row = await begin(pipeline)
+        source.put(row.asterisk_name, data)
+        await pipeline.finished(row.asterisk_name)
+        await wait_for(lambda: disk_errors("spool") >= before + 3)
+        # Nothing lost and nothing given up: still finished, still in Asterisk.
+        assert (await rig.row(row.id)).status == RecordingStatus.FINISHED
+        assert source.has(row.asterisk_name) and rig.spool_files() == []
+        source.full = False  # space freed
+        await pipeline.wait_idle()
+    assert_stored_once(rig, await rig.row(row.id), data)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and f"spool folder {rig.spool}: No space left on device" in errors[0].message
+    assert "kept in Asterisk, will retry" in errors[0].message
+    assert errors[0].exc_info is None  # a clear line, not a traceback
+
+
+async def test_a_spool_folder_replaced_by_a_file_is_retried_until_it_is_back(rig: Rig) -> None:
+    data = wav_bytes(0.5)
+    async with rig.pipeline() as pipeline:
+        row = await begin(pipeline)
+        rig.source.put(row.asterisk_name, data)
+        rig.spool.rmdir()
+        rig.spool.write_text("not a folder")  # an admin's mistake, a failed mount
+        before = disk_errors("spool")
+        await pipeline.finished(row.asterisk_name)
+        await wait_for(lambda: disk_errors("spool") >= before + 2)
+        assert (await rig.row(row.id)).status == RecordingStatus.FINISHED
+        assert rig.source.has(row.asterisk_name)
+        rig.spool.unlink()
+        rig.spool.mkdir()
+        await pipeline.wait_idle()
     assert_stored_once(rig, await rig.row(row.id), data)
 
 

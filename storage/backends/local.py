@@ -17,9 +17,11 @@ from stat import S_ISREG
 from storage.atomic_write import fsync_dir, fsync_file
 from storage.audio_facts import digest_file
 from storage.backends.base import Backend, ObjectInfo, StoredObject, validate_key
+from storage.disk import disk_errors
 from storage.errors import ObjectNotFound, UnsafeKey
 
 TEMP_MARK = ".tmp-"
+LOCAL_AREA = "local"
 
 
 class LocalBackend(Backend):
@@ -40,7 +42,8 @@ class LocalBackend(Backend):
     # thread with the rest of its file I/O, never on the event loop.
 
     async def put(self, src: Path, key: str) -> StoredObject:
-        return await asyncio.to_thread(self._put, src, key)
+        with disk_errors(LOCAL_AREA, self.root):  # full or read-only: named and counted
+            return await asyncio.to_thread(self._put, src, key)
 
     def _put(self, src: Path, key: str) -> StoredObject:
         path = self.path_for(key)
@@ -83,7 +86,8 @@ class LocalBackend(Backend):
             raise ObjectNotFound(f"no object under {key!r}") from exc
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._delete, key)
+        with disk_errors(LOCAL_AREA, self.root):
+            await asyncio.to_thread(self._delete, key)
 
     def _delete(self, key: str) -> None:
         self.path_for(key).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from pbx_bridge.subjects.index import SubjectIndex
 from pbx_bridge.subjects.numbers import SubjectKeyer
 from pbx_bridge.subjects.register import RequestChannel, RequestType, open_request, start
 from storage.backlog import read_backlog
-from storage.database import make_engine, make_session_factory
+from storage.database import DatabaseUnavailable, make_engine, make_session_factory
 from storage.models import Recording, RecordingCopy, new_id
 
 __all__ = ["db_url", "migrated_url", "pg_database", "sessions"]
@@ -150,7 +150,7 @@ async def test_the_refresh_sets_every_gauge(sessions: async_sessionmaker[AsyncSe
 async def test_a_refresh_without_the_database_says_why() -> None:
     engine = make_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
     refresh = MetricsRefresh(make_session_factory(engine), backends=[], interval_s=15)
-    with pytest.raises(OSError):
+    with pytest.raises(DatabaseUnavailable):  # the driver's refused connect, named
         await refresh.run_once()
     assert refresh.database_error is not None
     await engine.dispose()

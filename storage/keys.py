@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,6 +40,18 @@ class RotateReport:
     failed: int
     # Recording ids whose key could not be unwrapped (master key not loaded, or altered).
     failed_ids: tuple[str, ...] = field(default=())
+
+
+async def master_keys_in_use(session: AsyncSession) -> dict[str, int]:
+    """Master key id → how many live data keys it wraps: without that key file, those
+    recordings cannot be read (nor rotated)."""
+    rows = await session.execute(
+        select(DataKey.master_key_id, func.count())
+        .where(DataKey.destroyed_at.is_(None), DataKey.wrapped_key.is_not(None),
+               DataKey.master_key_id.is_not(None))
+        .group_by(DataKey.master_key_id)
+    )
+    return {str(key_id): int(count) for key_id, count in rows.all()}
 
 
 async def create_data_key(

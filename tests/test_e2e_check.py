@@ -85,7 +85,8 @@ def test_check_passes_on_the_sandbox(admin: ServiceHarness) -> None:
     for name in ("config", "database", "asterisk.ari", "asterisk.version", "asterisk.modules",
                  "asterisk.clock", "asterisk.dialplan", "asterisk.tone_zone",
                  "asterisk.sessions", "prompts.manifest", "prompts.files", "prompts.asterisk",
-                 "storage.backends", "storage.encryption", "storage.jurisdiction",
+                 "storage.backends", "storage.encryption", "storage.master_keys",
+                 "storage.jurisdiction",
                  "storage.free_space"):
         assert any(line.startswith(f"OK   {name}: ") for line in lines), (name, lines)
     assert "OK   asterisk.tone_zone: default tone zone tr" in lines

@@ -3,10 +3,12 @@ code against a database and an Asterisk that are not there."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_support import clean_pbx_env, cli  # noqa: F401  (clean_pbx_env: autouse fixture)
@@ -35,8 +37,13 @@ from pbx_bridge.health_check.findings import (
 )
 from pbx_bridge.sandbox.ports import free_ports
 from storage.backends.probe import ProbeResult, ProbeStep
+from storage.database import make_engine, make_session_factory
+from storage.keyring import Keyring
+from storage.keys import create_data_key
+from storage.models import Recording
 
 MB = 1024 * 1024
+RECORDING = "0b7d3c1e-5a2f-4c7e-9d1a-000000000001"
 
 
 # -- findings and exit code ----------------------------------------------------------------
@@ -281,3 +288,52 @@ def test_an_asterisk_that_never_answers_does_not_hang_the_command(
     assert result.exit_code == 1 and time.monotonic() - started < 10
     assert any(line.startswith(f"FAIL asterisk.ari: cannot reach ARI at {url}: ")
                and "did not answer in time" in line for line in result.output.splitlines())
+
+
+def test_master_key_findings() -> None:
+    assert backends.master_key_findings({}, None, None)[0].status is Status.OK
+    assert backends.master_key_findings({"k1": 3}, frozenset({"k1", "k2"}), None)[0].status \
+        is Status.OK
+    (gone,) = backends.master_key_findings({"k1": 3, "k2": 1}, frozenset({"k2"}), None)
+    assert gone.status is Status.PROBLEM
+    assert gone.message.startswith("master key k1 is not loaded but wraps 3 recording(s)'")
+    (none,) = backends.master_key_findings({"k1": 3}, None, "no master key")
+    assert none.status is Status.PROBLEM and "none loads: no master key" in none.message
+
+
+def test_command_names_a_master_key_that_recordings_still_need(
+    dead_asterisk_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir(mode=0o700)
+    monkeypatch.setenv("PBX_BRIDGE_STORAGE__KEYS_DIR", str(keys_dir))
+    assert cli(dead_asterisk_config, "db", "upgrade").exit_code == 0
+    assert cli(dead_asterisk_config, "keys", "generate").exit_code == 0
+    (key_file,) = keys_dir.glob("*.key")
+
+    async def encrypt_one() -> None:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
+        sessions = make_session_factory(engine)
+        async with sessions() as session:
+            session.add(Recording(id=RECORDING, call_id=RECORDING, kind="conversation",
+                                  asterisk_name="r1", legal_basis="consent",
+                                  retention_class="default", retention_days=60))
+            await session.commit()
+        await create_data_key(sessions, Keyring.load(keys_dir), RECORDING)
+        await engine.dispose()
+
+    asyncio.run(encrypt_one())
+
+    def master_keys() -> dict[str, Any]:
+        doc = json.loads(cli(dead_asterisk_config, "check", "--json").output)
+        (found,) = [c for c in doc["checks"] if c["name"] == "storage.master_keys"]
+        return found
+
+    assert master_keys()["status"] == "ok"
+    # The key file is lost (a new one made in its place): the old recording is unreadable.
+    key_file.rename(tmp_path / key_file.name)
+    assert cli(dead_asterisk_config, "keys", "generate").exit_code == 0
+    found = master_keys()
+    assert found["status"] == "problem"
+    assert found["message"].startswith(f"master key {key_file.stem} is not loaded but wraps 1 "
+                                       "recording(s)' data keys")

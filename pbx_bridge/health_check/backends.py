@@ -54,6 +54,28 @@ def encrypting_targets(storage: StorageSettings) -> list[str]:
     ]
 
 
+def master_key_findings(
+    in_use: Mapping[str, int], loaded: frozenset[str] | None, load_error: str | None
+) -> list[Finding]:
+    """Every master key that still wraps a recording's data key must be loadable."""
+    if not in_use:
+        return [ok("storage.master_keys", "no encrypted recording needs a master key")]
+    if loaded is None:
+        total = sum(in_use.values())
+        return [problem("storage.master_keys", f"{total} encrypted recording(s) need master "
+                        f"key(s) {', '.join(sorted(in_use))}, but none loads: {load_error}",
+                        needed=sorted(in_use))]
+    missing = sorted(set(in_use) - loaded)
+    if not missing:
+        return [ok("storage.master_keys", f"all {len(in_use)} master key(s) wrapping "
+                   "recordings' data keys are loaded")]
+    return [problem("storage.master_keys", f"master key {key_id} is not loaded but wraps "
+                    f"{in_use[key_id]} recording(s)' data keys, which cannot be read without "
+                    f"it: put {key_id}.key back in [storage] keys_dir (from your key backup)",
+                    key_id=key_id, recordings=in_use[key_id])
+            for key_id in missing]
+
+
 # -- checks --------------------------------------------------------------------------------
 
 async def check_backends(storage: StorageSettings) -> list[Finding]:
@@ -76,3 +98,13 @@ async def check_encryption(storage: StorageSettings) -> list[Finding]:
                         f"master key cannot be loaded: {exc}", targets=encrypting)]
     return [ok("storage.encryption", f"master key {keyring.active_id} active for "
                f"{', '.join(encrypting)}", active=keyring.active_id, targets=encrypting)]
+
+
+async def check_master_keys(storage: StorageSettings, in_use: Mapping[str, int]) -> list[Finding]:
+    if not in_use:
+        return master_key_findings(in_use, None, None)
+    try:
+        keyring = await asyncio.to_thread(Keyring.load, storage.keys_dir)
+    except KeyringError as exc:
+        return master_key_findings(in_use, None, str(exc))
+    return master_key_findings(in_use, keyring.key_ids, None)

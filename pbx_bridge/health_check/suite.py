@@ -11,6 +11,7 @@ from pbx_bridge.health_check import prompts as prompt_checks
 from pbx_bridge.health_check.findings import Finding, Status, ok, problem, skipped
 from pbx_bridge.health_check.runner import Check, run_all
 from storage.database import make_engine, make_session_factory
+from storage.keys import master_keys_in_use
 
 
 def config_findings(settings: Settings, source: str) -> list[Finding]:
@@ -45,6 +46,11 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
             routes = await list_routes(session)
         return backends.jurisdiction_findings(routes, settings.storage)
 
+    async def master_keys() -> list[Finding]:
+        async with make_session_factory(engine)() as session:
+            in_use = await master_keys_in_use(session)
+        return await backends.check_master_keys(settings.storage, in_use)
+
     try:
         first = await run_all([
             Check("database", lambda: database.check_database(engine, settings.database.url)),
@@ -78,10 +84,13 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
                       ("asterisk.modules", "asterisk.clock", "asterisk.dialplan",
                        "prompts.asterisk")]
         if db_ok:
-            second_checks.append(Check("storage.jurisdiction", jurisdiction))
+            second_checks += [Check("storage.jurisdiction", jurisdiction),
+                              Check("storage.master_keys", master_keys)]
         else:
-            later.append(skipped("storage.jurisdiction",
-                                 "the routes' rules need the database (see database)"))
+            later += [skipped("storage.jurisdiction",
+                              "the routes' rules need the database (see database)"),
+                      skipped("storage.master_keys",
+                              "the keys in use are in the database (see database)")]
         second = await run_all(second_checks, timeout)
     finally:
         await ari.aclose()

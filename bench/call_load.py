@@ -1,0 +1,318 @@
+"""Calls at a given rate through a sandboxed Asterisk and `pbx-bridge run`; CPU per call.
+
+    bench/run call_load [--calls 150] [--rate 5] [--sipp 1] [--talk-s 10] [--json]
+                        [--py-spy FILE] [--sandbox NAME] [--database URL]
+
+Each caller presses 1 at ``--key-at`` seconds after answer (consent), is connected to
+agent 100 (one sipp agent process taking every call), talks ``--talk-s`` seconds and
+hangs up. The run counts what the service made of the calls (through `pbx-bridge calls
+list --json`, as an admin sees it): answered, recorded with consent (a stored
+conversation recording and a stored evidence clip), and reports for the load window
+(first INVITE until every recording is stored):
+
+- CPU seconds of the service process and of Asterisk (utime + stime from /proc, all
+  threads), per call; CPU seconds, not wall time, so other work on the machine
+  matters less. Asterisk's own cost in the same run is the reference.
+- the service's peak RSS (VmHWM) and the most calls live at once.
+
+``--py-spy FILE`` records a speedscope profile of the service during the load (py-spy
+must be installed in the venv). The service logs at INFO, as in production.
+The building blocks (``LoadRun``, ``process_cpu_s``, ``peak_rss_mib``, ``place_load``,
+``tally``) are meant for other benchmarks too (bench/capacity.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import common  # noqa: F401  (puts tests/ on the path)
+from e2e_harness import ServiceHarness, call_settled
+
+from pbx_bridge.config import PromptSettings
+from pbx_bridge.prompt_builder import build_prompts
+from pbx_bridge.sandbox import AsteriskSandbox, SandboxPorts, ensure_root, sipp
+
+REPO = Path(__file__).resolve().parent.parent
+DID = "2125550100"
+CALLER = "05321234567"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# -- processes ----------------------------------------------------------------------------
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of ``pid`` (every thread), in seconds."""
+    return process_cpu_s_of(Path(f"/proc/{pid}/stat"))
+
+
+def main_thread_cpu_s(pid: int) -> float:
+    """utime + stime of the process's main thread alone (the event loop, for the service)."""
+    return process_cpu_s_of(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def process_cpu_s_of(stat_path: Path) -> float:
+    fields = stat_path.read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# -- the calls ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadShape:
+    calls: int
+    rate: float  # new calls a second, over all sipp processes
+    sipp_processes: int = 1
+    key_at_s: float = 1.5  # the caller presses 1 this long after answer
+    talk_s: float = 10.0  # connected to the agent this long
+
+    @property
+    def hold_s(self) -> float:
+        """Caller's time from answer to BYE: disclosure until the key, the confirmation
+        and the ringing (about 3 s), then the conversation."""
+        return self.key_at_s + 3.0 + self.talk_s
+
+
+async def place_load(asterisk: AsteriskSandbox, shape: LoadShape, logs: Path) -> dict[str, int]:
+    """Run the calls to their end; sipp's own counts (answered by the service)."""
+    agent = await sipp.start_agent(
+        asterisk.agent_ports["100"], "answer", max_wait_s=shape.hold_s + 60,
+        log_base=logs, calls=shape.calls,
+    )
+    per_process = _split(shape.calls, shape.sipp_processes)
+    callers = [
+        await sipp.start_caller(
+            asterisk.sip_address, DID, CALLER, dtmf=[(shape.key_at_s, "1")],
+            hangup_after_s=shape.hold_s, log_base=logs,
+            load=sipp.Load(calls=n, rate=shape.rate / shape.sipp_processes),
+        )
+        for n in per_process
+    ]
+    limit = shape.calls / shape.rate + shape.hold_s + 60
+    results = [await caller.wait(timeout_s=limit) for caller in callers]
+    await agent.stop()
+    return {
+        "sipp_answered": sum(r.answered_calls for r in results),
+        "sipp_failed_processes": sum(not r.ok for r in results),
+    }
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+async def watch_live(service: ServiceHarness, stop: asyncio.Event, peak: list[int]) -> None:
+    """The most calls Asterisk had up at once (channels in our Stasis app / 2)."""
+    import httpx
+
+    auth = (service.asterisk.ari_username, service.asterisk.ari_password)
+    async with httpx.AsyncClient(base_url=service.asterisk.ari_url, auth=auth) as client:
+        while not stop.is_set():
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                channels = (await client.get("/ari/channels")).json()
+                callers = sum(c.get("dialplan", {}).get("context") == "pbx-bridge-inbound"
+                              for c in channels)
+                peak[0] = max(peak[0], callers)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+
+async def wait_settled(service: ServiceHarness, count: int, timeout_s: float) -> None:
+    """Until ``count`` calls ended with every recording final, or ``timeout_s`` passed
+    (the tally then shows what is missing)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        calls = await asyncio.to_thread(service.calls)
+        if len(calls) >= count and all(call_settled(c) for c in calls):
+            return
+        await asyncio.sleep(1.0)
+
+
+def tally(calls: list[dict[str, Any]]) -> dict[str, int]:
+    """What the service made of the calls, judged as an admin would from `calls list`."""
+
+    def stored(call: dict[str, Any], kind: str) -> bool:
+        return any(r["kind"] == kind and r["status"] == "stored" for r in call["recordings"])
+
+    consented = [c for c in calls if (c["consent"] or {}).get("decision") == "granted"]
+    others = Counter(
+        f"{c['disposition']}/{(c['consent'] or {}).get('decision')}"
+        for c in calls
+        if c not in consented or c["disposition"] != "answered"
+    )
+    return {
+        **{f"other {key}": n for key, n in sorted(others.items())},
+        "calls_seen": len(calls),
+        "unsettled": sum(not call_settled(c) for c in calls),
+        "answered": sum(c["disposition"] == "answered" for c in calls),
+        "consented": len(consented),
+        "recorded_with_consent": sum(
+            stored(c, "conversation") and stored(c, "evidence") for c in consented
+        ),
+    }
+
+
+# -- one run --------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadRun:
+    calls: int
+    rate: float
+    sipp_processes: int
+    service_cpu_s: float
+    service_loop_cpu_s: float  # of which the main thread (the event loop)
+    asterisk_cpu_s: float
+    service_peak_rss_mib: float
+    peak_live_calls: int
+    wall_s: float
+    counts: dict[str, int]
+
+    @property
+    def service_ms_per_call(self) -> float:
+        return self.service_cpu_s / self.calls * 1000
+
+    @property
+    def asterisk_ms_per_call(self) -> float:
+        return self.asterisk_cpu_s / self.calls * 1000
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "service_ms_per_call": round(self.service_ms_per_call, 1),
+            "asterisk_ms_per_call": round(self.asterisk_ms_per_call, 1),
+            "service_to_asterisk": round(self.service_cpu_s / max(self.asterisk_cpu_s, 1e-9), 2),
+        }
+
+
+async def measure(
+    service: ServiceHarness, shape: LoadShape, logs: Path, py_spy: Path | None = None
+) -> LoadRun:
+    asterisk_pid = service.asterisk.pid
+    assert asterisk_pid is not None
+    profiler = _start_py_spy(service.pid, py_spy) if py_spy else None
+    stop = asyncio.Event()
+    peak = [0]
+    watcher = asyncio.create_task(watch_live(service, stop, peak))
+    t0 = time.monotonic()
+    cpu0 = (process_cpu_s(service.pid), process_cpu_s(asterisk_pid),
+            main_thread_cpu_s(service.pid))
+    sipp_counts = await place_load(service.asterisk, shape, logs)
+    await wait_settled(service, shape.calls, timeout_s=120)
+    cpu1 = (process_cpu_s(service.pid), process_cpu_s(asterisk_pid),
+            main_thread_cpu_s(service.pid))
+    wall = time.monotonic() - t0
+    stop.set()
+    await watcher
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        await asyncio.to_thread(profiler.wait, 60)
+    calls = await asyncio.to_thread(service.calls)
+    return LoadRun(
+        calls=shape.calls, rate=shape.rate, sipp_processes=shape.sipp_processes,
+        service_cpu_s=round(cpu1[0] - cpu0[0], 2), asterisk_cpu_s=round(cpu1[1] - cpu0[1], 2),
+        service_loop_cpu_s=round(cpu1[2] - cpu0[2], 2),
+        service_peak_rss_mib=round(peak_rss_mib(service.pid), 1),
+        peak_live_calls=peak[0], wall_s=round(wall, 1),
+        counts={**tally(calls), **sipp_counts},
+    )
+
+
+def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    binary = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return subprocess.Popen(
+        [binary, "record", "--pid", str(pid), "--format", "speedscope", "-o", str(out),
+         "--rate", "50", "--nonblocking", "--gil"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+@contextlib.contextmanager
+def sandboxed_service(
+    name: str, work: Path, database_url: str | None = None
+) -> Iterator[ServiceHarness]:
+    """Built prompts, a sandboxed Asterisk and a migrated `pbx-bridge run` logging at INFO."""
+    prompts = work / "prompts"
+    asyncio.run(build_prompts(PromptSettings(dir=REPO / "prompts"), prompts))
+    # Four RTP ports per connected call, for well over 200 live calls.
+    ports = SandboxPorts.pick_free(ensure_root(), rtp_ports=1000)
+    asterisk = AsteriskSandbox(name=name, ports=ports, prompts_dir=prompts)
+    asterisk.start()
+    for leftover in asterisk.recordings_dir.glob("*"):
+        leftover.unlink()
+    service = ServiceHarness(
+        asterisk, work / "service", prompts, database_url=database_url, log_level="INFO"
+    )
+    try:
+        service.cli("db", "upgrade")
+        service.start()
+        yield service
+    finally:
+        service.stop()
+        asterisk.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=150)
+    parser.add_argument("--rate", type=float, default=5.0, help="new calls a second")
+    parser.add_argument("--sipp", type=int, default=1, help="caller sipp processes")
+    parser.add_argument("--key-at", type=float, default=1.5)
+    parser.add_argument("--talk-s", type=float, default=10.0)
+    parser.add_argument("--database", default=None, help="service database URL (SQLite file)")
+    parser.add_argument("--sandbox", default=os.environ.get("PBX_BRIDGE_E2E_SANDBOX", "load"))
+    parser.add_argument("--py-spy", type=Path, default=None, help="speedscope profile out")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    shape = LoadShape(args.calls, args.rate, args.sipp, args.key_at, args.talk_s)
+    work = Path(tempfile.mkdtemp(prefix="pbxb-load-"))
+    (work / "service").mkdir()
+    try:
+        with sandboxed_service(args.sandbox, work, args.database) as service:
+            run = asyncio.run(measure(service, shape, work / "sipp", args.py_spy))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    summary = run.summary()
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print(f"{run.calls} calls at {run.rate:g}/s from {run.sipp_processes} sipp process(es), "
+          f"wall {run.wall_s:.0f} s, at most {run.peak_live_calls} live")
+    print("  " + ", ".join(f"{k} {v}" for k, v in run.counts.items()))
+    print(f"  service  {run.service_cpu_s:6.1f} CPU-s {summary['service_ms_per_call']:6.1f} ms/call"
+          f"  (event loop {run.service_loop_cpu_s:.1f})"
+          f"  peak RSS {run.service_peak_rss_mib:.0f} MiB")
+    ast_ms = summary["asterisk_ms_per_call"]
+    print(f"  asterisk {run.asterisk_cpu_s:6.1f} CPU-s {ast_ms:6.1f} ms/call"
+          f"  service/asterisk {summary['service_to_asterisk']:.2f}")
+    if args.keep:
+        print(f"  work folder kept: {work}")
+
+
+if __name__ == "__main__":
+    main()

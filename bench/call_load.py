@@ -17,8 +17,8 @@ conversation recording and a stored evidence clip), and reports for the load win
 
 ``--py-spy FILE`` records a speedscope profile of the service during the load (py-spy
 must be installed in the venv). The service logs at INFO, as in production.
-The building blocks (``LoadRun``, ``process_cpu_s``, ``peak_rss_mib``, ``place_load``,
-``tally``) are meant for other benchmarks too (bench/capacity.py).
+It shares its measures and its judgement of a call with bench/capacity.py, which runs
+the full side-by-side ladder; this one is the quick loop for profiling one load.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import common  # noqa: F401  (puts tests/ on the path)
+from capacity import CLOCK_TICKS, process_cpu_s, status_mib, tally
 from e2e_harness import ServiceHarness, call_settled
 
 from pbx_bridge.config import PromptSettings
@@ -49,33 +49,18 @@ from pbx_bridge.sandbox import AsteriskSandbox, SandboxPorts, ensure_root, sipp
 
 REPO = Path(__file__).resolve().parent.parent
 DID = "2125550100"
+RTP_PORTS = 1000
 CALLER = "05321234567"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # -- processes ----------------------------------------------------------------------------
 
 
-def process_cpu_s(pid: int) -> float:
-    """utime + stime of ``pid`` (every thread), in seconds."""
-    return process_cpu_s_of(Path(f"/proc/{pid}/stat"))
-
-
 def main_thread_cpu_s(pid: int) -> float:
     """utime + stime of the process's main thread alone (the event loop, for the service)."""
-    return process_cpu_s_of(Path(f"/proc/{pid}/task/{pid}/stat"))
-
-
-def process_cpu_s_of(stat_path: Path) -> float:
-    fields = stat_path.read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text(encoding="ascii")
+    values = fields.rsplit(")", 1)[1].split()
+    return (int(values[11]) + int(values[12])) / CLOCK_TICKS
 
 
 # -- the calls ------------------------------------------------------------------------------
@@ -151,30 +136,6 @@ async def wait_settled(service: ServiceHarness, count: int, timeout_s: float) ->
         await asyncio.sleep(1.0)
 
 
-def tally(calls: list[dict[str, Any]]) -> dict[str, int]:
-    """What the service made of the calls, judged as an admin would from `calls list`."""
-
-    def stored(call: dict[str, Any], kind: str) -> bool:
-        return any(r["kind"] == kind and r["status"] == "stored" for r in call["recordings"])
-
-    consented = [c for c in calls if (c["consent"] or {}).get("decision") == "granted"]
-    others = Counter(
-        f"{c['disposition']}/{(c['consent'] or {}).get('decision')}"
-        for c in calls
-        if c not in consented or c["disposition"] != "answered"
-    )
-    return {
-        **{f"other {key}": n for key, n in sorted(others.items())},
-        "calls_seen": len(calls),
-        "unsettled": sum(not call_settled(c) for c in calls),
-        "answered": sum(c["disposition"] == "answered" for c in calls),
-        "consented": len(consented),
-        "recorded_with_consent": sum(
-            stored(c, "conversation") and stored(c, "evidence") for c in consented
-        ),
-    }
-
-
 # -- one run --------------------------------------------------------------------------------
 
 
@@ -235,9 +196,9 @@ async def measure(
         calls=shape.calls, rate=shape.rate, sipp_processes=shape.sipp_processes,
         service_cpu_s=round(cpu1[0] - cpu0[0], 2), asterisk_cpu_s=round(cpu1[1] - cpu0[1], 2),
         service_loop_cpu_s=round(cpu1[2] - cpu0[2], 2),
-        service_peak_rss_mib=round(peak_rss_mib(service.pid), 1),
+        service_peak_rss_mib=round(status_mib(service.pid, "VmHWM"), 1),
         peak_live_calls=peak[0], wall_s=round(wall, 1),
-        counts={**tally(calls), **sipp_counts},
+        counts={**tally(calls)[1], **sipp_counts},
     )
 
 
@@ -257,8 +218,8 @@ def sandboxed_service(
     """Built prompts, a sandboxed Asterisk and a migrated `pbx-bridge run` logging at INFO."""
     prompts = work / "prompts"
     asyncio.run(build_prompts(PromptSettings(dir=REPO / "prompts"), prompts))
-    # Four RTP ports per connected call, for well over 200 live calls.
-    ports = SandboxPorts.pick_free(ensure_root(), rtp_ports=1000)
+    # Four RTP ports per connected call: room for 200 live calls.
+    ports = SandboxPorts.pick_free(ensure_root(), rtp_ports=RTP_PORTS, name=name)
     asterisk = AsteriskSandbox(name=name, ports=ports, prompts_dir=prompts)
     asterisk.start()
     for leftover in asterisk.recordings_dir.glob("*"):

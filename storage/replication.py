@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage.audio_facts import FileDigest, digest_file
 from storage.backends.base import Backend, validate_key
 from storage.backends.settings import DEFAULT_PATH_TEMPLATE
-from storage.errors import IntegrityMismatch, StorageError
+from storage.errors import DiskError, IntegrityMismatch, StorageError
 from storage.failpoints import crash_point
 from storage.models import CopyStatus, Recording, RecordingCopy, RecordingStatus, utcnow
 from storage.schedule import next_slot
@@ -245,7 +245,9 @@ class Replicator:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a copy boundary: every failure is counted and retried
-            await self._failed(copy, f"{type(exc).__name__}: {exc}")
+            # A disk of ours full or unwritable is an admin's to fix: said at ERROR.
+            level = logging.ERROR if isinstance(exc, DiskError) else logging.WARNING
+            await self._failed(copy, f"{type(exc).__name__}: {exc}", level=level)
 
     async def _upload(
         self, row: Recording, copy: RecordingCopy, target: Target, plain: Path
@@ -334,7 +336,9 @@ class Replicator:
             await asyncio.to_thread(path.write_text, text, "utf-8")
             await target.backend.put(path, key)
 
-    async def _failed(self, copy: RecordingCopy, error: str) -> None:
+    async def _failed(
+        self, copy: RecordingCopy, error: str, *, level: int = logging.WARNING
+    ) -> None:
         async with self._sessions() as session:
             fresh = await session.get(RecordingCopy, copy.id)
             if fresh is None or fresh.status != CopyStatus.PENDING:
@@ -355,7 +359,8 @@ class Replicator:
             else:
                 delay = self._backoff(fresh.attempts)
                 fresh.next_attempt_at = self._clock() + timedelta(seconds=delay)
-                log.warning(
+                log.log(
+                    level,
                     "recording %s: copy on %s failed (attempt %d/%d), retry in %.0f s: %s",
                     copy.recording_id, copy.backend, fresh.attempts, self._max_attempts,
                     delay, error,

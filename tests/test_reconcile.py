@@ -28,6 +28,13 @@ class FlakyResync:
         self.succeeded.set()
 
 
+async def owe_and_wait(reconciler: Reconciler, done: asyncio.Event) -> None:
+    """Something is owed; wait until the resync says it is done, and a moment more."""
+    reconciler.owe("call c2's records", outage())
+    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.sleep(0.05)
+
+
 async def test_owed_resync_is_retried_with_backoff_until_the_database_is_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -76,8 +83,27 @@ async def test_something_owed_during_a_run_gets_another_run() -> None:
             done.set()
 
     reconciler = Reconciler(resync, initial_delay_s=0.01)
-    reconciler.owe("call c2's records", outage())
-    await asyncio.wait_for(done.wait(), 5)
-    await asyncio.sleep(0.05)
+    await owe_and_wait(reconciler, done)
     assert calls == 2 and not reconciler.owed
+    await reconciler.close()
+
+
+async def test_an_unexpected_error_of_an_owed_resync_does_not_end_the_reconciliation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = 0
+    done = asyncio.Event()
+
+    async def resync() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError("a bug")
+        done.set()
+
+    reconciler = Reconciler(resync, initial_delay_s=0.01)
+    await owe_and_wait(reconciler, done)
+    assert calls == 2 and not reconciler.owed  # tried again after the bug, and done
+    assert "reconciliation after the database outage failed unexpectedly" in caplog.text
+    assert "KeyError: 'a bug'" in caplog.text
     await reconciler.close()

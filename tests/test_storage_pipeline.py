@@ -515,3 +515,52 @@ async def test_stored_copy_that_does_not_verify_is_put_again(rig: Rig) -> None:
         assert pipeline.stats.copy_failures == 1
     assert backend.puts == 2
     assert_stored_once(rig, await rig.row(row.id), data)
+
+
+async def test_a_local_storage_disk_error_is_named_counted_and_retried(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = wav_bytes(0.5)
+    rig.store.write_text("local storage is not a folder any more")
+    before = disk_errors("local")
+    async with rig.pipeline() as pipeline:
+        row = await begin(pipeline)
+        rig.source.put(row.asterisk_name, data)
+        await pipeline.finished(row.asterisk_name)
+        await wait_for(lambda: disk_errors("local") > before)
+        assert (await rig.row(row.id)).status == RecordingStatus.PREPARED
+        assert rig.source.has(row.asterisk_name)  # Asterisk keeps it meanwhile
+        rig.store.unlink()
+        rig.store.mkdir()
+        await pipeline.wait_idle()
+    assert_stored_once(rig, await rig.row(row.id), data)
+    assert any(
+        r.levelno == logging.ERROR and f"local folder {rig.store}" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_the_sweeper_survives_an_unexpected_error(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = RecordingPipeline(rig.sessions, rig.source, rig.spool, rig.backend,
+                                 sweep_interval_s=0.01)
+    sweeps = 0
+    real_sweep = pipeline.sweep
+
+    async def sweep() -> int:
+        nonlocal sweeps
+        sweeps += 1
+        if sweeps == 1:
+            raise RuntimeError("a bug in the first sweep")
+        return await real_sweep()
+
+    def failures() -> float:
+        labels = {"job": "pipeline_sweep", "kind": "unexpected"}
+        return REGISTRY.get_sample_value("pbx_bridge_job_failures_total", labels) or 0.0
+
+    before = failures()
+    monkeypatch.setattr(pipeline, "sweep", sweep)
+    async with pipeline:
+        await wait_for(lambda: sweeps >= 3)  # it went on sweeping after the bug
+    assert failures() == before + 1

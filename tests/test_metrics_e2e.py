@@ -143,6 +143,9 @@ async def test_one_consenting_call_moves_each_metric_by_what_it_did(
     assert value(after, "pbx_bridge_dsar_requests_overdue") == 0
     assert value(after, "pbx_bridge_metrics_refresh_timestamp_seconds") > time.time() - 30
     assert await healthz(url) == (200, {"status": "ok", "live_calls": 0})
+    # SIGTERM stops the listener with the service, promptly and cleanly.
+    assert await asyncio.to_thread(service.stop, 10.0) == 0
+    assert not await _status_is(url, 200)
 
 
 async def test_healthz_says_asterisk_is_gone_and_recovers_with_it(

@@ -1,14 +1,15 @@
-"""The metrics move on a real call, and /healthz tells when Asterisk is gone.
+"""The metrics move on a real call, and /healthz tells when Asterisk or the database is gone.
 
 `pbx-bridge run` with ``[metrics] listen`` beside the sandboxed Asterisk: /metrics is
 scraped before and after one caller who presses 1, and every counter the call touches
-must have moved by exactly what that call did; then Asterisk is stopped and /healthz
-must say so, and recover with it.
+must have moved by exactly what that call did. Then Asterisk is stopped, or a real
+PostgreSQL cut away behind a proxy, and /healthz must say which, and recover with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -16,8 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from database_fixtures import pg_database, pg_url
 from e2e_harness import ServiceHarness, recordings_of
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
+from tcp_proxy import ThreadedProxy
 from test_storage_e2e import place_consenting_call
 
 from pbx_bridge.sandbox import AsteriskSandbox
@@ -25,18 +29,21 @@ from pbx_bridge.sandbox.ports import free_port
 
 pytestmark = pytest.mark.asterisk
 
+__all__ = ["pg_database", "pg_url"]  # fixtures, imported for pytest
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-@pytest.fixture
-def metrics_service(
-    asterisk: AsteriskSandbox, built_prompts: Path, tmp_path: Path
+@contextlib.contextmanager
+def serving_metrics(
+    asterisk: AsteriskSandbox, workdir: Path, prompts: Path, database_url: str | None = None
 ) -> Iterator[ServiceHarness]:
+    """A migrated service with /metrics on a free port (``metrics_url``), refreshing fast."""
     if not asterisk.is_running():
         asterisk.start()
     listen = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
     harness = ServiceHarness(
-        asterisk, tmp_path, built_prompts,
+        asterisk, workdir, prompts, database_url=database_url,
         extra_config=f'[metrics]\nlisten = "{listen}"\nrefresh_interval_s = 0.5\n',
     )
     harness.metrics_url = f"http://{listen}"  # type: ignore[attr-defined]
@@ -47,6 +54,14 @@ def metrics_service(
         harness.stop()
         if not asterisk.is_running():
             asterisk.start()  # the next test expects it up
+
+
+@pytest.fixture
+def metrics_service(
+    asterisk: AsteriskSandbox, built_prompts: Path, tmp_path: Path
+) -> Iterator[ServiceHarness]:
+    with serving_metrics(asterisk, tmp_path, built_prompts) as harness:
+        yield harness
 
 
 async def scrape(base_url: str) -> Samples:
@@ -170,6 +185,38 @@ async def test_healthz_says_asterisk_is_gone_and_recovers_with_it(
     await eventually(lambda: _status_is(url, 200), timeout_s=30)
     assert value(await scrape(url), "pbx_bridge_ari_reconnects_total") == reconnects + 1
     assert service.running()
+
+
+async def test_healthz_says_the_database_is_gone_and_recovers_with_it(
+    asterisk: AsteriskSandbox, built_prompts: Path, tmp_path: Path, pg_url: str
+) -> None:
+    direct = make_url(pg_url)
+    assert direct.host is not None and direct.port is not None
+    with ThreadedProxy(direct.host, direct.port) as proxy, serving_metrics(
+        asterisk, tmp_path, built_prompts,
+        database_url=direct.set(port=proxy.port).render_as_string(hide_password=False),
+    ) as service:
+        url: str = service.metrics_url  # type: ignore[attr-defined]
+        service.start()
+        await eventually(lambda: _status_is(url, 200))
+
+        await asyncio.to_thread(proxy.cut)
+        await eventually(lambda: _status_is(url, 503))
+        status, body = await healthz(url)
+        assert status == 503
+        problems = body["problems"]
+        assert isinstance(problems, list) and len(problems) == 1
+        assert problems[0].startswith("database unreachable: "), problems
+        samples = await scrape(url)
+        assert value(samples, "pbx_bridge_database_unavailable") == 1
+        assert value(samples, "pbx_bridge_ari_connected") == 1
+        assert value(samples, "pbx_bridge_job_failures_total", job="metrics_refresh",
+                     kind="transient") >= 1
+
+        await asyncio.to_thread(proxy.restore)
+        await eventually(lambda: _status_is(url, 200), timeout_s=30)
+        assert value(await scrape(url), "pbx_bridge_database_unavailable") == 0
+        assert service.running()
 
 
 async def _status_is(url: str, wanted: int) -> bool:

@@ -16,6 +16,12 @@ from storage.errors import DiskError
 from storage.metrics import DISK_ERRORS
 
 
+def track_area(area: str) -> None:
+    """Show the area's counter at 0 from the start: an alert on its increase then fires
+    on the very first error."""
+    DISK_ERRORS.labels(area)
+
+
 @contextmanager
 def disk_errors(area: str, folder: Path) -> Iterator[None]:
     """Turn an ``OSError`` raised inside into a counted ``DiskError`` for ``folder``."""
@@ -28,4 +34,4 @@ def disk_errors(area: str, folder: Path) -> Iterator[None]:
         raise DiskError(area, str(folder), exc) from exc
 
 
-__all__ = ["disk_errors"]
+__all__ = ["disk_errors", "track_area"]

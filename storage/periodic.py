@@ -88,8 +88,11 @@ class JobRunner:
         self._wake_after_s = 0.0
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
-        # Shown as 0 until the first success, not absent.
+        # Every series exists (at 0) from the start, so an alert has something to compare.
+        JOB_RUNS.labels(job)
         JOB_LAST_SUCCESS.labels(job)
+        for kind in ("transient", "unexpected"):
+            JOB_FAILURES.labels(job, kind)
 
     @property
     def running(self) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.atomic_write import fsync_dir, fsync_file
-from storage.disk import disk_errors
+from storage.disk import disk_errors, track_area
 
 PART_SUFFIX = ".part"
 SPOOL_AREA = "spool"
@@ -36,6 +36,7 @@ class SpoolEntry:
 class Spool:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        track_area(SPOOL_AREA)
 
     def disk_errors(self) -> contextlib.AbstractContextManager[None]:
         """For file work in the spool done outside this class (transcoding, checks)."""

@@ -17,7 +17,7 @@ from stat import S_ISREG
 from storage.atomic_write import fsync_dir, fsync_file
 from storage.audio_facts import digest_file
 from storage.backends.base import Backend, ObjectInfo, StoredObject, validate_key
-from storage.disk import disk_errors
+from storage.disk import disk_errors, track_area
 from storage.errors import ObjectNotFound, UnsafeKey
 
 TEMP_MARK = ".tmp-"
@@ -29,6 +29,7 @@ class LocalBackend(Backend):
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        track_area(LOCAL_AREA)
 
     def path_for(self, key: str) -> Path:
         """The absolute path for ``key``, proven to stay under the root (symlinks followed)."""

@@ -11,6 +11,8 @@ any. Both flows are timed on Asterisk's own clock from the same events, so the b
   stopped the prompt itself and returned).
 - live calls: caller channels (from the trunk endpoint) between ``ChannelCreated`` and
   ``ChannelDestroyed``; the peak per phase.
+- answer to the first prompt: from the caller channel going ``Up`` to the first
+  ``PlaybackStarted`` on it (pbx-bridge) or to entering ``Read()`` (baseline).
 - keys pressed before any prompt had started on the channel (not timed): under load
   pbx-bridge can be late with the disclosure, and such a key is not informed consent.
 
@@ -39,6 +41,7 @@ CALLER_PREFIX = "PJSIP/carrier-"  # channels of calls from the trunk (pjsip.conf
 EVENT_TYPES = (
     "ChannelCreated",
     "ChannelDestroyed",
+    "ChannelStateChange",
     "ChannelDtmfReceived",
     "ChannelDialplan",
     "PlaybackStarted",
@@ -73,6 +76,8 @@ class PhaseView:
     key_at: dict[str, datetime] = field(default_factory=dict)
     awaiting: set[str] = field(default_factory=set)
     prompt_started: set[str] = field(default_factory=set)
+    answered_at: dict[str, datetime] = field(default_factory=dict)
+    to_prompt_ms: list[float] = field(default_factory=list)
     keys_before_prompt: int = 0
     latencies_ms: list[float] = field(default_factory=list)
 
@@ -87,7 +92,18 @@ class PhaseView:
             "key_to_action_p50_ms": _round(percentile(lat, 0.50)),
             "key_to_action_p95_ms": _round(percentile(lat, 0.95)),
             "key_to_action_mean_ms": _round(statistics.fmean(lat) if lat else None),
+            "answer_to_prompt_p50_ms": _round(percentile(self.to_prompt_ms, 0.50)),
+            "answer_to_prompt_p95_ms": _round(percentile(self.to_prompt_ms, 0.95)),
         }
+
+    def prompt_began(self, channel_id: str, at: datetime) -> None:
+        """The first prompt on an answered caller channel: how long the caller waited."""
+        if channel_id in self.prompt_started:
+            return
+        self.prompt_started.add(channel_id)
+        answered = self.answered_at.get(channel_id)
+        if answered is not None:
+            self.to_prompt_ms.append(_ms(answered, at))
 
 
 def _round(value: float | None) -> float | None:
@@ -174,7 +190,7 @@ class CallObserver:
             target = event.get("playback", {}).get("target_uri", "")
             channel = target.removeprefix("channel:")
             if kind == "PlaybackStarted":
-                view.prompt_started.add(channel)
+                view.prompt_began(channel, _when(event))
             elif channel in view.awaiting:
                 view.awaiting.discard(channel)
                 view.latencies_ms.append(_ms(view.key_at[channel], _when(event)))
@@ -190,6 +206,8 @@ class CallObserver:
         elif kind == "ChannelDestroyed":
             view.live.discard(channel_id)
             view.awaiting.discard(channel_id)
+        elif kind == "ChannelStateChange" and channel.get("state") == "Up":
+            view.answered_at.setdefault(channel_id, _when(event))
         elif kind == "ChannelDtmfReceived" and channel_id not in view.key_at:
             view.key_at[channel_id] = _when(event)
             app = channel.get("dialplan", {}).get("app_name", "")
@@ -199,11 +217,9 @@ class CallObserver:
                 # No prompt to stop: not timed (the next playback's end would measure
                 # how late the disclosure was, not the reaction to the key).
                 view.keys_before_prompt += 1
-        elif (
-            kind == "ChannelDialplan"
-            and channel_id in view.awaiting
-            and event.get("dialplan_app") != "Read"
-        ):
+        elif kind == "ChannelDialplan" and event.get("dialplan_app") == "Read":
+            view.prompt_began(channel_id, _when(event))  # Read starts its prompt at once
+        elif kind == "ChannelDialplan" and channel_id in view.awaiting:
             view.awaiting.discard(channel_id)
             view.latencies_ms.append(_ms(view.key_at[channel_id], _when(event)))
         if view.live:

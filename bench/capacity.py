@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -45,10 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from call_observer import CallObserver
 from common import REPO, bench_database, children_cpu_seconds
 from e2e_harness import ServiceHarness
+from service_histograms import scrape, summary
 
 from pbx_bridge.config import PromptSettings
 from pbx_bridge.prompt_builder import build_prompts
-from pbx_bridge.sandbox import AsteriskSandbox, SandboxPorts, ensure_root, sipp
+from pbx_bridge.sandbox import AsteriskSandbox, SandboxPorts, ensure_root, free_port, sipp
 from pbx_bridge.sandbox.instance import AGENTS
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -194,8 +196,9 @@ class Bench:
 
     def __init__(
         self, asterisk: AsteriskSandbox, service: ServiceHarness, observer: CallObserver,
-        logs: Path,
+        logs: Path, metrics_url: str | None,
     ) -> None:
+        self.metrics_url = metrics_url
         self.asterisk = asterisk
         self.service = service
         self.observer = observer
@@ -227,6 +230,7 @@ class Bench:
         peak_rss = [status_mib(service_pid, "VmRSS")]
         sampling = asyncio.create_task(_sample_rss(service_pid, peak_rss))
         load_avg = os.getloadavg()[0]
+        histograms0 = await scrape(self.metrics_url)
         t0 = time.monotonic()
         cpu0 = process_cpu_s(asterisk_pid), process_cpu_s(service_pid)
         children0 = children_cpu_seconds()
@@ -258,6 +262,9 @@ class Bench:
                 detail["not: never reached the service"] = unseen
         cpu1 = process_cpu_s(asterisk_pid), process_cpu_s(service_pid)
         wall = time.monotonic() - t0
+        seen = self.observer.phase.summary()
+        if flow == "pbx-bridge":
+            seen.update(summary((await scrape(self.metrics_url)).minus(histograms0)))
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampling
@@ -272,7 +279,7 @@ class Bench:
             refusals=_count_in_log(self.asterisk.log_path, log_offset, REFUSAL),
             sipp_processes=len(callers), agent_answered=answered,
             sipp_cpu_s=round(sipp_cpu, 2), load_avg=round(load_avg, 1),
-            seen=self.observer.phase.summary(), detail=detail,
+            seen=seen, detail=detail,
         )
 
     async def stop_sipp(self) -> None:
@@ -380,10 +387,12 @@ async def _sample_rss(pid: int, peak: list[float]) -> None:
 
 
 @contextlib.contextmanager
-def sandboxed(name: str, work: Path, database_url: str) -> Iterator[tuple[AsteriskSandbox,
-                                                                         ServiceHarness]]:
+def sandboxed(
+    name: str, work: Path, database_url: str, metrics_port: int
+) -> Iterator[tuple[AsteriskSandbox, ServiceHarness]]:
     """Built prompts, an Asterisk with the baseline dialplan and room for many calls, and
-    a migrated `pbx-bridge run` (INFO log, as in production) with one route per agent."""
+    a migrated `pbx-bridge run` (INFO log and /metrics, as in production) with one route
+    per agent."""
     prompts = work / "prompts"
     asyncio.run(build_prompts(PromptSettings(dir=REPO / "prompts"), prompts))
     root = ensure_root()
@@ -393,7 +402,8 @@ def sandboxed(name: str, work: Path, database_url: str) -> Iterator[tuple[Asteri
     )
     (work / "service").mkdir()
     service = ServiceHarness(
-        asterisk, work / "service", prompts, database_url=database_url, log_level="INFO"
+        asterisk, work / "service", prompts, database_url=database_url, log_level="INFO",
+        extra_config=f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n',
     )
     try:
         asterisk.start()
@@ -419,12 +429,12 @@ def confirm_seconds(prompts: Path) -> float:
 
 async def ladder(
     asterisk: AsteriskSandbox, service: ServiceHarness, args: argparse.Namespace,
-    confirm_s: float, logs: Path,
+    confirm_s: float, logs: Path, metrics_url: str,
 ) -> list[PhaseResult]:
     results: list[PhaseResult] = []
     async with CallObserver(asterisk.ari_url, asterisk.ari_username,
                             asterisk.ari_password, enabled=args.observer) as observer:
-        bench = Bench(asterisk, service, observer, logs)
+        bench = Bench(asterisk, service, observer, logs, metrics_url)
         try:
             for rate in args.rates:
                 shape = Shape(rate, args.duration, args.per_sipp, args.key_at, args.talk_s,
@@ -458,14 +468,16 @@ def _line(r: PhaseResult) -> str:
             f"sipp {r.sipp_cpu_s:.1f} CPU-s, load avg {r.load_avg:g}"
             + "".join(f"; {k} {v}" for k, v in r.detail.items() if k.startswith("not:") and v)
             + (f"; keys before prompt {r.seen['keys_before_prompt']}"
-               if r.seen["keys_before_prompt"] else ""))
+               if r.seen["keys_before_prompt"] else "")
+            + f"; answer→prompt p50/p95 {_disclosure(r)} ms"
+            + (f"; key{_service_keys(r)} ms" if r.seen.get("service_keypress_count") else ""))
 
 
 def table(results: list[PhaseResult]) -> str:
     head = ("| rate/s | flow | attempted | completed | correct | Asterisk CPU-s (ms/call) | "
             "service CPU-s (ms/call) | svc/Ast | peak RSS MiB | peak live | key→action "
-            "p50/p95 ms | refusals | sipp CPU-s | load avg |")
-    rows = [head, "|" + " --- |" * 14]
+            "p50/p95 ms | answer→prompt p50/p95 ms | refusals | sipp CPU-s | load avg |")
+    rows = [head, "|" + " --- |" * 15]
     for r in results:
         ratio = (f"{r.service_cpu_s / r.asterisk_cpu_s:.2f}"
                  if r.flow == "pbx-bridge" and r.asterisk_cpu_s else "")
@@ -476,10 +488,24 @@ def table(results: list[PhaseResult]) -> str:
             f"| {r.rate:g} | {r.flow} | {r.attempted} | {r.completed} | {r.correct} | "
             f"{r.asterisk_cpu_s:.1f} ({r.per_call_ms(r.asterisk_cpu_s):.0f}) | {service} | "
             f"{ratio} | {rss} | {r.seen['peak_live_calls']} | "
-            f"{_fmt(r.seen['key_to_action_p50_ms'])}/{_fmt(r.seen['key_to_action_p95_ms'])} | "
+            f"{_fmt(r.seen['key_to_action_p50_ms'])}/{_fmt(r.seen['key_to_action_p95_ms'])}"
+            f"{_service_keys(r)} | {_disclosure(r)} | "
             f"{r.refusals} | {r.sipp_cpu_s:.1f} | {r.load_avg:g} |"
         )
     return "\n".join(rows)
+
+
+def _service_keys(r: PhaseResult) -> str:
+    p95 = r.seen.get("service_keypress_p95_le_ms")
+    return "" if p95 is None else f" (service: p95 ≤ {_fmt(p95)})"
+
+
+def _disclosure(r: PhaseResult) -> str:
+    """Asterisk's view (observer), then the service's histogram where it has one."""
+    p50, p95 = r.seen.get("answer_to_prompt_p50_ms"), r.seen.get("answer_to_prompt_p95_ms")
+    text = f"{_fmt(p50)}/{_fmt(p95)}"
+    s50, s95 = (r.seen.get(f"answer_to_disclosure_p{q}_le_ms") for q in (50, 95))
+    return text if s50 is None else f"{text} (service: ≤ {_fmt(s50)}/≤ {_fmt(s95)})"
 
 
 def verdict(results: list[PhaseResult]) -> dict[str, Any]:
@@ -597,15 +623,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="pbxb-capacity-"))
     started = datetime.now(UTC)
+    metrics_port = free_port(socket.SOCK_STREAM)
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     try:
         with bench_database(args.database, work) as (url, kind), \
-                sandboxed(args.sandbox, work, url) as (asterisk, service):
+                sandboxed(args.sandbox, work, url, metrics_port) as (asterisk, service):
             confirm_s = confirm_seconds(work / "prompts")
             print(f"capacity: rates {', '.join(f'{r:g}' for r in args.rates)} calls/s, "
                   f"{args.duration:g} s each, database {kind}, "
                   f"{os.cpu_count()} CPUs, started {started:%Y-%m-%d %H:%M} UTC", flush=True)
             results = asyncio.run(_bounded(
-                ladder(asterisk, service, args, confirm_s, work / "sipp"),
+                ladder(asterisk, service, args, confirm_s, work / "sipp", metrics_url),
                 runtime_bound_s(args, confirm_s),
             ))
     finally:

@@ -29,6 +29,7 @@ def test_service_key_is_timed_to_the_end_of_the_prompt_it_stopped() -> None:
     playback = {"id": "pb1", "target_uri": "channel:c1"}
     for event in (
         _event("ChannelCreated", 0, channel=CALLER),
+        _event("ChannelStateChange", 20, channel={**CALLER, "state": "Up"}),
         _event("PlaybackStarted", 100, playback=playback),
         _event("ChannelDtmfReceived", 400, channel=CALLER, digit="1"),
         _event("PlaybackFinished", 437, playback=playback),
@@ -36,6 +37,7 @@ def test_service_key_is_timed_to_the_end_of_the_prompt_it_stopped() -> None:
     ):
         seen.see(event)
     assert seen.phase.latencies_ms == [37.0]
+    assert seen.phase.to_prompt_ms == [80.0]  # the second prompt does not count again
     assert seen.phase.peak_live == 1 and not seen.idle.is_set()
     seen.see(_event("ChannelDestroyed", 999, channel=CALLER))
     assert seen.idle.is_set()
@@ -46,6 +48,7 @@ def test_dialplan_key_is_timed_to_the_step_after_read() -> None:
     channel = {**CALLER, "dialplan": {"app_name": "Read"}}
     for event in (
         _event("ChannelCreated", 0, channel=channel),
+        _event("ChannelStateChange", 4, channel={**channel, "state": "Up"}),
         _event("ChannelDialplan", 10, channel=channel, dialplan_app="Read"),
         _event("ChannelDtmfReceived", 500, channel=channel, digit="1"),
         _event("ChannelDialplan", 503, channel=channel, dialplan_app="GotoIf"),
@@ -53,6 +56,7 @@ def test_dialplan_key_is_timed_to_the_step_after_read() -> None:
     ):
         seen.see(event)
     assert seen.phase.latencies_ms == [3.0]
+    assert seen.phase.to_prompt_ms == [6.0]
 
 
 def test_key_before_any_prompt_is_counted_not_timed() -> None:

@@ -279,7 +279,8 @@ class CheckSettings(_Section):
     # Asterisk HTTP sessions to keep free beyond the service's own, for the CLI, this
     # check and any other ARI or HTTP user.
     session_headroom: int = Field(default=10, ge=0)
-    # Each check gives up after this long, so a dead Asterisk cannot hang the command.
+    # Each step of a check (an ARI request, a backend probe) gives up after this long, a
+    # whole check after twice that, so a dead Asterisk cannot hang the command.
     timeout_s: float = Field(default=10.0, gt=0)
 
 

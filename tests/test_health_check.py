@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -271,23 +272,38 @@ def test_command_reports_a_broken_config_file_as_problems(tmp_path: Path) -> Non
     assert any("ari.nonsense: unknown key" in line for line in fails)
 
 
-def test_an_asterisk_that_never_answers_does_not_hang_the_command(
-    dead_asterisk_config: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    listener = socket.socket()  # accepts connections (the kernel does) but never answers
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (the kernel does) but never answers."""
+    listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    monkeypatch.setenv("PBX_BRIDGE_ARI__URL", url)
-    monkeypatch.setenv("PBX_BRIDGE_CHECK__TIMEOUT_S", "2")
-    started = time.monotonic()
     try:
-        result = cli(dead_asterisk_config, "check")
+        yield int(listener.getsockname()[1])
     finally:
         listener.close()
+
+
+def test_an_asterisk_and_a_server_that_never_answer_do_not_hang_the_command(
+    dead_asterisk_config: Path, monkeypatch: pytest.MonkeyPatch, silent_port: int
+) -> None:
+    url = f"http://127.0.0.1:{silent_port}"
+    monkeypatch.setenv("PBX_BRIDGE_ARI__URL", url)
+    monkeypatch.setenv("PBX_BRIDGE_CHECK__TIMEOUT_S", "2")
+    with dead_asterisk_config.open("a") as config:
+        config.write(f'[storage.backends.archive]\ntype = "ftp"\nhost = "127.0.0.1"\n'
+                     f'port = {silent_port}\njurisdiction = "TR"\n')
+    monkeypatch.setenv("PBX_BRIDGE_STORAGE__TARGETS", '["local", "archive"]')
+    started = time.monotonic()
+    result = cli(dead_asterisk_config, "check")
     assert result.exit_code == 1 and time.monotonic() - started < 10
+    lines = result.output.splitlines()
     assert any(line.startswith(f"FAIL asterisk.ari: cannot reach ARI at {url}: ")
-               and "did not answer in time" in line for line in result.output.splitlines())
+               and "did not answer in time" in line for line in lines), lines
+    # The silent server is named; the working backend beside it still reported.
+    assert "FAIL storage.backends: backend 'archive' (TR) did not answer within 2 s: is " \
+        "the server up and reachable?" in lines
+    assert any(line.startswith("OK   storage.backends: backend 'local'") for line in lines)
 
 
 def test_master_key_findings() -> None:

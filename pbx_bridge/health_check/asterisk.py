@@ -3,6 +3,7 @@ version we support, the modules the call flow uses, its clock, and our dialplan.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
@@ -93,8 +94,7 @@ def clock_finding(skew_s: float, round_trip_s: float, limit_s: float) -> Finding
 def client_for(settings: AriSettings, timeout_s: float) -> AriClient:
     return AriClient(
         settings.url, settings.username, settings.password.get_secret_value(),
-        # Within the check's own limit, so a silent Asterisk is reported as such.
-        app=settings.app, timeout=min(settings.request_timeout_s, timeout_s * 0.75),
+        app=settings.app, timeout=min(settings.request_timeout_s, timeout_s),
         # A few connections: the check must never be what pushes Asterisk over its limit.
         max_connections=4,
     )
@@ -164,7 +164,9 @@ def context_findings(exists: dict[str, bool]) -> list[Finding]:
     return findings
 
 
-async def check_dialplan(ari: AriClient, settings: AriSettings) -> list[Finding]:
+async def check_dialplan(
+    ari: AriClient, settings: AriSettings, timeout_s: float
+) -> list[Finding]:
     """ARI lists no dialplan, and evaluates functions only on a channel: a channel that is
     created but never dialed (so no dialplan runs) asks DIALPLAN_EXISTS for us. It must
     sit in a Stasis application of ours, registered for the moment by an event socket."""
@@ -173,7 +175,13 @@ async def check_dialplan(ari: AriClient, settings: AriSettings) -> list[Finding]
     stream = EventStream(settings.url, settings.username,
                          settings.password.get_secret_value(), app)
     async with stream:
-        await anext(stream)  # connected: the application exists while the socket is open
+        try:
+            # Connected: the application exists while the socket is open.
+            await asyncio.wait_for(anext(stream), timeout_s)
+        except TimeoutError:
+            return [problem("asterisk.dialplan", f"dialplan not checked: ARI's event "
+                            f"websocket did not connect within {timeout_s:g} s "
+                            f"({stream.last_error}); the service needs it too")]
         await ari.create_channel(f"Local/probe@{app}", app=app, channel_id=channel_id)
         try:
             exists = {}

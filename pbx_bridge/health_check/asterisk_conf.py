@@ -153,10 +153,14 @@ async def check_tone_zone(check: CheckSettings) -> list[Finding]:
         except (OSError, RuntimeError) as exc:
             why_not_live = f"`{' '.join(check.asterisk_cli)} 'indication show'` failed: {exc}"
         else:
-            zone = default_zone_from_cli(output)
-            if zone is None:
-                return [problem(name, f"Asterisk has no default tone zone: {fix}")]
-            return [ok(name, f"default tone zone {zone}", zone=zone, source="asterisk cli")]
+            if "Description" not in output:  # not the zone table: Asterisk was not reached
+                first = output.strip().splitlines()[0] if output.strip() else "no output"
+                why_not_live = f"`indication show` printed no zone table ({first})"
+            else:
+                zone = default_zone_from_cli(output)
+                if zone is None:
+                    return [problem(name, f"Asterisk has no default tone zone: {fix}")]
+                return [ok(name, f"default tone zone {zone}", zone=zone, source="asterisk cli")]
     path = check.asterisk_config_dir / "indications.conf"
     text = await asyncio.to_thread(_read, path)
     if text is None:

@@ -78,13 +78,23 @@ def master_key_findings(
 
 # -- checks --------------------------------------------------------------------------------
 
-async def check_backends(storage: StorageSettings) -> list[Finding]:
+async def check_backends(storage: StorageSettings, timeout_s: float) -> list[Finding]:
+    """Each backend within its own time limit, so one silent server hides no other."""
     backends: Mapping[str, Backend] = build_backends(storage)
     names = [n for n in storage.targets if n in backends]
+
+    async def one(name: str) -> Finding:
+        where = storage.jurisdiction_of(name)
+        try:
+            result = await asyncio.wait_for(probe(backends[name]), timeout_s)
+        except TimeoutError:
+            return problem("storage.backends", f"backend {name!r} ({where}) did not answer "
+                           f"within {timeout_s:g} s: is the server up and reachable?",
+                           backend=name)
+        return probe_finding(name, where, result)
+
     async with closing_backends(backends):
-        results = await asyncio.gather(*(probe(backends[n]) for n in names))
-    return [probe_finding(n, storage.jurisdiction_of(n), r)
-            for n, r in zip(names, results, strict=True)]
+        return list(await asyncio.gather(*(one(n) for n in names)))
 
 
 async def check_encryption(storage: StorageSettings) -> list[Finding]:

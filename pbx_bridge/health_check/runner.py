@@ -21,12 +21,18 @@ class Check:
     run: CheckFn
 
 
+def backstop(timeout_s: float) -> float:
+    """Each step of a check (a request, a probe) has `timeout_s` and reports what did not
+    answer; the whole check is stopped only well after that, should a step not."""
+    return 2 * timeout_s
+
+
 async def run_one(check: Check, timeout_s: float) -> list[Finding]:
     try:
-        return await asyncio.wait_for(check.run(), timeout_s)
+        return await asyncio.wait_for(check.run(), backstop(timeout_s))
     except TimeoutError:
-        return [problem(check.name, f"no answer within {timeout_s:g} s (see the other lines "
-                        "for what is down; [check] timeout_s sets the limit)")]
+        return [problem(check.name, f"no answer within {backstop(timeout_s):g} s (see the "
+                        "other lines for what is down; [check] timeout_s sets the limit)")]
     except Exception as exc:  # a bug in one check must not hide the verdict of the others
         log.debug("check %s failed", check.name, exc_info=True)
         return [problem(check.name, f"the check itself failed: {type(exc).__name__}: {exc}")]

@@ -59,7 +59,8 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
                   lambda: asterisk_conf.check_sessions(settings.ari, settings.check)),
             Check("asterisk.tone_zone", lambda: asterisk_conf.check_tone_zone(settings.check)),
             Check("prompts.manifest", prompt_files),
-            Check("storage.backends", lambda: backends.check_backends(settings.storage)),
+            Check("storage.backends", lambda: backends.check_backends(
+                settings.storage, timeout)),
             Check("storage.encryption", lambda: backends.check_encryption(settings.storage)),
             Check("storage.free_space", lambda: disk_space.check_free_space(
                 settings.storage, settings.check.min_free_mb)),
@@ -74,7 +75,8 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
                 Check("asterisk.modules", lambda: asterisk.check_modules(ari)),
                 Check("asterisk.clock",
                       lambda: asterisk.check_clock(ari, settings.check.max_clock_skew_s)),
-                Check("asterisk.dialplan", lambda: asterisk.check_dialplan(ari, settings.ari)),
+                Check("asterisk.dialplan", lambda: asterisk.check_dialplan(
+                    ari, settings.ari, timeout)),
             ]
             if manifest:
                 second_checks.append(Check("prompts.asterisk", lambda: prompt_checks

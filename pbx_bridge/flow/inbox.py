@@ -8,6 +8,7 @@ checking for it, and the coroutine's ``finally`` is the one place that cleans up
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -63,6 +64,9 @@ class CallInbox:
         # result the flow wants to see, not an exception.
         self.agent_id: str | None = None
         self._gone: set[str] = set()
+        # Items a wait passed over, oldest first: the flow's next read gets them before
+        # anything newer, so a key pressed while we waited for something else still counts.
+        self._held: deque[InboxItem] = deque()
 
     def put(self, item: InboxItem) -> None:
         self._queue.put_nowait(item)
@@ -71,7 +75,54 @@ class CallInbox:
         return channel_id in self._gone
 
     async def next(self, limit_s: float | None = None) -> InboxItem | None:
-        """The next event, or None when ``limit_s`` seconds pass without one."""
+        """The next event (one a wait passed over first), or None after ``limit_s`` s."""
+        if self._held:
+            return self._held.popleft()
+        return await self._receive(limit_s)
+
+    async def entered_app(self, channel_ids: Iterable[str], limit_s: float) -> bool:
+        """Wait for each channel's StasisStart, keeping every other event for the call.
+
+        A channel made by a REST call (a snoop) enters our app on its own thread after
+        the call returns; until then Asterisk refuses to record it (409).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        pending = set(channel_ids)
+        while pending and (remaining := deadline - loop.time()) > 0:
+            item = await self.wait_for(
+                lambda i: isinstance(i, ev.StasisStart) and i.channel.id in pending, remaining
+            )
+            if not isinstance(item, ev.StasisStart):
+                break
+            pending.discard(item.channel.id)
+        return not pending
+
+    async def wait_for(
+        self, matches: Callable[[InboxItem], bool], limit_s: float
+    ) -> InboxItem | None:
+        """The first item that ``matches`` within ``limit_s``.
+
+        Items passed over stay for the flow, in their order (e.g. the caller's key that
+        arrives while the evidence clip waits for its recording to start).
+        """
+        for index, held in enumerate(self._held):
+            if matches(held):
+                del self._held[index]
+                return held
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        while (remaining := deadline - loop.time()) > 0:
+            item = await self._receive(limit_s=remaining)
+            if item is None:
+                break
+            if matches(item):
+                return item
+            self._held.append(item)
+        return None
+
+    async def _receive(self, limit_s: float | None) -> InboxItem | None:
+        """The next item from the dispatcher; a leg's first departure raises."""
         try:
             item = await asyncio.wait_for(self._queue.get(), limit_s)
         except TimeoutError:
@@ -86,39 +137,3 @@ class CallInbox:
             if first_time and channel_id == self.agent_id:
                 raise AgentGone(channel_id, cause)
         return item
-
-    async def entered_app(self, channel_ids: Iterable[str], limit_s: float) -> bool:
-        """Wait for each channel's StasisStart, keeping every other event for the call.
-
-        A channel made by a REST call (a snoop) enters our app on its own thread after
-        the call returns; until then Asterisk refuses to record it (409).
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit_s
-        pending = set(channel_ids)
-        passed: list[InboxItem] = []
-        try:
-            while pending and (remaining := deadline - loop.time()) > 0:
-                item = await self.next(limit_s=remaining)
-                if item is None:
-                    break
-                if isinstance(item, ev.StasisStart) and item.channel.id in pending:
-                    pending.discard(item.channel.id)
-                else:
-                    passed.append(item)
-        finally:
-            for item in passed:  # e.g. the agent's next keypress
-                self.put(item)
-        return not pending
-
-    async def wait_for(
-        self, matches: Callable[[InboxItem], bool], limit_s: float
-    ) -> InboxItem | None:
-        """The first item that ``matches`` within ``limit_s`` (others are passed over)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit_s
-        while (remaining := deadline - loop.time()) > 0:
-            item = await self.next(limit_s=remaining)
-            if item is not None and matches(item):
-                return item
-        return None

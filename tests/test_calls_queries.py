@@ -305,6 +305,10 @@ async def test_list_calls_nests_consent_and_recordings(session: AsyncSession) ->
         "evidence_recording_id": "ev-1",
         "prompt_name": "disclosure",
         "times_played": 1,
+        "disclosure_started_at": None,
+        "answer_to_disclosure_s": None,
+        "early_keys": [],
+        "key_history": [],
     }
     recordings = data["recordings"]
     assert isinstance(recordings, list)

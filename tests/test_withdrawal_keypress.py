@@ -14,11 +14,12 @@ from database_fixtures import db_url, migrated_url, pg_database, sessions
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from pbx_bridge.calls.journal import CallerKey
 from pbx_bridge.calls.models import DataSubjectRequest, DoNotRecord
 from pbx_bridge.config import LegalBasis, RecordingMode
 from pbx_bridge.flow.consent import ConsentDialogue
 from pbx_bridge.flow.context import FlowContext
-from pbx_bridge.flow.player import PromptPlayer
+from pbx_bridge.flow.player import Heard, PromptPlayer
 from pbx_bridge.flow.policy import (
     ConsentOutcome,
     RecordingPlan,
@@ -29,7 +30,7 @@ from pbx_bridge.flow.prompts import Prompt
 from pbx_bridge.flow.withdrawal import on_do_not_record_list, withdraw_by_keypress
 from pbx_bridge.subjects.index import SubjectIndex
 from pbx_bridge.subjects.numbers import SubjectKeyer
-from storage.models import AuditEntry
+from storage.models import AuditEntry, utcnow
 
 __all__ = ["db_url", "migrated_url", "pg_database", "sessions"]
 
@@ -52,12 +53,18 @@ class ScriptedCaller:
         self._keys = list(keys)
         self.heard: list[str] = []
 
-    async def play(self, channel_id: str, media: str, *, barge_in: bool) -> str | None:
+    async def hear(
+        self, channel_id: str, media: str, *, barge_in: bool = True, disclosure: bool = False
+    ) -> Heard:
         self.heard.append(media.rsplit("/", 1)[-1])
-        return self._keys.pop(0) if self._keys else None
+        return Heard(self._next_key(), utcnow())
 
-    async def wait_digit(self, channel_id: str, timeout_s: float) -> str | None:
-        return self._keys.pop(0) if self._keys else None
+    async def wait_key(self, channel_id: str, timeout_s: float) -> CallerKey | None:
+        return self._next_key()
+
+    def _next_key(self) -> CallerKey | None:
+        digit = self._keys.pop(0) if self._keys else None
+        return CallerKey(digit, utcnow()) if digit is not None else None
 
 
 def _dialogue(caller: ScriptedCaller, offer: Prompt | None) -> ConsentDialogue:

@@ -6,6 +6,7 @@ mask on the view, not in each printer, makes privacy the default path for every 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -48,6 +49,14 @@ class ConsentView:
     times_played: int
     evidence_recording_id: str | None
     at: datetime
+    disclosure_started_at: datetime | None = None
+    answer_to_disclosure_s: float | None = None
+    # The dialogue's keys in order; "before_disclosure" marks an early key (no answer).
+    key_history: tuple[JsonObject, ...] = ()
+
+    @property
+    def early_keys(self) -> list[str]:
+        return [str(key["digit"]) for key in self.key_history if key.get("before_disclosure")]
 
     def masked(self) -> ConsentView:
         return replace(self, caller=mask_number(self.caller))
@@ -63,6 +72,10 @@ class ConsentView:
             "evidence_recording_id": self.evidence_recording_id,
             "prompt_name": self.prompt_name,
             "times_played": self.times_played,
+            "disclosure_started_at": iso(self.disclosure_started_at),
+            "answer_to_disclosure_s": self.answer_to_disclosure_s,
+            "early_keys": self.early_keys,
+            "key_history": list(self.key_history),
         }
         if with_call:
             data = {"id": self.id, "call_id": self.call_id, "caller": self.caller, **data}
@@ -191,6 +204,9 @@ def _consent_view(row: Consent) -> ConsentView:
         times_played=row.times_played,
         evidence_recording_id=row.evidence_recording_id,
         at=row.decided_at,
+        disclosure_started_at=row.disclosure_started_at,
+        answer_to_disclosure_s=row.answer_to_disclosure_s,
+        key_history=tuple(json.loads(row.key_history)) if row.key_history else (),
     )
 
 

@@ -6,12 +6,14 @@ leaves the database saying exactly how far the call got.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from pbx_bridge.calls.history import JsonObject, iso
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.subjects.index import SubjectIndex
 from storage.audit_trail import record_event
@@ -22,6 +24,19 @@ DELETION_STATES = (RecordingStatus.DELETING, RecordingStatus.DELETED)
 
 class CallNotFound(LookupError):
     """A journal write named a call id that has no row."""
+
+
+@dataclass(frozen=True)
+class CallerKey:
+    """A key the caller pressed during the consent dialogue (time: Asterisk's event)."""
+
+    digit: str
+    at: datetime
+    # Arrived before the disclosure's first audio: kept as history, never an answer.
+    early: bool = False
+
+    def to_json(self) -> JsonObject:
+        return {"digit": self.digit, "at": iso(self.at), "before_disclosure": self.early}
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,17 @@ class ConsentProof:
     evidence_recording_id: str | None
     prompt_started_at: datetime | None
     decided_at: datetime
+    # The disclosure's first audio, and how long after answering the caller it came.
+    disclosure_started_at: datetime | None = None
+    answer_to_disclosure_s: float | None = None
+    # Every key of the dialogue in order, early ones included (None: nobody was asked).
+    key_history: tuple[CallerKey, ...] | None = None
+
+
+def _early_keys(proof: ConsentProof) -> JsonObject:
+    """Keys pressed before the disclosure began, for the audit entry (only if any)."""
+    early = [key.digit for key in proof.key_history or () if key.early]
+    return {"early_keys": early} if early else {}
 
 
 @dataclass(frozen=True)
@@ -150,6 +176,13 @@ class CallJournal:
                     evidence_recording_id=proof.evidence_recording_id,
                     prompt_started_at=proof.prompt_started_at,
                     decided_at=proof.decided_at,
+                    disclosure_started_at=proof.disclosure_started_at,
+                    answer_to_disclosure_s=proof.answer_to_disclosure_s,
+                    key_history=(
+                        None
+                        if proof.key_history is None
+                        else json.dumps([key.to_json() for key in proof.key_history])
+                    ),
                 )
             )
             # The proof and its audit entry commit together; never the number itself.
@@ -167,6 +200,7 @@ class CallJournal:
                     "prompt_sha256": proof.prompt_sha256,
                     "times_played": proof.times_played,
                     "evidence_recording": proof.evidence_recording_id,
+                    **_early_keys(proof),
                 },
                 at=proof.decided_at,
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storage.models import Base, UTCDateTime, new_id, utcnow
@@ -96,6 +96,12 @@ class Consent(Base):
     evidence_recording_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     prompt_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The disclosure's first audio (PlaybackStarted) and its delay after the answer: under
+    # load it grows, and keys pressed before it are not an answer (policy.key_answers).
+    disclosure_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    answer_to_disclosure_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # JSON list of the dialogue's keys in order: {"digit", "at", "before_disclosure"}.
+    key_history: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     call: Mapped[Call] = relationship(back_populates="consent")
 

@@ -3,6 +3,10 @@
 Where the route offers withdrawal by keypress, a short offer follows each disclosure (and
 each re-ask) and 8 withdraws consent for this and every later call; elsewhere 8 is just
 another wrong key, so no caller can withdraw by a key nobody told them about.
+
+A key that arrived before the disclosure's first audio answers nothing (it was pressed
+uninformed, ``policy.key_answers``): the caller hears the disclosure whole and is asked
+as usual, and the key stays in the answer's key history, marked early.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from pbx_bridge.calls.journal import CallerKey
 from pbx_bridge.flow.player import PromptPlayer
 from pbx_bridge.flow.policy import ConsentOutcome
 from pbx_bridge.flow.prompts import Prompt
@@ -28,6 +33,10 @@ class ConsentAnswer:
     times_played: int
     prompt_started_at: datetime
     decided_at: datetime
+    # The disclosure's first audio (None: not asked, or Asterisk never said it started).
+    disclosure_started_at: datetime | None = None
+    # Every key of the dialogue in order, early ones (before that first audio) included.
+    keys: tuple[CallerKey, ...] = ()
 
 
 class ConsentDialogue:
@@ -54,35 +63,44 @@ class ConsentDialogue:
         self._timeout_s = timeout_s
         self._offer = withdrawal_offer
 
-    async def _play(self, channel_id: str, prompt: Prompt) -> str | None:
+    async def _play(self, channel_id: str, prompt: Prompt) -> CallerKey | None:
         """The prompt, then the withdrawal offer if any; a key during either answers."""
-        digit = await self._player.play(channel_id, prompt.media, barge_in=True)
-        if digit is None and self._offer is not None:
-            digit = await self._player.play(channel_id, self._offer.media, barge_in=True)
-        return digit
+        key = (await self._player.hear(channel_id, prompt.media)).key
+        return key or await self._offer_withdrawal(channel_id)
+
+    async def _offer_withdrawal(self, channel_id: str) -> CallerKey | None:
+        if self._offer is None:
+            return None
+        return (await self._player.hear(channel_id, self._offer.media)).key
 
     async def ask(self, channel_id: str) -> ConsentAnswer:
         started = utcnow()
         times_played = 1
-        digit = await self._play(channel_id, self._disclosure)
+        first = await self._player.hear(channel_id, self._disclosure.media, disclosure=True)
+        keys = list(first.early_keys)
+
+        def answer(outcome: ConsentOutcome, digit: str | None) -> ConsentAnswer:
+            return ConsentAnswer(
+                outcome, digit, times_played, started, utcnow(), first.started_at, tuple(keys)
+            )
+
+        key = first.key or await self._offer_withdrawal(channel_id)
         while True:
-            if digit is None:
-                digit = await self._player.wait_digit(channel_id, self._timeout_s)
-            if digit is None:
-                return ConsentAnswer(
-                    ConsentOutcome.TIMEOUT, None, times_played, started, utcnow()
-                )
+            if key is None:
+                key = await self._player.wait_key(channel_id, self._timeout_s)
+            if key is None:
+                return answer(ConsentOutcome.TIMEOUT, None)
+            keys.append(key)
+            digit = key.digit
             if digit in (KEY_CONSENT, KEY_DECLINE):
                 outcome = (
                     ConsentOutcome.GRANTED if digit == KEY_CONSENT else ConsentOutcome.DECLINED
                 )
-                return ConsentAnswer(outcome, digit, times_played, started, utcnow())
+                return answer(outcome, digit)
             if digit == KEY_WITHDRAW and self._offer is not None:
-                return ConsentAnswer(
-                    ConsentOutcome.WITHDRAWN, digit, times_played, started, utcnow()
-                )
+                return answer(ConsentOutcome.WITHDRAWN, digit)
             if digit == KEY_REPEAT and times_played <= self._max_repeats:
                 times_played += 1
-                digit = await self._play(channel_id, self._disclosure)
+                key = await self._play(channel_id, self._disclosure)
                 continue
-            digit = await self._play(channel_id, self._invalid)
+            key = await self._play(channel_id, self._invalid)

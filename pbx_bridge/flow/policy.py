@@ -58,6 +58,20 @@ def caller_permits(basis: LegalBasis, outcome: ConsentOutcome) -> tuple[bool, st
     return True, f"legal basis is {basis.value}"
 
 
+def key_answers(*, disclosure_began: bool) -> bool:
+    """Can a key answer the disclosure? Only once its first audio has reached the caller.
+
+    A key that arrived before that (under load the disclosure may start late, and a
+    caller who knows the menu presses 1 at once) was pressed without being told what it
+    means: it is not informed consent (GDPR art. 4(11) and 7, KVKK art. 3), nor an
+    informed refusal. Such an "early key" is kept in the consent row's key history,
+    marked as before the disclosure, and the caller hears the whole disclosure and is
+    asked as usual; the first key after the disclosure began (barge-in included)
+    answers.
+    """
+    return disclosure_began
+
+
 def decide_recording(
     basis: LegalBasis,
     outcome: ConsentOutcome,

@@ -36,7 +36,7 @@ from pbx_bridge.flow.policy import (
 )
 from pbx_bridge.flow.recorder import ConversationRecorder, OnDemandKeys
 from pbx_bridge.flow.withdrawal import on_do_not_record_list, withdraw_by_keypress
-from pbx_bridge.metrics import CALLS, CONSENT_DECISIONS
+from pbx_bridge.metrics import ANSWER_TO_DISCLOSURE, CALLS, CONSENT_DECISIONS
 from pbx_bridge.privacy import mask_number
 from storage.database import database_unavailable
 from storage.models import utcnow
@@ -126,6 +126,9 @@ class CallSession:
         self._detached = False
         self._answered = False
         self._caller_answered = caller.state == "Up"
+        # When the caller was answered (or, answered in the dialplan, reached us): the
+        # start of the wait for the disclosure's first audio.
+        self._answered_at = utcnow()
         self._dialer: AgentDialer | None = None
         self._evidence: EvidenceClip | None = None
         self._recorder: ConversationRecorder | None = None
@@ -246,6 +249,7 @@ class CallSession:
             return
         await self._on_caller(self.ctx.ari.answer(self.caller.id))
         self._caller_answered = True
+        self._answered_at = utcnow()
 
     async def _ask_consent(self, route: ResolvedRoute) -> ConsentOutcome:
         assert self.call_id is not None
@@ -480,9 +484,24 @@ class CallSession:
             evidence_recording_id=self._evidence.recording_id if self._evidence else None,
             prompt_started_at=answer.prompt_started_at if prompt else None,
             decided_at=answer.decided_at,
+            disclosure_started_at=answer.disclosure_started_at,
+            answer_to_disclosure_s=self._disclosure_delay(answer),
+            key_history=answer.keys if disclosure_name == "disclosure" else None,
         )
         await self.ctx.journal.save_consent(self.call_id, self.caller.caller.number or None, proof)
         CONSENT_DECISIONS.labels(outcome.value).inc()
+
+    def _disclosure_delay(self, answer: ConsentAnswer) -> float | None:
+        """Seconds from answering the caller to the disclosure's first audio.
+
+        Under load this grows, and with it the keys pressed before the disclosure began
+        (which answer nothing). The start is Asterisk's PlaybackStarted time.
+        """
+        if answer.disclosure_started_at is None:
+            return None
+        delay = (answer.disclosure_started_at - self._answered_at).total_seconds()
+        ANSWER_TO_DISCLOSURE.observe(max(delay, 0.0))
+        return round(delay, 3)
 
     async def _play_to_caller(self, route: ResolvedRoute, name: str) -> None:
         prompt = self.ctx.prompts.get(route.language.value, name)

@@ -14,6 +14,7 @@ from pbx_bridge.ari import AriError, AriNotFound
 from pbx_bridge.ari import events as ev
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox
+from storage.failpoints import slow_point
 from storage.models import RecordingKind
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class EvidenceClip:
             await self._hangup_snoop()
             return
         self._name = recording.asterisk_name
+        await slow_point("evidence.before-await-started")  # tests: the clip starts late
         await self._await_started(recording.asterisk_name)
 
     async def stop(self) -> None:
@@ -88,7 +90,11 @@ class EvidenceClip:
         await self._hangup_snoop()
 
     async def _await_started(self, name: str) -> None:
-        """Start the disclosure only once the clip is running, so it holds all of it."""
+        """Start the disclosure only once the clip is running, so it holds all of it.
+
+        Keys the caller presses meanwhile stay in the inbox: the dialogue finds them,
+        early (before the disclosure began), and keeps them in the consent row.
+        """
         started = await self._inbox.wait_for(
             lambda i: isinstance(i, ev.RecordingStarted) and i.recording.name == name,
             _START_TIMEOUT_S,

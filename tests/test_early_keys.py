@@ -33,11 +33,13 @@ from pbx_bridge.flow.prompts import Prompt
 from pbx_bridge.flow.session import CallSession
 from pbx_bridge.subjects.index import SubjectIndex
 from pbx_bridge.subjects.numbers import SubjectKeyer
+from pbx_bridge.subjects.report import build_report, render_xml, report_to_json
 from storage.models import AuditEntry
 
 __all__ = ["db_url", "migrated_url", "pg_database", "sessions"]
 
 CALLER = "caller-1"
+INDEX = SubjectIndex(SubjectKeyer(b"\x07" * 32), "TR")
 DISCLOSURE_S = 0.4  # how long the fake disclosure plays when nobody interrupts it
 
 
@@ -170,7 +172,7 @@ async def ask(
     sessions: async_sessionmaker[AsyncSession], ari: ScriptedAri
 ) -> tuple[ConsentOutcome, Consent]:
     """The before-connect consent step of one call, as CallSession runs it."""
-    journal = CallJournal(sessions, SubjectIndex(SubjectKeyer(b"\x07" * 32), "TR"))
+    journal = CallJournal(sessions, INDEX)
     ctx = cast(FlowContext, SimpleNamespace(
         ari=ari, app="pbx-bridge", sessions=sessions, journal=journal, pipeline=Pipeline(),
         prompts=Prompts(), ownership=Ownership(), call=SimpleNamespace(max_repeats=2),
@@ -225,8 +227,14 @@ async def test_a_key_while_the_clip_starts_is_kept_early_and_is_not_consent(
     async with sessions() as db:
         (view,) = await list_consents(db)
         audit = await db.scalar(select(AuditEntry).where(AuditEntry.action == "consent.recorded"))
+        report = await build_report(db, INDEX.key_of("05321234567") or "",
+                                    generated_at=datetime.now(UTC))
     assert view.to_json()["early_keys"] == ["1"]
     assert audit is not None and json.loads(audit.details)["early_keys"] == ["1"]
+    # The subject's own report shows it too, in each of its renderings.
+    (entry,) = cast(list[dict[str, Any]], report_to_json(report)["consents"])
+    assert entry["early_keys"] == ["1"] and entry["decision"] == "timeout"
+    assert b"<early-keys count=\"1\">" in render_xml(report)
 
 
 async def test_an_early_key_then_one_during_the_disclosure_consents(

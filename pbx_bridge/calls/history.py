@@ -56,7 +56,7 @@ class ConsentView:
 
     @property
     def early_keys(self) -> list[str]:
-        return [str(key["digit"]) for key in self.key_history if key.get("before_disclosure")]
+        return list(early_digits(self.key_history))
 
     def masked(self) -> ConsentView:
         return replace(self, caller=mask_number(self.caller))
@@ -206,8 +206,18 @@ def _consent_view(row: Consent) -> ConsentView:
         at=row.decided_at,
         disclosure_started_at=row.disclosure_started_at,
         answer_to_disclosure_s=row.answer_to_disclosure_s,
-        key_history=tuple(json.loads(row.key_history)) if row.key_history else (),
+        key_history=key_history_of(row),
     )
+
+
+def key_history_of(row: Consent) -> tuple[JsonObject, ...]:
+    """The consent row's keys in order (empty where nobody was asked)."""
+    return tuple(json.loads(row.key_history)) if row.key_history else ()
+
+
+def early_digits(history: Sequence[JsonObject]) -> tuple[str, ...]:
+    """The keys pressed before the disclosure began: kept, but never an answer."""
+    return tuple(str(key["digit"]) for key in history if key.get("before_disclosure"))
 
 
 def recording_view(row: Recording, caller: str | None) -> RecordingView:

@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pbx_bridge.calls.history import JsonObject, iso
+from pbx_bridge.calls.history import JsonObject, early_digits, iso, key_history_of
 from pbx_bridge.calls.models import Call, Consent, DataSubjectRequest
 from pbx_bridge.config import Settings
 from pbx_bridge.privacy import mask_number
@@ -93,6 +93,9 @@ class ConsentEntry:
     prompt_started_at: datetime | None
     decided_at: datetime
     evidence_recording_id: str | None
+    # The disclosure's first audio, and keys pressed before it (kept, never an answer).
+    disclosure_started_at: datetime | None = None
+    early_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,8 @@ def _consent_entry(row: Consent) -> ConsentEntry:
         prompt_started_at=row.prompt_started_at,
         decided_at=row.decided_at,
         evidence_recording_id=row.evidence_recording_id,
+        disclosure_started_at=row.disclosure_started_at,
+        early_keys=early_digits(key_history_of(row)),
     )
 
 
@@ -411,6 +416,7 @@ XML_ITEMS = {
     "deletions": "deletion",
     "where": "place",
     "requests": "request",
+    "early_keys": "key",
 }
 # Characters XML 1.0 cannot hold at all (even escaped): dropped from free text.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -540,9 +546,12 @@ def render_html(report: SubjectReport) -> bytes:
             ("Onaylar", "Consents"),
             [("Zaman", "Time"), ("Karar", "Decision"), ("Tuş", "Key"), ("Dil", "Language"),
              ("Dinlenen metin", "Prompt heard"), ("Sürüm", "Version"),
-             ("Ses sha256", "Audio sha256"), ("Arama no", "Call id")],
+             ("Ses sha256", "Audio sha256"),
+             ("Metinden önce basılan tuş", "Key pressed before the disclosure"),
+             ("Arama no", "Call id")],
             ([c.decided_at, c.decision, c.digit, c.language, c.prompt_name,
-              c.prompt_version, c.prompt_sha256, c.call_id] for c in report.consents),
+              c.prompt_version, c.prompt_sha256, " ".join(c.early_keys) or None, c.call_id]
+             for c in report.consents),
         ),
         _table(
             ("Ses kayıtları", "Recordings"),

@@ -141,6 +141,9 @@ async def test_one_consenting_call_moves_each_metric_by_what_it_did(
     # The caller's 1 interrupted the disclosure: one keypress, one stopped prompt.
     assert moved("pbx_bridge_keypress_to_action_seconds_count") == 1
     assert 0 < moved("pbx_bridge_keypress_to_action_seconds_sum") < 2.5
+    # One disclosure began playing, some time after the answer.
+    assert moved("pbx_bridge_answer_to_disclosure_seconds_count") == 1
+    assert 0 < moved("pbx_bridge_answer_to_disclosure_seconds_sum") < 10
     # Answer, snoop, record, play, dial, bridge, ...: many ARI requests, each timed.
     grown = (total(after, "pbx_bridge_ari_request_duration_seconds_count")
              - total(before, "pbx_bridge_ari_request_duration_seconds_count"))

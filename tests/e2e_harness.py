@@ -34,10 +34,14 @@ class ServiceHarness:
         storage_config: str = "",
         database_url: str | None = None,
         log_level: str = "DEBUG",
+        installed: tuple[Sequence[str], Path] | None = None,
     ) -> None:
+        """``installed``: the CLI and config file of a service installed as the README
+        says (tests/test_install.py), used as they are instead of writing a config."""
         self.asterisk = asterisk
         self.workdir = workdir
-        self.config_path = workdir / "pbx-bridge.toml"
+        self.cli_command = list(installed[0]) if installed else CLI
+        self.config_path = installed[1] if installed else workdir / "pbx-bridge.toml"
         self.log_path = workdir / "service.log"
         self.recordings_path = workdir / "recordings"
         self.spool_path = workdir / "spool"
@@ -51,6 +55,8 @@ class ServiceHarness:
             if "[privacy]" in extra_config
             else f'[privacy]\nsubject_key_file = "{self.subject_key_path}"\n'
         )
+        if installed:
+            return
         self.config_path.write_text(
             f"""
 [ari]
@@ -92,7 +98,7 @@ level = "{log_level}"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [*CLI, "--config", str(self.config_path), *args],
+            [*self.cli_command, "--config", str(self.config_path), *args],
             capture_output=True,
             text=True,
             timeout=60,
@@ -111,18 +117,29 @@ level = "{log_level}"
 
     # -- the service process ---------------------------------------------------------------
 
-    def start(self, *, failpoints: Sequence[str] = ()) -> None:
+    def start(
+        self,
+        *,
+        failpoints: Sequence[str] = (),
+        command: Sequence[str] | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``pbx-bridge --config CONFIG run``, or ``command`` (a systemd unit's ExecStart)
+        in ``cwd`` with exactly ``env``."""
         assert self._process is None or self._process.poll() is not None
-        env = {**os.environ, **self._env_extra}
-        env.pop("PBX_BRIDGE_FAILPOINTS", None)
-        if failpoints:
-            env["PBX_BRIDGE_FAILPOINTS"] = ",".join(failpoints)
+        if env is None:
+            env = {**os.environ, **self._env_extra}
+            env.pop("PBX_BRIDGE_FAILPOINTS", None)
+            if failpoints:
+                env["PBX_BRIDGE_FAILPOINTS"] = ",".join(failpoints)
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            [*CLI, "--config", str(self.config_path), "run"],
+            list(command or [*self.cli_command, "--config", str(self.config_path), "run"]),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=cwd,
             start_new_session=True,
         )
         log.close()

@@ -117,9 +117,14 @@ def _rewrite_contacts(text: str, agent_ports: dict[str, int]) -> str:
 
 
 def install(
-    etc_dir: Path, paths: InstancePaths, settings: InstanceSettings, extra_dialplan: str = ""
+    etc_dir: Path,
+    paths: InstancePaths,
+    settings: InstanceSettings,
+    extra_dialplan: str = "",
+    conf_dir: Path | None = None,
 ) -> None:
-    """Write the instance's /etc/asterisk from the samples and our dialplan.
+    """Write the instance's /etc/asterisk from the samples and our dialplan, or, given
+    ``conf_dir``, from an /etc/asterisk an admin set up (the install test's).
 
     ``extra_dialplan`` goes into its own file, included after the shipped dialplan; a
     context it names again (``[pbx-bridge-inbound]``) is merged into the shipped one, and
@@ -128,16 +133,18 @@ def install(
     etc_dir.mkdir(parents=True, exist_ok=True)
     for old in etc_dir.glob("*.conf"):
         old.unlink()
-    samples = sorted(SAMPLES_DIR.glob("*.conf"))
+    source = conf_dir or SAMPLES_DIR
+    samples = sorted(source.glob("*.conf"))
     if not samples:
-        raise SandboxError(f"no Asterisk samples found in {SAMPLES_DIR}")
+        raise SandboxError(f"no Asterisk configuration found in {source}")
     for sample in samples:
         text = render(sample.name, sample.read_text(encoding="utf-8"), settings)
         if sample.name == "extensions.conf" and extra_dialplan:
             text = text.rstrip("\n") + f"\n\n#include {EXTRA_DIALPLAN_FILE}\n"
             (etc_dir / EXTRA_DIALPLAN_FILE).write_text(extra_dialplan, encoding="utf-8")
         (etc_dir / sample.name).write_text(text, encoding="utf-8")
-    (etc_dir / DIALPLAN_FILE.name).write_text(
-        DIALPLAN_FILE.read_text(encoding="utf-8"), encoding="utf-8"
-    )
+    if conf_dir is None:
+        (etc_dir / DIALPLAN_FILE.name).write_text(
+            DIALPLAN_FILE.read_text(encoding="utf-8"), encoding="utf-8"
+        )
     (etc_dir / "asterisk.conf").write_text(asterisk_conf(paths), encoding="utf-8")

@@ -93,9 +93,11 @@ class AsteriskSandbox:
         prompts_dir: Path | None = None,
         root: Path | None = None,
         extra_dialplan: str = "",
+        conf_dir: Path | None = None,
     ) -> None:
         """``extra_dialplan``: more contexts for this instance only (a benchmark's baseline),
-        written beside the shipped dialplan; the shipped files stay as they are."""
+        written beside the shipped dialplan; the shipped files stay as they are.
+        ``conf_dir``: an /etc/asterisk an admin set up, used instead of the samples."""
         if not name.replace("-", "").replace("_", "").isalnum():
             raise SandboxError(f"instance name must be letters, digits, - or _: {name!r}")
         self.name = name
@@ -107,6 +109,7 @@ class AsteriskSandbox:
         self._password = ari_password or secrets.token_urlsafe(16)
         self.prompts_dir = prompts_dir
         self._extra_dialplan = extra_dialplan
+        self.conf_dir = conf_dir
         self._process: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
 
@@ -313,6 +316,7 @@ class AsteriskSandbox:
             config_files.InstancePaths(self.chroot_base),
             settings,
             extra_dialplan=self._extra_dialplan,
+            conf_dir=self.conf_dir,
         )
         self._install_data_dir()
         self.save_state()

@@ -285,3 +285,16 @@ def test_low_free_space(admin: ServiceHarness, monkeypatch: pytest.MonkeyPatch) 
                   f"FAIL storage.free_space: local storage {admin.recordings_path}"]
     assert all("below the 1000000000 MB minimum" in x for x in failures(lines))
 
+
+
+def test_check_beside_the_running_service_leaves_it_alone(admin: ServiceHarness) -> None:
+    # The check's probe channel lives in an application of its own: the service never
+    # sees it as a caller, and the service's sessions do not get in the check's way.
+    admin.start()
+    try:
+        code, lines = check(admin)
+        assert code == 0, "\n".join(lines)
+        assert admin.calls() == []
+        assert admin.running()
+    finally:
+        admin.stop()

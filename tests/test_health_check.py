@@ -18,6 +18,7 @@ from pbx_bridge.calls.routes import ResolvedRoute
 from pbx_bridge.config import (
     Announcement,
     AriSettings,
+    CheckSettings,
     Language,
     LegalBasis,
     StorageSettings,
@@ -289,14 +290,17 @@ def test_an_asterisk_and_a_server_that_never_answer_do_not_hang_the_command(
 ) -> None:
     url = f"http://127.0.0.1:{silent_port}"
     monkeypatch.setenv("PBX_BRIDGE_ARI__URL", url)
+    # Left to themselves, ARI and the FTP client would wait five minutes each.
+    monkeypatch.setenv("PBX_BRIDGE_ARI__REQUEST_TIMEOUT_S", "300")
     monkeypatch.setenv("PBX_BRIDGE_CHECK__TIMEOUT_S", "2")
     with dead_asterisk_config.open("a") as config:
         config.write(f'[storage.backends.archive]\ntype = "ftp"\nhost = "127.0.0.1"\n'
-                     f'port = {silent_port}\njurisdiction = "TR"\n')
+                     f'port = {silent_port}\njurisdiction = "TR"\ntimeout_s = 300\n')
     monkeypatch.setenv("PBX_BRIDGE_STORAGE__TARGETS", '["local", "archive"]')
     started = time.monotonic()
     result = cli(dead_asterisk_config, "check")
-    assert result.exit_code == 1 and time.monotonic() - started < 10
+    # Not a speed goal: only far below the five minutes a hang would take.
+    assert result.exit_code == 1 and time.monotonic() - started < 120
     lines = result.output.splitlines()
     assert any(line.startswith(f"FAIL asterisk.ari: cannot reach ARI at {url}: ")
                and "did not answer in time" in line for line in lines), lines
@@ -353,3 +357,24 @@ def test_command_names_a_master_key_that_recordings_still_need(
     assert found["status"] == "problem"
     assert found["message"].startswith(f"master key {key_file.stem} is not loaded but wraps 1 "
                                        "recording(s)' data keys")
+
+
+async def test_tone_zone_falls_back_to_indications_conf_when_the_cli_cannot_be_asked(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "indications.conf").write_text("[general]\ncountry = tr\n[tr]\nring = 450\n")
+
+    def settings(*command: str) -> CheckSettings:
+        return CheckSettings(asterisk_config_dir=tmp_path, asterisk_cli=command)
+
+    # A command that fails, one that is not there, one that prints something else.
+    for command in (("false",), ("/nonexistent/asterisk", "-rx"), ("echo",)):
+        (found,) = await asterisk_conf.check_tone_zone(settings(*command))
+        assert found.status is Status.OK, found
+        assert found.message.startswith(f"default tone zone tr (from {tmp_path}")
+    (tmp_path / "indications.conf").write_text("[general]\n[tr]\nring = 450\n")
+    (found,) = await asterisk_conf.check_tone_zone(settings())
+    assert found.status is Status.PROBLEM and "sets no default tone zone" in found.message
+    (tmp_path / "indications.conf").unlink()
+    (found,) = await asterisk_conf.check_tone_zone(settings("false"))
+    assert found.status is Status.WARNING and "default tone zone not checked" in found.message

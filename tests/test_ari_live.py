@@ -210,6 +210,37 @@ async def test_call_play_dtmf_record_download(
     assert (await ari.application()).channel_ids == ()
 
 
+async def test_event_filter_keeps_unused_event_types_away(
+    ari: AriClient, stream: EventStream
+) -> None:
+    app = await ari.filter_events(ev.UNUSED_EVENT_TYPES)
+    assert set(app.events_disallowed) == set(ev.UNUSED_EVENT_TYPES)
+    try:
+        near, far = await place_call(ari, stream)
+        await ari.set_variable(near, "PBXB_FILTERED", "1")  # a ChannelVarset, unfiltered
+        await ari.send_dtmf(far, "5")
+        seen: list[StreamItem] = []
+
+        async def until_the_key() -> None:
+            async for item in stream:
+                seen.append(item)
+                if isinstance(item, ev.ChannelDtmfReceived) and item.channel.id == near:
+                    return
+
+        await asyncio.wait_for(until_the_key(), 10)
+        types = {item.type for item in seen if isinstance(item, ev.Event)}
+        assert "ChannelDtmfReceived" in types and not types & set(ev.UNUSED_EVENT_TYPES)
+
+        # Lifted again, the same variable's change arrives.
+        assert (await ari.filter_events(())).events_disallowed == ()
+        await ari.set_variable(near, "PBXB_FILTERED", "2")
+        varset = await wait_for(stream, ev.ChannelVarset, lambda e: e.variable == "PBXB_FILTERED")
+        assert varset.value == "2"
+        await ari.hangup(near)
+    finally:
+        await ari.filter_events(())
+
+
 async def test_bridge_snoop_and_bridge_recording(ari: AriClient, stream: EventStream) -> None:
     near, far = await place_call(ari, stream)
     bridge_id = f"pbxb-call-{uuid.uuid4().hex[:8]}"

@@ -287,6 +287,14 @@ _PARSERS: dict[str, Callable[[JsonObject], Event]] = {
 
 KNOWN_EVENT_TYPES = frozenset(_PARSERS)
 
+# Types no part of the service acts on, which Asterisk sends in numbers: a call's Dial,
+# bridge and recordings set dozens of channel variables (ChannelVarset, about 16 events a
+# call leg), and every dialplan step and connected-line update is an event too. Together
+# about half of a call's events. The service has Asterisk filter them out at the source
+# (AriClient.filter_events), so neither side spends CPU on them; should one still arrive
+# (the filter is set just after connecting), it is handled like any other event.
+UNUSED_EVENT_TYPES = ("ChannelVarset", "ChannelDialplan", "ChannelConnectedLine")
+
 
 def parse_event(data: object) -> Event:
     """Turn one websocket message (already JSON-decoded) into a typed event.

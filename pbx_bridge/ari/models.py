@@ -361,14 +361,20 @@ class Application:
     bridge_ids: tuple[str, ...] = ()
     endpoint_ids: tuple[str, ...] = ()
     device_names: tuple[str, ...] = ()
+    events_disallowed: tuple[str, ...] = ()  # event types its filter keeps away
 
     @classmethod
     def from_json(cls, data: object) -> Application:
         obj = _object(data, "Application")
+        disallowed = obj.get("events_disallowed")
         return cls(
             name=_required_str(obj, "name", "Application"),
             channel_ids=_str_tuple(obj, "channel_ids"),
             bridge_ids=_str_tuple(obj, "bridge_ids"),
             endpoint_ids=_str_tuple(obj, "endpoint_ids"),
             device_names=_str_tuple(obj, "device_names"),
+            events_disallowed=tuple(
+                str(item["type"]) for item in disallowed
+                if isinstance(item, Mapping) and isinstance(item.get("type"), str)
+            ) if isinstance(disallowed, list) else (),
         )

@@ -237,6 +237,16 @@ class AriClient:
             "GET", f"/applications/{_segment(self.app)}", Application.from_json
         )
 
+    async def filter_events(self, disallowed: Sequence[str]) -> Application:
+        """Have Asterisk stop sending our application events of these types (its event
+        filter: nothing is serialised, sent, decoded or parsed for them). It holds while
+        the application is registered, so set it again after every (re)connect."""
+        body = {"disallowed": [{"type": event_type} for event_type in disallowed]}
+        return await self._call(
+            "PUT", f"/applications/{_segment(self.app)}/eventFilter", Application.from_json,
+            json=body,
+        )
+
     # -- channels ----------------------------------------------------------------------
 
     async def list_channels(self) -> list[Channel]:

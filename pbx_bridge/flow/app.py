@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from pbx_bridge.ari import AriError
 from pbx_bridge.ari import events as ev
 from pbx_bridge.ari.stream import StreamConnected, StreamDisconnected
 from pbx_bridge.calls.journal import CallNotFound
@@ -84,6 +85,7 @@ class StasisApp:
         if isinstance(item, StreamConnected):
             log.info("ARI event stream %s; resynchronising",
                      "connected" if item.first else "reconnected")
+            await self._filter_unused_events()
             await self._reconciler.run_resync("after connecting")
             return
         if isinstance(item, StreamDisconnected):
@@ -106,6 +108,14 @@ class StasisApp:
             self._reconciler.owe("a recording's end", exc)
         for inbox in self._owners_of(item):
             inbox.put(item)
+
+    async def _filter_unused_events(self) -> None:
+        """Only a saving: without the filter every event still arrives and is handled."""
+        try:
+            await self._ctx.ari.filter_events(ev.UNUSED_EVENT_TYPES)
+        except AriError as exc:
+            log.warning("could not set ARI's event filter (%s); unused events still arrive",
+                        exc)
 
     def _on_new_channel(self, event: ev.StasisStart) -> None:
         args = list(event.args)

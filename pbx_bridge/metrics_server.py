@@ -68,6 +68,8 @@ class MetricsServer:
         self._server = _ServiceOwnedServer(
             uvicorn.Config(
                 metrics_app(health),
+                # Our log format and handlers, not uvicorn's; only its warnings.
+                log_config=None,
                 log_level="warning",
                 access_log=False,
                 lifespan="off",

@@ -228,3 +228,16 @@ async def _status_is(url: str, wanted: int) -> bool:
     except httpx.TransportError:
         return False
     return status == wanted
+
+
+def test_a_metrics_port_already_taken_stops_start_up_with_the_key_named(
+    asterisk: AsteriskSandbox, built_prompts: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as taken, serving_metrics(asterisk, tmp_path, built_prompts) as service:
+        url: str = service.metrics_url  # type: ignore[attr-defined]
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        taken.bind((host, int(port)))
+        taken.listen()
+        result = service.cli("run", check=False)
+    assert result.returncode != 0
+    assert f"metrics.listen: cannot listen on {host}:{port}" in result.stderr, result.stderr

@@ -405,6 +405,23 @@ def test_run_without_ari_password_is_a_config_error(migrated: Path) -> None:
     assert "ari.password" in result.stderr
 
 
+def test_run_with_an_unusable_spool_names_the_folder(
+    migrated: Path, built_prompts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = migrated.parent / "not-a-folder"
+    blocker.write_text("a file where the spool's parent should be")
+    spool = blocker / "spool"
+    with migrated.open("a") as config:
+        config.write(f'[storage]\nspool_dir = "{spool}"\n[storage.local]\n'
+                     f'path = "{migrated.parent / "recordings"}"\n'
+                     f'[prompts]\nbuild_dir = "{built_prompts}"\n')
+    monkeypatch.setenv("PBX_BRIDGE_ARI__PASSWORD", "secret")
+    result = cli(migrated, "run")
+    assert result.exit_code == 1, result.output
+    assert f"error: spool folder {spool}: Not a directory" in result.stderr
+    assert "Traceback" not in result.output
+
+
 # --- prompts ---------------------------------------------------------------------------
 
 

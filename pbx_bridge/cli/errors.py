@@ -1,7 +1,8 @@
 """Expected failures become one line on stderr and an exit code, never a traceback.
 
 Exit 2: the input or configuration is wrong (the operator fixes the command or file).
-Exit 1: the command was fine but the system is not ready (database missing, stale schema).
+Exit 1: the command was fine but the system is not ready (database missing, stale schema,
+a folder of ours full or unwritable).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pbx_bridge.calls.routes import InvalidRoute
 from pbx_bridge.config import ConfigError
 from pbx_bridge.jurisdiction import JurisdictionViolation
 from storage.database import DatabaseError
-from storage.errors import KeyringError, TranscodeUnavailable
+from storage.errors import DiskError, KeyringError, TranscodeUnavailable
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -33,7 +34,7 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (
     TranscodeUnavailable,
     UnknownRetentionClass,
 )
-RUNTIME_ERRORS: tuple[type[Exception], ...] = (DatabaseError,)
+RUNTIME_ERRORS: tuple[type[Exception], ...] = (DatabaseError, DiskError)
 
 
 def fail(message: str, code: int) -> NoReturn:

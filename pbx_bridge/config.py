@@ -280,7 +280,7 @@ class CheckSettings(_Section):
     # check and any other ARI or HTTP user.
     session_headroom: int = Field(default=10, ge=0)
     # Each step of a check (an ARI request, a backend probe) gives up after this long, a
-    # whole check after twice that, so a dead Asterisk cannot hang the command.
+    # whole check after twice that plus 10 s, so a dead Asterisk cannot hang the command.
     timeout_s: float = Field(default=10.0, gt=0)
 
 

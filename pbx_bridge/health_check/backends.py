@@ -80,7 +80,8 @@ def master_key_findings(
 
 async def check_backends(storage: StorageSettings, timeout_s: float) -> list[Finding]:
     """Each backend within its own time limit, so one silent server hides no other."""
-    backends: Mapping[str, Backend] = build_backends(storage)
+    # Off the loop: building a backend imports its client library on first use.
+    backends: Mapping[str, Backend] = await asyncio.to_thread(build_backends, storage)
     names = [n for n in storage.targets if n in backends]
 
     async def one(name: str) -> Finding:

@@ -298,3 +298,16 @@ def test_check_beside_the_running_service_leaves_it_alone(admin: ServiceHarness)
         assert admin.running()
     finally:
         admin.stop()
+
+
+def test_prompt_missing_from_the_build_folder(
+    admin: ServiceHarness, built_prompts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service reads its prompts from [prompts] build_dir and would refuse to start.
+    build = tmp_path / "build"
+    shutil.copytree(built_prompts, build)
+    (build / "tr" / "notice.wav").unlink()
+    monkeypatch.setenv("PBX_BRIDGE_PROMPTS__BUILD_DIR", str(build))
+    line = assert_only_failure(admin, "FAIL prompts.manifest: ")
+    assert f"{build}: the manifest lists audio that is not there (tr/notice.wav)" in line
+

@@ -89,6 +89,12 @@ async def load_manifest(prompts: PromptSettings) -> tuple[list[Finding], Manifes
         manifest = await asyncio.to_thread(_read_manifest, prompts.build_dir)
     except PromptCatalogueError as exc:
         return [problem("prompts.manifest", str(exc))], None
+    absent = await asyncio.to_thread(_absent_in_build, prompts.build_dir, manifest)
+    if absent:
+        # The service reads its prompts from the build folder and refuses to start so.
+        return [problem("prompts.manifest", f"{prompts.build_dir}: the manifest lists audio "
+                        f"that is not there ({', '.join(absent)}); run {BUILD_HINT}",
+                        absent=absent)], manifest
     missing = missing_from_manifest(manifest)
     if missing:
         return [problem("prompts.manifest", f"prompts not built in {prompts.build_dir}: "
@@ -96,6 +102,10 @@ async def load_manifest(prompts: PromptSettings) -> tuple[list[Finding], Manifes
                         missing=missing)], manifest
     return [ok("prompts.manifest", f"{len(manifest.prompts)} prompts built in "
                f"{prompts.build_dir} ({', '.join(LANGUAGES)})")], manifest
+
+
+def _absent_in_build(build_dir: Path, manifest: Manifest) -> list[str]:
+    return sorted(e.file for e in manifest.prompts.values() if not (build_dir / e.file).is_file())
 
 
 def _in_use(manifest: Manifest) -> list[ManifestEntry]:

@@ -83,7 +83,7 @@ def test_check_passes_on_the_sandbox(admin: ServiceHarness) -> None:
     assert code == 0 and not result.stderr, result.stdout + result.stderr
     assert failures(lines) == []
     for name in ("config", "database", "asterisk.ari", "asterisk.version", "asterisk.modules",
-                 "asterisk.clock", "asterisk.dialplan", "asterisk.tone_zone",
+                 "asterisk.recordings", "asterisk.clock", "asterisk.dialplan", "asterisk.tone_zone",
                  "asterisk.sessions", "prompts.manifest", "prompts.files", "prompts.asterisk",
                  "storage.backends", "storage.encryption", "storage.master_keys",
                  "storage.jurisdiction",
@@ -310,4 +310,18 @@ def test_prompt_missing_from_the_build_folder(
     monkeypatch.setenv("PBX_BRIDGE_PROMPTS__BUILD_DIR", str(build))
     line = assert_only_failure(admin, "FAIL prompts.manifest: ")
     assert f"{build}: the manifest lists audio that is not there (tr/notice.wav)" in line
+
+
+def test_asterisk_recording_folder_missing(
+    admin: ServiceHarness, asterisk: AsteriskSandbox
+) -> None:
+    folder = asterisk.recordings_dir
+    aside = folder.with_name("recording.aside")
+    folder.rename(aside)
+    try:
+        line = assert_only_failure(admin, "FAIL asterisk.recordings: ")
+    finally:
+        aside.rename(folder)
+    assert (f"Asterisk cannot use its recording folder {asterisk.chroot_base}/spool/recording"
+            in line)
 

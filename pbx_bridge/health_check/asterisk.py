@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from pbx_bridge.ari.errors import AriAuthError, AriConnectionError, AriError
+from pbx_bridge.ari.errors import AriAuthError, AriConnectionError, AriError, AriServerError
 from pbx_bridge.ari.models import AsteriskInfo
 from pbx_bridge.ari.rest import AriClient
 from pbx_bridge.ari.stream import EventStream
@@ -135,6 +135,20 @@ async def check_modules(ari: AriClient) -> list[Finding]:
                 "noload for it from modules.conf", module=need.modules[0])
         for need in missing
     ]
+
+
+async def check_recording_folder(ari: AriClient) -> list[Finding]:
+    """Asterisk writes every recording into {astspooldir}/recording; without that folder
+    each recording fails (ARI answers 500 when listing it, as when starting one)."""
+    try:
+        stored = await ari.list_stored_recordings()
+    except AriServerError as exc:
+        spool = await ari.get_global_variable("ASTSPOOLDIR") or "its spool folder"
+        return [problem("asterisk.recordings", f"Asterisk cannot use its recording folder "
+                        f"{spool}/recording ({exc.message}): create it, writable by the user "
+                        "Asterisk runs as", folder=f"{spool}/recording")]
+    return [ok("asterisk.recordings", f"Asterisk's recording folder is usable "
+               f"({len(stored)} recording(s) there now)", waiting=len(stored))]
 
 
 async def check_clock(ari: AriClient, limit_s: float) -> list[Finding]:

@@ -73,6 +73,7 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
         if ari_ok:
             second_checks += [
                 Check("asterisk.modules", lambda: asterisk.check_modules(ari)),
+                Check("asterisk.recordings", lambda: asterisk.check_recording_folder(ari)),
                 Check("asterisk.clock",
                       lambda: asterisk.check_clock(ari, settings.check.max_clock_skew_s)),
                 Check("asterisk.dialplan", lambda: asterisk.check_dialplan(
@@ -83,8 +84,8 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
                                            .check_visible(ari, manifest[0], settings.prompts)))
         else:
             later += [skipped(n, ari_down) for n in
-                      ("asterisk.modules", "asterisk.clock", "asterisk.dialplan",
-                       "prompts.asterisk")]
+                      ("asterisk.modules", "asterisk.recordings", "asterisk.clock",
+                       "asterisk.dialplan", "prompts.asterisk")]
         if db_ok:
             second_checks += [Check("storage.jurisdiction", jurisdiction),
                               Check("storage.master_keys", master_keys)]

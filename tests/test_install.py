@@ -229,6 +229,7 @@ def assert_taken_with_consent(call: dict[str, Any], manifest: Path, state: Path)
         assert recording["status"] == "stored", recording
         assert local_file(recording).is_relative_to(state), recording["location"]
         assert local_file(recording).stat().st_size > 0
+        assert local_file(recording).stat().st_mode & 0o007 == 0  # UMask=0027
     assert evidence["id"] == consent["evidence_recording_id"]
     assert 1.0 < evidence["duration_s"] < 6.0
 
@@ -236,6 +237,38 @@ def assert_taken_with_consent(call: dict[str, Any], manifest: Path, state: Path)
 def assert_disclosure_played(asterisk: AsteriskSandbox) -> None:
     log = asterisk.log_path.read_text(encoding="utf-8", errors="replace")
     assert "pbx-bridge/tr/disclosure" in log, asterisk.log_tail()
+
+
+# What of the unit's hardening a process can put on itself, applied before exec'ing the
+# unit's ExecStart: NoNewPrivileges=, UMask= and, where the kernel has PR_SET_MDWE (Linux
+# 6.3+; Debian 12's 6.1 has not), MemoryDenyWriteExecute=. A dependency that needs
+# writable-executable memory (a JIT, libffi closures without static trampolines) would
+# otherwise only fail on the installed host.
+HARDENING = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+no_new_privs, mdwe, umask, *command = sys.argv[1:]
+if no_new_privs == "yes" and libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+    raise SystemExit("PR_SET_NO_NEW_PRIVS failed")
+if mdwe == "yes" and libc.prctl(66, 0, 0, 0, 0) >= 0:  # PR_GET_MDWE: the kernel has it
+    if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+        raise SystemExit("PR_SET_MDWE failed")
+os.umask(int(umask, 8))
+os.execv(command[0], command)
+"""
+
+
+def start_like_systemd(
+    service: ServiceHarness, unit: Path, argv: list[str], cwd: Path, env: dict[str, str]
+) -> None:
+    """The unit's ExecStart, unchanged, in its WorkingDirectory, under the hardening of
+    the unit a process can apply to itself (HARDENING)."""
+    settings = unit_service_section(unit)
+    (no_new_privs,) = settings.get("NoNewPrivileges", ["no"])
+    (mdwe,) = settings.get("MemoryDenyWriteExecute", ["no"])
+    (umask,) = settings.get("UMask", ["0022"])
+    wrapper = ["/usr/bin/python3", "-c", HARDENING, no_new_privs, mdwe, umask]
+    service.start(command=[*wrapper, *argv], cwd=cwd, env=env)
 
 
 def stop_like_systemd(service: ServiceHarness) -> None:
@@ -274,7 +307,7 @@ async def test_the_units_exec_start_takes_a_call(
     service.cli("db", "upgrade")
     service.cli("ext", "set", EXTENSION, "--recording", "always")
     service.cli("route", "set", DID, "--target", EXTENSION)
-    service.start(command=argv, cwd=cwd, env=clean_env())
+    start_like_systemd(service, UNIT, argv, cwd, clean_env())
     try:
         call = await place_consenting_call(service)
         assert_taken_with_consent(call, built_prompts / "manifest.json", tmp_path / "service")
@@ -361,6 +394,7 @@ async def test_the_readme_install_steps_take_a_call(tmp_path: Path) -> None:
     run as one script from a clone; then Asterisk on the configuration it left and the
     unit's ExecStart; a caller hears the disclosure, consents, and is recorded."""
     service, argv, cwd = install_as_the_readme_says(tmp_path)
+    unit = tmp_path / "clone/asterisk-conf/pbx-bridge.service"
     state = tmp_path / "prefix/var/lib/pbx-bridge"
     try:
         # The sandbox picks its ports per run, so the service is told where ARI listens,
@@ -370,7 +404,7 @@ async def test_the_readme_install_steps_take_a_call(tmp_path: Path) -> None:
             PBX_BRIDGE_ARI__URL=service.asterisk.ari_url,
             PBX_BRIDGE_METRICS__LISTEN=f"127.0.0.1:{metrics_port}",
         )
-        service.start(command=argv, cwd=cwd, env=env)
+        start_like_systemd(service, unit, argv, cwd, env)
         call = await place_consenting_call(service)
         manifest = tmp_path / "prefix/usr/share/asterisk/sounds/pbx-bridge/manifest.json"
         assert_taken_with_consent(call, manifest, state)

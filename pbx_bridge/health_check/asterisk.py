@@ -12,7 +12,6 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from pbx_bridge.ari.errors import AriAuthError, AriConnectionError, AriError, AriServerError
-from pbx_bridge.ari.models import AsteriskInfo
 from pbx_bridge.ari.rest import AriClient
 from pbx_bridge.ari.stream import EventStream
 from pbx_bridge.config import AriSettings
@@ -110,17 +109,15 @@ def ari_error_message(settings: AriSettings, exc: AriError) -> str:
     return f"ARI at {settings.url} answered unexpectedly: {exc}"
 
 
-async def check_ari(
-    ari: AriClient, settings: AriSettings
-) -> tuple[list[Finding], AsteriskInfo | None]:
+async def check_ari(ari: AriClient, settings: AriSettings) -> list[Finding]:
     try:
         info = await ari.info()
     except AriError as exc:
-        return [problem("asterisk.ari", ari_error_message(settings, exc))], None
+        return [problem("asterisk.ari", ari_error_message(settings, exc))]
     return [
         ok("asterisk.ari", f"ARI at {settings.url} answers as user {settings.username!r}"),
         version_finding(info.version),
-    ], info
+    ]
 
 
 async def check_modules(ari: AriClient) -> list[Finding]:

@@ -29,10 +29,6 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
     ari = asterisk.client_for(settings.ari, timeout)
     manifest: list[Manifest] = []
 
-    async def ari_reachable() -> list[Finding]:
-        found, _ = await asterisk.check_ari(ari, settings.ari)
-        return found
-
     async def prompt_files() -> list[Finding]:
         found, loaded = await prompt_checks.load_manifest(settings.prompts)
         if loaded is None:
@@ -54,7 +50,7 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
     try:
         first = await run_all([
             Check("database", lambda: database.check_database(engine, settings.database.url)),
-            Check("asterisk.ari", ari_reachable),
+            Check("asterisk.ari", lambda: asterisk.check_ari(ari, settings.ari)),
             Check("asterisk.sessions",
                   lambda: asterisk_conf.check_sessions(settings.ari, settings.check)),
             Check("asterisk.tone_zone", lambda: asterisk_conf.check_tone_zone(settings.check)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -74,6 +75,12 @@ async def test_a_key_pressed_on_answer_is_kept_but_is_not_consent(
     assert listed[call["id"]]["decision"] == "timeout"
     assert listed[call["id"]]["early_keys"] == ["1"]
     assert listed[call["id"]]["answer_to_disclosure_s"] == consent["answer_to_disclosure_s"]
+    header, *lines = service.cli("consents", "list").stdout.splitlines()
+    table = [dict(zip(re.split(r"\s{2,}", header), re.split(r"\s{2,}", line), strict=True))
+             for line in lines]
+    row = next(r for r in table if r["CALL"] == call["id"])
+    assert (row["DECISION"], row["DIGIT"], row["EARLY"]) == ("timeout", "-", "1")
+    assert "consent timeout (pressed before the disclosure, no answer: 1)" in service.log_text()
 
 
 def history(consent: dict[str, Any]) -> list[tuple[str, bool]]:

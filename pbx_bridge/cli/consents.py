@@ -17,7 +17,11 @@ from pbx_bridge.cli.listing_options import (
 
 app = typer.Typer(help="Consent decisions (numbers masked unless --unmasked).")
 
-HEADERS = ["AT (UTC)", "CALLER", "DECISION", "DIGIT", "LANG", "PROMPT VERSION", "PLAYED", "CALL"]
+# EARLY: keys pressed before the disclosure began (kept as history, never an answer).
+HEADERS = [
+    "AT (UTC)", "CALLER", "DECISION", "DIGIT", "EARLY", "LANG", "PROMPT VERSION", "PLAYED",
+    "CALL",
+]
 
 
 def _row(consent: ConsentView) -> list[object]:
@@ -26,6 +30,7 @@ def _row(consent: ConsentView) -> list[object]:
         consent.caller,
         consent.decision,
         consent.digit,
+        " ".join(consent.early_keys) or None,
         consent.language,
         consent.prompt_version,
         consent.times_played,

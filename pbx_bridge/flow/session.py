@@ -275,7 +275,9 @@ class CallSession:
             await self._evidence.stop()
         listed = answer.outcome is ConsentOutcome.WITHDRAWN and await self._withdraw()
         await self._save_consent(answer.outcome, answer, disclosure_name="disclosure", route=route)
-        log.info("call %s: consent %s", self.call_id, answer.outcome.value)
+        early = " ".join(key.digit for key in answer.keys if key.early)
+        log.info("call %s: consent %s%s", self.call_id, answer.outcome.value,
+                 f" (pressed before the disclosure, no answer: {early})" if early else "")
 
         confirmation = confirmation_prompt(route.legal_basis, answer.outcome)
         if answer.outcome is ConsentOutcome.WITHDRAWN and not listed:

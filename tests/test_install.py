@@ -59,10 +59,11 @@ def under_prefix(text: str, prefix: Path) -> str:
 
 
 def install_blocks(readme: str) -> list[tuple[str, str]]:
-    """The fenced blocks of the install section, in order, as (info string, text)."""
-    start = readme.index(INSTALL_SECTION)
-    end = readme.find("\n## ", start + len(INSTALL_SECTION))
-    section = readme[start : end if end != -1 else None]
+    """The fenced blocks of the install steps (the section up to its first subsection or
+    the next section), in order, as (info string, text)."""
+    start = readme.index(INSTALL_SECTION) + len(INSTALL_SECTION)
+    end = re.search(r"^#{2,3} ", readme[start:], re.MULTILINE)
+    section = readme[start : start + end.start() if end else None]
     return [
         (m.group(1).strip(), m.group(2))
         for m in re.finditer(r"^```([^\n]*)\n(.*?)^```\s*$", section, re.MULTILINE | re.DOTALL)

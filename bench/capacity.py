@@ -456,7 +456,9 @@ async def ladder(
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
-    return "n/a" if value is None else f"{value:g}{unit}"
+    if value is None:
+        return "n/a"
+    return f"{value:g}{unit}" if math.isfinite(value) else "beyond the last bucket"
 
 
 def _line(r: PhaseResult) -> str:
@@ -497,7 +499,9 @@ def table(results: list[PhaseResult]) -> str:
 
 def _service_keys(r: PhaseResult) -> str:
     p95 = r.seen.get("service_keypress_p95_le_ms")
-    return "" if p95 is None else f" (service: p95 ≤ {_fmt(p95)})"
+    if p95 is None:
+        return ""
+    return f" (service: p95 {'≤ ' + _fmt(p95) if math.isfinite(p95) else '> 2500'})"
 
 
 def _disclosure(r: PhaseResult) -> str:

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from storage.audit_trail import record_event
 from storage.deletion import (
@@ -87,18 +88,23 @@ class PurgeReport:
                 self.still_pending.append(PendingDeletion(outcome.recording_id, outcome.pending))
 
 
-def _expired(now: datetime) -> list[ColumnElement[bool]]:
+def _expired_of(status: RecordingStatus, now: datetime) -> list[ColumnElement[bool]]:
+    """One status at a time, so the planner steps along ``ix_recordings_status_retain_until``
+    (status, retain_until): asked for every deletable status at once it walks
+    ``ix_recordings_retain_until`` past every deleted recording (they keep their
+    retain_until, all of it in the past) before the first expired live one.
+    """
     return [
+        Recording.status == status.value,
         Recording.retain_until.is_not(None),
         Recording.retain_until <= now,
-        Recording.status.in_([s.value for s in DELETABLE]),
     ]
 
 
 async def _refresh_sqlite_statistics(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """Without statistics SQLite pages expired rows through the status index and sorts the
-    whole backlog for every page (quadratic in a large purge); with them it walks the
-    retain_until index. PostgreSQL's autovacuum keeps its own statistics.
+    """Without statistics SQLite may page expired rows through the status index alone and
+    sort a status's whole backlog for every page (quadratic in a large purge). PostgreSQL's
+    autovacuum keeps its own statistics.
     """
     async with sessions() as session:
         connection = await session.connection()
@@ -107,23 +113,37 @@ async def _refresh_sqlite_statistics(sessions: async_sessionmaker[AsyncSession])
             await session.commit()
 
 
+def expired_page_query(
+    now: datetime, after: tuple[datetime, str] | None, batch: int
+) -> Select[Recording]:
+    """The next ``batch`` expired recordings not on hold, oldest ``retain_until`` first
+    (then id), after the keyset ``after``: the first ``batch`` of each deletable status,
+    merged. Each part is a range of ``ix_recordings_status_retain_until``.
+    """
+    parts = []
+    for status in DELETABLE:
+        part = select(Recording).where(*_expired_of(status, now), Recording.hold_reason.is_(None))
+        if after is not None:
+            last_until, last_id = after
+            # The lower bound alone is an index range; the OR only settles the ties.
+            part = part.where(
+                Recording.retain_until >= last_until,
+                or_(Recording.retain_until > last_until, Recording.id > last_id),
+            )
+        part = part.order_by(Recording.retain_until, Recording.id).limit(batch)
+        parts.append(select(part.subquery()))
+    merged = union_all(*parts).subquery()
+    page = aliased(Recording, merged)
+    return select(page).order_by(merged.c.retain_until, merged.c.id).limit(batch)
+
+
 async def _expired_page(
     session: AsyncSession,
     now: datetime,
     after: tuple[datetime, str] | None,
     batch: int,
 ) -> list[Recording]:
-    query = select(Recording).where(*_expired(now), Recording.hold_reason.is_(None))
-    if after is not None:
-        last_until, last_id = after
-        query = query.where(
-            or_(
-                Recording.retain_until > last_until,
-                and_(Recording.retain_until == last_until, Recording.id > last_id),
-            )
-        )
-    query = query.order_by(Recording.retain_until, Recording.id).limit(batch)
-    return list((await session.scalars(query)).all())
+    return list((await session.scalars(expired_page_query(now, after, batch))).all())
 
 
 async def _deleting_page(
@@ -212,12 +232,7 @@ async def purge_expired(
         progress.advance(len(rows))
 
     async with sessions() as session:
-        held = await session.scalars(
-            select(Recording.id)
-            .where(*_expired(now), Recording.hold_reason.is_not(None))
-            .order_by(Recording.id)
-        )
-        report.skipped_on_hold = list(held.all())
+        report.skipped_on_hold = list((await session.scalars(held_query(now))).all())
     if not dry_run and (report.deleted or report.still_pending_count):
         log.info(
             "purge as of %s: %d deleted, %d pending, %d on hold",
@@ -414,12 +429,33 @@ class Purger:
 async def count_expired(sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:
     """How many recordings a purge at ``now`` would delete (holds excluded)."""
     async with sessions() as session:
-        total = await session.scalar(
-            select(func.count())
-            .select_from(Recording)
-            .where(*_expired(now), Recording.hold_reason.is_(None))
-        )
+        total = await session.scalar(count_expired_query(now))
     return int(total or 0)
+
+
+def count_expired_query(now: datetime) -> Select[int]:
+    """The sum of one count per deletable status, each a range of the status index."""
+    counts = [
+        select(func.count())
+        .select_from(Recording)
+        .where(*_expired_of(status, now), Recording.hold_reason.is_(None))
+        .scalar_subquery()
+        for status in DELETABLE
+    ]
+    return select(sum(counts[1:], counts[0]))
+
+
+def held_query(now: datetime) -> Select[str]:
+    """The expired recordings a legal hold keeps, by id; one status at a time as well."""
+    merged = union_all(
+        *(
+            select(Recording.id).where(
+                *_expired_of(status, now), Recording.hold_reason.is_not(None)
+            )
+            for status in DELETABLE
+        )
+    ).subquery()
+    return select(merged.c.id).order_by(merged.c.id)
 
 
 async def _count_due(sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:

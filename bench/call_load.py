@@ -213,13 +213,13 @@ def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 @contextlib.contextmanager
 def sandboxed_service(
-    name: str, work: Path, database_url: str | None = None
+    name: str, work: Path, database_url: str | None = None, rtp_ports: int = RTP_PORTS
 ) -> Iterator[ServiceHarness]:
     """Built prompts, a sandboxed Asterisk and a migrated `pbx-bridge run` logging at INFO."""
     prompts = work / "prompts"
     asyncio.run(build_prompts(PromptSettings(dir=REPO / "prompts"), prompts))
     # Four RTP ports per connected call: room for 200 live calls.
-    ports = SandboxPorts.pick_free(ensure_root(), rtp_ports=RTP_PORTS, name=name)
+    ports = SandboxPorts.pick_free(ensure_root(), rtp_ports=rtp_ports, name=name)
     asterisk = AsteriskSandbox(name=name, ports=ports, prompts_dir=prompts)
     asterisk.start()
     for leftover in asterisk.recordings_dir.glob("*"):
@@ -245,6 +245,8 @@ def main() -> None:
     parser.add_argument("--talk-s", type=float, default=10.0)
     parser.add_argument("--database", default=None, help="service database URL (SQLite file)")
     parser.add_argument("--sandbox", default=os.environ.get("PBX_BRIDGE_E2E_SANDBOX", "load"))
+    parser.add_argument("--rtp-ports", type=int, default=RTP_PORTS,
+                        help="Asterisk's RTP block (4 a connected call)")
     parser.add_argument("--py-spy", type=Path, default=None, help="speedscope profile out")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--json", action="store_true")
@@ -253,7 +255,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pbxb-load-"))
     (work / "service").mkdir()
     try:
-        with sandboxed_service(args.sandbox, work, args.database) as service:
+        with sandboxed_service(args.sandbox, work, args.database, args.rtp_ports) as service:
             run = asyncio.run(measure(service, shape, work / "sipp", args.py_spy))
     finally:
         if not args.keep:

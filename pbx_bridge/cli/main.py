@@ -3,7 +3,6 @@ the admin groups."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -71,11 +70,12 @@ def run_command(ctx: typer.Context) -> None:
     with reporting_errors():
         settings = settings_of(ctx)
         # Imported here so the admin commands work without the service's dependencies.
+        from pbx_bridge import event_loop
         from pbx_bridge.flow.prompts import PromptCatalogueError
         from pbx_bridge.service import run
 
         try:
-            asyncio.run(run(settings))
+            event_loop.run(run(settings))
         except PromptCatalogueError as exc:
             fail(str(exc), EXIT_RUNTIME)
         except KeyboardInterrupt:

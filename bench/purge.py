@@ -6,7 +6,13 @@ every copy and recording ``deleted`` and write one tombstone each; the baseline 
 Python loop of ``os.unlink`` over as many files laid out the same way, so the ratio says
 what the bookkeeping (claims, copy rows, tombstones, commits) costs on top of the disk.
 
-    .venv/bin/python bench/purge.py [--count N] [--batch B] [--quick] [--database URL]
+``--deleted N`` adds N recordings that earlier purges deleted (status ``deleted``, no
+copies, their retain_until kept, all before the expired ones), as years of service leave
+them; the purge must not read them. After the purge a second run, with nothing left due,
+is timed as well: what the service's purger does every interval on such a table.
+
+    .venv/bin/python bench/purge.py [--count N] [--deleted N] [--batch B] [--quick]
+                                    [--database URL]
 """
 
 from __future__ import annotations
@@ -68,8 +74,38 @@ def _files_left(root: Path) -> int:
 # -- setup: rows in bulk, files fast -----------------------------------------------------
 
 
-async def _insert_rows(db: str, ids: list[str]) -> None:
+def _recording_row(rid: str, index: int, status: str, retain_until: datetime) -> dict[str, Any]:
+    started = NOW - timedelta(days=61)
+    return {
+        "id": rid, "call_id": f"call-{index // PER_CALL_FOLDER:06d}", "kind": "conversation",
+        "status": status, "asterisk_name": f"pbxb-{rid}", "legal_basis": "consent",
+        "retention_class": "default", "retention_days": 30, "format": "wav",
+        "sha256": uuid.uuid5(uuid.NAMESPACE_OID, rid).hex * 2, "size_bytes": FILE_BYTES,
+        "duration_s": 0.06, "started_at": started, "finished_at": started,
+        "stored_at": started, "retain_until": retain_until,
+    }
+
+
+async def _insert_deleted(engine: Any, count: int) -> None:
+    """Deleted over the 900 days before the expired ones, not in insertion order."""
     from sqlalchemy import insert
+
+    from storage.models import Recording
+
+    span_s = 900 * 86400
+    for start in range(0, count, INSERT_CHUNK):
+        rows = []
+        for index in range(start, min(start + INSERT_CHUNK, count)):
+            until = NOW - timedelta(days=31, seconds=(index * 7919) % span_s)
+            row = _recording_row(str(uuid.uuid4()), index, "deleted", until)
+            row["deleted_at"] = until
+            rows.append(row)
+        async with engine.begin() as conn:
+            await conn.execute(insert(Recording), rows)
+
+
+async def _insert_rows(db: str, ids: list[str], deleted: int) -> None:
+    from sqlalchemy import insert, text
 
     from storage.database import make_engine
     from storage.models import Base, Recording, RecordingCopy
@@ -78,6 +114,7 @@ async def _insert_rows(db: str, ids: list[str]) -> None:
     try:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
+        await _insert_deleted(engine, deleted)
         started = NOW - timedelta(days=61)
         for start in range(0, len(ids), INSERT_CHUNK):
             chunk = ids[start : start + INSERT_CHUNK]
@@ -85,18 +122,10 @@ async def _insert_rows(db: str, ids: list[str]) -> None:
             copies: list[dict[str, Any]] = []
             for offset, rid in enumerate(chunk):
                 index = start + offset
-                call_id = f"call-{index // PER_CALL_FOLDER:06d}"
-                sha = uuid.uuid5(uuid.NAMESPACE_OID, rid).hex * 2
-                recordings.append({
-                    "id": rid, "call_id": call_id, "kind": "conversation",
-                    "status": "stored", "asterisk_name": f"pbxb-{rid}",
-                    "legal_basis": "consent", "retention_class": "default",
-                    "retention_days": 30, "format": "wav", "sha256": sha,
-                    "size_bytes": FILE_BYTES, "duration_s": 0.06, "started_at": started,
-                    "finished_at": started, "stored_at": started,
-                    # Spread over a day, so keyset pagination works on distinct values.
-                    "retain_until": NOW - timedelta(days=30, seconds=index % 86400),
-                })
+                # Spread over a day, so keyset pagination works on distinct values.
+                until = NOW - timedelta(days=30, seconds=index % 86400)
+                recordings.append(_recording_row(rid, index, "stored", until))
+                sha = recordings[-1]["sha256"]
                 copies.append({
                     "id": str(uuid.uuid4()), "recording_id": rid, "backend": "local",
                     "key": f"{_folder(index)}/{rid}.wav", "status": "verified",
@@ -106,18 +135,20 @@ async def _insert_rows(db: str, ids: list[str]) -> None:
             async with engine.begin() as conn:
                 await conn.execute(insert(Recording), recordings)
                 await conn.execute(insert(RecordingCopy), copies)
+        async with engine.begin() as conn:  # as autovacuum would have by now
+            await conn.execute(text("ANALYZE recordings"))
     finally:
         await engine.dispose()
 
 
-def _setup_phase(work: Path, count: int, db: str) -> None:
+def _setup_phase(work: Path, count: int, db: str, deleted: int) -> None:
     ids = [str(uuid.uuid4()) for _ in range(count)]
     started = time.perf_counter()
     _write_files(work / "store", [f"{rid}.wav" for rid in ids])
     _write_files(work / "baseline", [f"{index:08d}.wav" for index in range(count)])
     files_s = time.perf_counter() - started
     started = time.perf_counter()
-    asyncio.run(_insert_rows(db, ids))
+    asyncio.run(_insert_rows(db, ids, deleted))
     emit_result({"files_s": files_s, "rows_s": time.perf_counter() - started})
 
 
@@ -143,7 +174,7 @@ def _unlink_phase(work: Path, count: int) -> None:
 # -- the purge -----------------------------------------------------------------------------
 
 
-async def _purge_phase(work: Path, count: int, db: str, batch: int) -> None:
+async def _purge_phase(work: Path, count: int, db: str, batch: int, deleted_before: int) -> None:
     from sqlalchemy import func, select
 
     import storage.retention as retention_module
@@ -176,11 +207,16 @@ async def _purge_phase(work: Path, count: int, db: str, batch: int) -> None:
         wall = time.perf_counter() - started
         cpu = cpu_seconds() - cpu0
         peak = peak_rss_kib()
+        breakdown = watch.as_dict()  # the purge's own, not the second run's
+        idle_started = time.perf_counter()
+        idle = await purge_expired(sessions, deleter, now=NOW, batch=batch)
+        idle_s = time.perf_counter() - idle_started
 
         async with sessions() as session:
-            deleted = await session.scalar(
+            all_deleted = await session.scalar(
                 select(func.count()).select_from(Recording).where(Recording.status == "deleted")
             )
+            deleted = (all_deleted or 0) - deleted_before
             copies_deleted = await session.scalar(
                 select(func.count())
                 .select_from(RecordingCopy)
@@ -195,13 +231,13 @@ async def _purge_phase(work: Path, count: int, db: str, batch: int) -> None:
         "copies deleted": copies_deleted, "tombstones": tombstones,
     }
     wrong = {name: value for name, value in checks.items() if value != count}
-    if wrong or left or report.still_pending_count:
+    if wrong or left or report.still_pending_count or idle.deleted or idle.still_pending_count:
         raise BenchCheckFailed(
             f"purge: expected {count} each, got {wrong}; {left} files left, "
-            f"{report.still_pending_count} pending"
+            f"{report.still_pending_count} pending; the second run deleted {idle.deleted}"
         )
     emit_result({"wall_s": wall, "cpu_s": cpu, "rows": count, "rss_before_kib": rss_before,
-                 "peak_rss_kib": peak, "breakdown": watch.as_dict()})
+                 "peak_rss_kib": peak, "breakdown": breakdown, "idle_s": idle_s})
 
 
 # -- the parent ----------------------------------------------------------------------------
@@ -218,6 +254,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=100_000,
                         help="expired recordings (default 100000)")
+    parser.add_argument("--deleted", type=int, default=0,
+                        help="recordings deleted by earlier purges, also in the table (default 0)")
     parser.add_argument("--batch", type=int, default=500, help="purge batch (default 500)")
     parser.add_argument("--database", default="sqlite",
                         help="sqlite (default) or a postgresql+asyncpg:// server URL: "
@@ -229,35 +267,40 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.phase == "setup":
-        _setup_phase(args.work, args.count, args.db_url)
+        _setup_phase(args.work, args.count, args.db_url, args.deleted)
         return 0
     if args.phase == "unlink":
         _unlink_phase(args.work, args.count)
         return 0
     if args.phase == "purge":
         run_maybe_profiled(
-            "purge", lambda: _purge_phase(args.work, args.count, args.db_url, args.batch)
+            "purge", lambda: _purge_phase(
+                args.work, args.count, args.db_url, args.batch, args.deleted
+            )
         )
         return 0
 
     count = 2000 if args.quick else args.count
-    if count < 1 or args.batch < 1:
-        parser.error("--count and --batch must be at least 1")
+    if count < 1 or args.batch < 1 or args.deleted < 0:
+        parser.error("--count and --batch must be at least 1, --deleted at least 0")
     with (
         work_folder("pbxb-bench-purge-") as work,
         bench_database(args.database, work) as (db_url, database),
     ):
         common_args = ["--work", str(work), "--count", str(count), "--db-url", db_url]
-        setup = run_phase(SCRIPT, ["--phase", "setup", *common_args])
+        setup = run_phase(SCRIPT, ["--phase", "setup", *common_args,
+                                   "--deleted", str(args.deleted)])
         print(f"purge: {count} expired recordings on {database}, one {FILE_BYTES}-byte "
               f"local copy each (x2 file sets written in {setup['files_s']:.1f} s, "
-              f"rows inserted in {setup['rows_s']:.1f} s); batch {args.batch}")
+              f"rows inserted in {setup['rows_s']:.1f} s); {args.deleted} deleted before; "
+              f"batch {args.batch}")
         baseline = run_phase(SCRIPT, ["--phase", "unlink", *common_args])
         purge = run_phase(SCRIPT, ["--phase", "purge", *common_args,
-                                   "--batch", str(args.batch)])
+                                   "--batch", str(args.batch), "--deleted", str(args.deleted)])
     _line("os.unlink loop (baseline)", baseline)
     _line(f"purge_expired ({database})", purge)
     print_breakdown("where the purge's time goes", purge["breakdown"], purge["wall_s"])
+    print(f"second purge run, nothing due: {purge['idle_s'] * 1000:.1f} ms")
     print(f"ratio purge/unlink (time): {purge['wall_s'] / baseline['wall_s']:.1f}x; all "
           f"{count} deleted, {count} tombstones, no files left")
     return 0

@@ -105,7 +105,7 @@ async def _pipeline_phase(
     from storage_fakes import DirSource
 
     import storage.backends.ftp as ftp_module
-    import storage.pipeline as pipeline_module
+    import storage.intake as intake_module
     import storage.replication as replication_module
     import storage.spool as spool_module
     from storage.backends.ftp import FtpBackend
@@ -119,7 +119,7 @@ async def _pipeline_phase(
     # Where the time goes: wrap the blocking steps where the pipeline looks them up.
     watch.wrap_blocking(replication_module, "digest_file", "hash before put (replicator)")
     watch.wrap_blocking(ftp_module, "digest_file", "hash before put (ftp backend)")
-    watch.wrap_blocking(pipeline_module, "inspect_recording", "prepare: hash + decode audio")
+    watch.wrap_blocking(intake_module, "inspect_recording", "prepare: hash + decode audio")
     watch.wrap_blocking(spool_module, "fsync_file", "spool fsync (file)")
     watch.wrap_blocking(spool_module, "fsync_dir", "spool fsync (folder)")
 

@@ -68,9 +68,10 @@ class SandboxPorts:
 
 
 def _rtp_ranges_in_use(root: Path, but: str | None = None) -> list[tuple[int, int]]:
+    """RTP blocks of the instances running now (a stopped one has no pid file left)."""
     ranges = []
     for state_file in (root / INSTANCES_DIR).glob("*/instance.json"):
-        if state_file.parent.name == but:
+        if state_file.parent.name == but or not _pid_file_alive(state_file.parent):
             continue
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             ports = json.loads(state_file.read_text(encoding="utf-8"))["ports"]
@@ -383,6 +384,14 @@ class AsteriskSandbox:
         _running.discard(self)
         with contextlib.suppress(OSError, SandboxError):
             self.pid_path.unlink(missing_ok=True)
+
+
+def _pid_file_alive(instance_dir: Path) -> bool:
+    try:
+        pid = int((instance_dir / "asterisk.pid").read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return False
+    return _alive(pid)
 
 
 def _alive(pid: int) -> bool:

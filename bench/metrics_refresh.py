@@ -8,7 +8,7 @@ prepared, deleting; each overdue by hours) with a pending copy per prepared reco
 - **refresh**: ``read_backlog``: counts by status, pending and dead copies per backend,
   the oldest unstored, and the purge lag one status at a time along
   ``ix_recordings_status_retain_until``.
-- **baseline**: the purge lag alone, asked as the purge asks for its pages (every
+- **baseline**: the purge lag alone, asked as the purge asked for its pages (every
   deletable status at once, oldest retain_until first): the planner walks
   ``ix_recordings_retain_until`` past every deleted recording before the first live one.
 
@@ -233,7 +233,7 @@ def main() -> int:
           f"in {setup_s:.1f} s); {args.repeat} runs each, median (first)")
     print(f"  refresh (every gauge)            {_ms(refresh):>10} "
           f"({_ms(result['refresh_s'][0])})")
-    print(f"  baseline (purge lag alone, as the purge pages) {_ms(baseline):>10} "
+    print(f"  baseline (purge lag alone, as the purge paged) {_ms(baseline):>10} "
           f"({_ms(result['baseline_s'][0])})  baseline/refresh {baseline / refresh:.1f}x")
     print("  both found the same oldest overdue recording; the refresh counted exactly "
           "the table")

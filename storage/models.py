@@ -144,6 +144,8 @@ class Recording(Base):
         Index("ix_recordings_status", "status"),
         # The purge lag (storage/backlog.py): the oldest overdue row of one status.
         Index("ix_recordings_status_retain_until", "status", "retain_until"),
+        # The purge's unfinished deletions, in id order (storage/retention.py).
+        Index("ix_recordings_status_id", "status", "id"),
     )
 
 

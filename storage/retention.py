@@ -146,13 +146,20 @@ async def _expired_page(
     return list((await session.scalars(expired_page_query(now, after, batch))).all())
 
 
-async def _deleting_page(
-    session: AsyncSession, after: str | None, batch: int
-) -> list[Recording]:
+def deleting_page_query(after: str | None, batch: int) -> Select[Recording]:
+    """The next ``batch`` unfinished deletions by id: a range of ``ix_recordings_status_id``
+    (without it SQLite walks the primary key past every deleted recording).
+    """
     query = select(Recording).where(Recording.status == RecordingStatus.DELETING.value)
     if after is not None:
         query = query.where(Recording.id > after)
-    return list((await session.scalars(query.order_by(Recording.id).limit(batch))).all())
+    return query.order_by(Recording.id).limit(batch)
+
+
+async def _deleting_page(
+    session: AsyncSession, after: str | None, batch: int
+) -> list[Recording]:
+    return list((await session.scalars(deleting_page_query(after, batch))).all())
 
 
 async def _where(session: AsyncSession, ids: list[str]) -> dict[str, list[str]]:

@@ -25,6 +25,7 @@ from storage.retention import (
     _refresh_sqlite_statistics,
     count_expired,
     count_expired_query,
+    deleting_page_query,
     expired_page_query,
     held_query,
 )
@@ -123,6 +124,11 @@ async def test_pages_counts_and_holds_are_those_of_the_plain_definition(
             after = (last.retain_until, last.id)
         assert seen == due, f"batch {batch}"
     assert await count_expired(sessions, NOW) == len(due)
+    deleting = sorted(r["id"] for r in rows if r["status"] == "deleting")
+    async with sessions() as session:
+        first = list((await session.scalars(deleting_page_query(None, 5))).all())
+        rest = list((await session.scalars(deleting_page_query(first[-1].id, 500))).all())
+    assert [r.id for r in first + rest] == deleting
     async with sessions() as session:
         assert list((await session.scalars(held_query(NOW))).all()) == held
 
@@ -165,3 +171,20 @@ async def test_each_query_steps_along_the_status_retain_until_index(
     # for a status whose rows are all expired (as here): it reads that status's rows only.
     index = "ix_recordings_status" if postgres else "ix_recordings_status_retain_until"
     assert plan.count(index) == len(DELETABLE), plan
+
+
+async def test_unfinished_deletions_are_paged_along_the_status_id_index(
+    loaded: tuple[async_sessionmaker[AsyncSession], list[dict[str, Any]]],
+) -> None:
+    sessions, rows = loaded
+    deleting = sorted(r["id"] for r in rows if r["status"] == "deleting")
+    async with sessions() as session:
+        postgres = session.bind.dialect.name == "postgresql"
+        if postgres:
+            await session.execute(text("SET enable_seqscan = off"))
+            await session.execute(text("SET enable_bitmapscan = off"))
+        plan = await _plan(session, deleting_page_query(deleting[0], 500))
+    assert "SCAN recordings" not in plan and "Seq Scan" not in plan, plan
+    # Not the primary key (every row, deleted ones included) but the deleting rows only.
+    assert "autoindex" not in plan and "recordings_pkey" not in plan, plan
+    assert ("ix_recordings_status" if postgres else "ix_recordings_status_id") in plan, plan

@@ -152,6 +152,11 @@ class StorageSettings(_Section):
     # 0 turns it off (`pbx-bridge storage verify` still works).
     audit_interval_s: float = Field(default=21600.0, ge=0)
     audit_limit: int = Field(default=200, ge=1)
+    # Calls first: while the service's event loop wakes up more than busy_lag_ms late,
+    # each pipeline step waits (at most busy_max_wait_s) so callers are not kept waiting
+    # for their disclosure; recordings wait safely in Asterisk. 0 turns it off.
+    busy_lag_ms: float = Field(default=20.0, ge=0)
+    busy_max_wait_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _targets_exist_and_stay_in_country(self) -> StorageSettings:

@@ -16,7 +16,7 @@ from pbx_bridge.ari import AriClient, EventStream
 from pbx_bridge.audit_watch import AuditTrailWatch
 from pbx_bridge.calls.journal import CallJournal
 from pbx_bridge.calls.routes import list_routes
-from pbx_bridge.config import ConfigError, Language, Settings
+from pbx_bridge.config import ConfigError, Language, Settings, StorageSettings
 from pbx_bridge.flow.app import ChannelOwnership, StasisApp
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.prompts import PromptCatalogue
@@ -36,6 +36,7 @@ from pbx_bridge.subjects.due_report import DueRequestsReporter
 from pbx_bridge.subjects.export_expiry import ExportExpirer
 from pbx_bridge.subjects.index import SubjectKeyError, subject_index_from_settings
 from storage.database import ensure_migrated, make_engine, make_session_factory
+from storage.loop_lag import LoopLagMonitor
 from storage.pipeline import RecordingPipeline
 from storage.retention import Purger
 from storage.transcode import require_format
@@ -53,6 +54,15 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for noisy in ("httpcore", "aiosqlite", "websockets", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+def calls_first(storage: StorageSettings) -> LoopLagMonitor | None:
+    """The monitor that holds storage back while calls need the loop (None: off)."""
+    if storage.busy_lag_ms <= 0:
+        return None
+    return LoopLagMonitor(
+        busy_lag_s=storage.busy_lag_ms / 1000, max_wait_s=storage.busy_max_wait_s
+    )
 
 
 async def run(settings: Settings) -> None:
@@ -95,6 +105,7 @@ async def run(settings: Settings) -> None:
                 deleter_from_settings(settings, sessions, backends, source=source),
                 interval_s=settings.retention.purge_interval_s,
             )
+            loop_lag = calls_first(storage)
             pipeline = RecordingPipeline(
                 sessions,
                 source,
@@ -114,6 +125,7 @@ async def run(settings: Settings) -> None:
                 ),
                 on_settled=purger.purge_recording_if_expired,
                 copy_after_call_ends=True,
+                calm=None if loop_lag is None else loop_lag.calm,
             )
             due_reporter = DueRequestsReporter(
                 sessions, soon_days=settings.privacy.due_soon_days
@@ -125,7 +137,13 @@ async def run(settings: Settings) -> None:
                 else contextlib.nullcontext()
             )
             async with (
-                closing_backends(backends), pipeline, purger, due_reporter, expirer, audit_watch,
+                loop_lag or contextlib.nullcontext(),
+                closing_backends(backends),
+                pipeline,
+                purger,
+                due_reporter,
+                expirer,
+                audit_watch,
             ):
                 ownership = ChannelOwnership()
                 ctx = FlowContext(

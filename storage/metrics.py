@@ -35,3 +35,13 @@ DISK_ERRORS = Counter(
     " alert on any increase.",
     ["area"],
 )
+LOOP_LAG = Gauge(
+    "pbx_bridge_event_loop_lag_seconds",
+    "How late the service's event loop wakes up (smoothed): calls and storage share it,"
+    " and storage holds back while this is above [storage] busy_lag_ms.",
+)
+STORAGE_DEFERRED = Counter(
+    "pbx_bridge_storage_deferred",
+    "Pipeline steps that waited for the event loop to catch up, so callers were served"
+    " first (the recording waits safely in Asterisk meanwhile).",
+)

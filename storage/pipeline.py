@@ -137,6 +137,7 @@ class RecordingPipeline:
         audit_interval_s: float = DEFAULT_AUDIT_INTERVAL_S,
         audit_limit: int = DEFAULT_AUDIT_LIMIT,
         keyring: Keyring | None = None,
+        calm: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -181,6 +182,9 @@ class RecordingPipeline:
         self._audit_interval_s = audit_interval_s
         self._audit_limit = audit_limit
         self._keyring = keyring
+        # Awaited before each step of an ingest: while the service's loop is late, calls
+        # go first (storage.loop_lag); the recording waits safely in Asterisk.
+        self._calm = calm
         self._next_audit: datetime | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self._retry_initial_s = retry_initial_s
@@ -473,6 +477,8 @@ class RecordingPipeline:
     async def _advance(self, recording_id: str) -> None:
         """Move one recording as far as it can go now; each step commits before the next."""
         while True:
+            if self._calm is not None:
+                await self._calm()
             row = await self._load(recording_id)
             status = RecordingStatus(row.status)
             if status == RecordingStatus.RECORDING:

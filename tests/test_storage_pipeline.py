@@ -113,6 +113,36 @@ async def test_happy_path(rig: Rig) -> None:
     assert storage_key(stored) == f"{started:%Y/%m/%d}/call-1/{stored.id}.wav"
 
 
+async def test_a_busy_loop_holds_the_ingest_until_calls_are_served(rig: Rig) -> None:
+    """Calls first (storage.loop_lag): while the gate is shut no step runs, the recording
+    stays in Asterisk, and it is stored once the gate opens."""
+    data = wav_bytes(1.0, samplerate=8000)
+    gate = asyncio.Event()
+    waits = 0
+
+    async def calm() -> None:
+        nonlocal waits
+        waits += 1
+        await gate.wait()
+
+    pipeline = RecordingPipeline(
+        rig.sessions, rig.source, rig.spool, rig.backend,
+        retry_initial_s=0.01, retry_max_s=0.05, stop_timeout_s=0.5, calm=calm,
+    )
+    async with pipeline:
+        row = await begin(pipeline)
+        rig.source.put(row.asterisk_name, data)
+        await pipeline.finished(row.asterisk_name)
+        await asyncio.sleep(0.1)
+        assert (await rig.row(row.id)).status == RecordingStatus.FINISHED
+        assert rig.source.has(row.asterisk_name) and rig.spool_files() == []
+        gate.set()
+        await asyncio.wait_for(pipeline.wait_idle(), 5)
+        stored = await rig.row(row.id)
+    assert_stored_once(rig, stored, data)
+    assert waits >= 3  # asked before every step: fetch, prepare, copy, clean-up
+
+
 async def test_source_unavailable_is_retried_not_failed(rig: Rig) -> None:
     datas = [wav_bytes(0.5 + i / 10, samplerate=16000) for i in range(3)]
     async with rig.pipeline() as pipeline:

@@ -247,9 +247,13 @@ class CallSession:
     async def _answer_caller(self) -> None:
         if self._caller_answered:
             return
+        # Taken before the request: Asterisk answers as soon as it gets it, but under
+        # load this task may resume long after the reply, and that wait is exactly the
+        # delay the caller lives through before the disclosure.
+        answering = utcnow()
         await self._on_caller(self.ctx.ari.answer(self.caller.id))
         self._caller_answered = True
-        self._answered_at = utcnow()
+        self._answered_at = answering
 
     async def _ask_consent(self, route: ResolvedRoute) -> ConsentOutcome:
         assert self.call_id is not None

@@ -13,9 +13,8 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audio_facts import AudioFacts, inspect_recording
@@ -26,7 +25,7 @@ from storage.models import Recording, RecordingCopy, RecordingStatus, utcnow
 from storage.source import RecordingSource, SourceMissing, SourceState
 from storage.spool import Spool
 from storage.transcode import AudioFormat, transcode
-from storage.transitions import move_status
+from storage.transitions import move_row, move_status
 from storage.wav_header import NotAWav, finish_wav_header
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,9 @@ class Intake:
         await self._fail(row.id, (RecordingStatus.RECORDING,), LOST_IN_ASTERISK)
         return False
 
-    async def fetch(self, row: Recording) -> None:
+    async def fetch(self, row: Recording) -> Recording | None:
+        """Into the spool; the ``spooled`` row as committed, or None if it did not get there
+        (failed, or another writer moved it first: look again)."""
         fmt = row.format
         spool_path = self._spool.path_for(row.id, fmt)
 
@@ -99,22 +100,23 @@ class Intake:
                 await self._fail(
                     row.id, (RecordingStatus.FINISHED, RecordingStatus.SPOOLED), LOST_IN_ASTERISK
                 )
-                return
+                return None
         except CorruptRecording as exc:  # stereo: neither leg holds readable audio
             if not await self._spool.exists(spool_path):
                 await self._fail(
                     row.id, (RecordingStatus.FINISHED, RecordingStatus.SPOOLED),
                     f"corrupt recording: {exc}",
                 )
-                return
-        await move_status(
-                self._sessions,
+                return None
+        spooled = await move_row(
+            self._sessions,
             row.id,
             (RecordingStatus.FINISHED, RecordingStatus.SPOOLED),
             RecordingStatus.SPOOLED,
             spool_path=str(spool_path),
         )
         log.info("recording %s spooled", row.id)
+        return spooled
 
     async def _fetch_legs(self, row: Recording, dest: Path) -> int:
         """Both legs of a stereo row into temporary spool files, merged into ``dest``.
@@ -148,13 +150,16 @@ class Intake:
                         "stopped mid-recording)", row.id, merged.headers_finished)
         return await asyncio.to_thread(lambda: dest.stat().st_size)
 
-    async def prepare(self, row: Recording) -> None:
-        """Check (and transcode) the spooled file; commit its facts and plan its copies."""
+    async def prepare(self, row: Recording) -> Recording | None:
+        """Check (and transcode) the spooled file; commit its facts and plan its copies.
+
+        Returns the row as committed (``prepared``, or ``spooled`` again after a refetch),
+        or None if it did not move (failed, or another writer moved it: look again).
+        """
         spool_path = Path(row.spool_path) if row.spool_path else None
         if spool_path is None or not await self._spool.exists(spool_path):
             log.info("recording %s: spool file gone, fetching again", row.id)
-            await self.fetch(row)
-            return
+            return await self.fetch(row)
         try:
             with self._spool.disk_errors():
                 if row.format.lower() in WAV_FORMATS and await asyncio.to_thread(
@@ -168,28 +173,30 @@ class Intake:
         except (CorruptRecording, NotAWav) as exc:
             await self._fail(row.id, (RecordingStatus.SPOOLED,), f"corrupt recording: {exc}")
             await self._spool.remove(spool_path)
-            return
+            return None
         prepared, fmt = spool_path, row.format
         if self._audio_format != row.format:
             with self._spool.disk_errors():
                 prepared, fmt, facts = await self._transcode(row, spool_path)
         async with self._sessions(expire_on_commit=False) as session:
-            result = await session.execute(
-                update(Recording)
-                .where(Recording.id == row.id, Recording.status == RecordingStatus.SPOOLED)
-                .values(
-                    status=RecordingStatus.PREPARED.value,
-                    format=fmt,
-                    spool_path=str(prepared),
-                    sha256=facts.sha256,
-                    size_bytes=facts.size_bytes,
-                    duration_s=facts.duration_s,
-                    error=None,
+            moved = (
+                await session.scalars(
+                    update(Recording)
+                    .where(Recording.id == row.id, Recording.status == RecordingStatus.SPOOLED)
+                    .values(
+                        status=RecordingStatus.PREPARED.value,
+                        format=fmt,
+                        spool_path=str(prepared),
+                        sha256=facts.sha256,
+                        size_bytes=facts.size_bytes,
+                        duration_s=facts.duration_s,
+                        error=None,
+                    )
+                    .returning(Recording)
                 )
-            )
-            if cast(CursorResult[Any], result).rowcount != 1:
-                return
-            row.format, row.sha256, row.duration_s = fmt, facts.sha256, facts.duration_s
+            ).one_or_none()
+            if moved is None:
+                return None
             planned = set(
                 (
                     await session.scalars(
@@ -198,12 +205,13 @@ class Intake:
                 ).all()
             )
             # Prepared again after its spool file was lost: keep the copies already made.
-            session.add_all(c for c in self._plan(row, fmt) if c.backend not in planned)
+            session.add_all(c for c in self._plan(moved, fmt) if c.backend not in planned)
             await session.commit()
         if prepared != spool_path:
             await self._spool.remove(spool_path)
         log.info("recording %s prepared (%s, %d bytes, %s s)", row.id, fmt,
                  facts.size_bytes, facts.duration_s)
+        return moved
 
     async def _transcode(self, row: Recording, src: Path) -> tuple[Path, str, AudioFacts]:
         dest_part = self._spool.part_path_for(row.id, self._audio_format)

@@ -58,7 +58,7 @@ from storage.source import RecordingSource
 from storage.source_rows import known_source_names, row_for_source_name
 from storage.spool import Spool
 from storage.transcode import AudioFormat
-from storage.transitions import move_status
+from storage.transitions import move_row, move_status
 
 log = logging.getLogger(__name__)
 
@@ -475,24 +475,33 @@ class RecordingPipeline:
         return random.uniform(ceiling / 2, ceiling)
 
     async def _advance(self, recording_id: str) -> None:
-        """Move one recording as far as it can go now; each step commits before the next."""
+        """Move one recording as far as it can go now; each step commits before the next.
+
+        A step that won its compare-and-set hands on the row as that move committed it
+        (``UPDATE ... RETURNING``); only after anything else is the row read again.
+        """
+        row: Recording | None = None
         while True:
             if self._calm is not None:
                 await self._calm()
-            row = await self._load(recording_id)
+            if row is None:
+                row = await self._load(recording_id)
             status = RecordingStatus(row.status)
             if status == RecordingStatus.RECORDING:
                 if not await self._intake.check_live(row):
                     return
+                row = None
             elif status == RecordingStatus.FINISHED:
-                await self._intake.fetch(row)
+                row = await self._intake.fetch(row)
             elif status == RecordingStatus.SPOOLED:
-                await self._intake.prepare(row)
+                row = await self._intake.prepare(row)
             elif status == RecordingStatus.PREPARED:
                 if not await self._ready_to_copy(row):
                     return
-                if not await self._replicate(row):
+                outcome = await self._replicate(row)
+                if outcome is False:
                     return
+                row = None if outcome is True else outcome
             elif status == RecordingStatus.STORED:
                 await self._clean_up(row)
                 return
@@ -509,8 +518,9 @@ class RecordingPipeline:
             return False
         return True
 
-    async def _replicate(self, row: Recording) -> bool:
-        """Make the due copies; True once the recording is stored (move on to clean-up).
+    async def _replicate(self, row: Recording) -> Recording | bool:
+        """Make the due copies: the ``stored`` row once this call stored it (go on to
+        clean-up), True to look at the row again, False to stop here.
 
         A copy that is not due for a while (backoff, a nightly schedule) is left to the
         sweeper rather than keeping a task asleep for hours.
@@ -520,13 +530,15 @@ class RecordingPipeline:
             # Asterisk keeps its copy until the recording is stored: fetch it again.
             log.warning("recording %s: prepared file gone from the spool; fetching again",
                         row.id)
-            await self._move(
-                row.id, (RecordingStatus.PREPARED,), RecordingStatus.FINISHED, spool_path=None
+            refetch = await move_row(
+                self._sessions,
+                row.id, (RecordingStatus.PREPARED,), RecordingStatus.FINISHED, spool_path=None,
             )
-            return True
+            return True if refetch is None else refetch
         state = await self._replicator.replicate(row, plain)
         if state.all_verified:
-            moved = await self._move(
+            moved = await move_row(
+                self._sessions,
                 row.id,
                 (RecordingStatus.PREPARED,),
                 RecordingStatus.STORED,
@@ -535,12 +547,13 @@ class RecordingPipeline:
                 location=state.primary_location,
                 stored_at=self._clock(),
             )
-            if moved:
-                self.stats.stored += 1
-                log.info("recording %s stored on %s", row.id,
-                         ", ".join(self._replicator.targets))
-                await self._settled(row.id)
-            return True
+            if moved is None:
+                return True
+            self.stats.stored += 1
+            log.info("recording %s stored on %s", row.id, ", ".join(self._replicator.targets))
+            if await self._settled(row.id):
+                return True  # retention may have taken it meanwhile: look again
+            return moved
         if state.next_due is None:
             return False  # only dead copies left: `storage retry` revives them
         wait_s = (state.next_due - self._clock()).total_seconds()
@@ -580,13 +593,16 @@ class RecordingPipeline:
 
     # -- the sweeper -----------------------------------------------------------------------
 
-    async def _settled(self, recording_id: str) -> None:
+    async def _settled(self, recording_id: str) -> bool:
+        """Retention's check right after ``stored``; True if it may have changed the row
+        (it acted, or failed part way)."""
         if self._on_settled is None:
-            return
+            return False
         try:
-            await self._on_settled(recording_id)
+            return await self._on_settled(recording_id) is not None
         except Exception:  # retention's own run will retry; storing must not fail for it
             log.exception("recording %s: retention check after storing failed", recording_id)
+            return True
 
     def _count_failure(self) -> None:
         self.stats.failed += 1

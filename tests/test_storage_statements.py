@@ -1,0 +1,90 @@
+"""How many SQL statements one recording costs on its way through the pipeline.
+
+The database was the largest CPU item per call (bench/README.md, call_load): every
+statement is ORM and driver work on the event loop. These counts are exact for the
+happy path, so a reload or a lookup that creeps back shows here, not in a benchmark.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from storage_fakes import DirSource, db_url, sessions, wav_bytes
+
+from storage.backends.local import LocalBackend
+from storage.models import Recording, RecordingKind, RecordingStatus
+from storage.pipeline import RecordingPipeline
+
+__all__ = ["db_url", "sessions"]  # fixtures, imported for pytest
+
+
+def _kind(statement: str) -> str:
+    """``SELECT recordings``, ``UPDATE recordings``, ``INSERT audit_events``, ..."""
+    words = statement.split()
+    verb = words[0].upper()
+    lowered = [w.strip('"(').lower() for w in words]
+    anchor = {"SELECT": "from", "INSERT": "into", "DELETE": "from"}.get(verb)
+    if anchor is None:  # UPDATE <table>
+        return f"{verb} {lowered[1]}"
+    return f"{verb} {lowered[lowered.index(anchor) + 1]}" if anchor in lowered else verb
+
+
+async def test_one_recording_costs_a_fixed_number_of_statements(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    source = DirSource(tmp_path / "asterisk")
+    store = tmp_path / "store"
+    pipeline = RecordingPipeline(
+        sessions, source, tmp_path / "spool", LocalBackend(store),
+        retry_initial_s=0.01, retry_max_s=0.05, stop_timeout_s=0.5,
+    )
+    seen: Counter[str] = Counter()
+    commits = 0
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen[_kind(statement)] += 1
+
+    def count_commit(_conn: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    engine = sessions.kw["bind"].sync_engine
+    async with pipeline:
+        event.listen(engine, "before_cursor_execute", count)
+        event.listen(engine, "commit", count_commit)
+        try:
+            row = await pipeline.begin(
+                call_id="call-1", kind=RecordingKind.CONVERSATION, legal_basis="consent",
+                retention_class="default", retention_days=30,
+            )
+            source.put(row.asterisk_name, wav_bytes(1.0, samplerate=8000))
+            await pipeline.finished(row.asterisk_name)
+            await pipeline.wait_idle()
+            await pipeline.close_call("call-1", row.started_at)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+            event.remove(engine, "commit", count_commit)
+    async with sessions() as session:
+        stored = await session.get(Recording, row.id)
+    assert stored is not None and stored.status == RecordingStatus.STORED
+    # Every step still commits on its own (crash safety). The row is read once by finished(), once when the ingest task starts
+    # (the compare-and-set moves hand it on from there, UPDATE ... RETURNING), and once
+    # by close_call(). Before RETURNING the task re-read it after every step (6 in all).
+    assert seen["SELECT recordings"] == 3
+    assert dict(seen) == {
+        "INSERT recordings": 1,
+        "SELECT recordings": 3,
+        "UPDATE recordings": 5,
+        "SELECT recording_copies": 4,
+        "INSERT recording_copies": 1,
+        "UPDATE recording_copies": 1,
+        "SELECT audit_log": 1,
+        "INSERT audit_log": 1,
+        "INSERT audit_head": 1,
+        "UPDATE audit_head": 3,
+    }
+    assert commits == 7

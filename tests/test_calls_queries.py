@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 from database_fixtures import db_url, migrated_url, pg_database, session
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pbx_bridge.calls.extensions import (
@@ -18,7 +19,7 @@ from pbx_bridge.calls.extensions import (
     set_extension,
 )
 from pbx_bridge.calls.history import list_calls, list_consents, list_recordings
-from pbx_bridge.calls.journal import CallJournal
+from pbx_bridge.calls.journal import CallJournal, CallNotFound
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.calls.retention import (
     InvalidRetentionClass,
@@ -392,3 +393,46 @@ async def test_ended_calls_whose_recordings_never_got_their_retention_are_found(
     assert await journal.ended_without_retention() == [
         ("00000000-0000-0000-0000-000000000001", ended)
     ]
+
+
+async def test_journal_answer_and_end_keep_the_first_and_cost_one_statement(
+    session: AsyncSession,
+) -> None:
+    """The first answer and the first end stay (a resync writes them again); on the way
+    every call takes, each is a single UPDATE (the CPU per call, bench/README.md)."""
+    journal = CallJournal(
+        make_session_factory(session.bind),  # type: ignore[arg-type]
+        SubjectIndex(SubjectKeyer(b"k" * 32), "TR"),
+    )
+    call_id = await journal.open(
+        linkedid="l1", channel_id="c1", direction="inbound", caller="+905551112233",
+        did="100", extension="200", announcement="a", legal_basis="consent",
+        retention_class="default", language="tr",
+    )
+    statements: list[str] = []
+    engine = session.bind.sync_engine  # type: ignore[union-attr]
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        await journal.answered(call_id, T0)
+        first_end = await journal.close(call_id, "answered", cause="16", ended_at=T0)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert statements == ["UPDATE", "UPDATE"]
+    assert first_end == T0
+
+    await journal.answered(call_id, T0 + timedelta(seconds=5))
+    later = await journal.close(call_id, "failed", ended_at=T0 + timedelta(seconds=9))
+    assert later == T0
+    call = await session.get(Call, call_id, populate_existing=True)
+    assert call is not None
+    assert (call.answered_at, call.ended_at, call.disposition, call.hangup_cause) == (
+        T0, T0, "answered", "16"
+    )
+    with pytest.raises(CallNotFound):
+        await journal.answered("no-such-call")
+    with pytest.raises(CallNotFound):
+        await journal.close("no-such-call", "answered")

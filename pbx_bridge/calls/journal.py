@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.calls.history import JsonObject, iso
@@ -130,10 +130,16 @@ class CallJournal:
             return call.id
 
     async def answered(self, call_id: str, at: datetime | None = None) -> None:
+        """The first answer counts; one UPDATE on the way every call takes."""
         async with self._sessions() as session, session.begin():
-            call = await self._get(session, call_id)
-            if call.answered_at is None:
-                call.answered_at = at or utcnow()
+            won = await session.scalar(
+                update(Call)
+                .where(Call.id == call_id, Call.answered_at.is_(None))
+                .values(answered_at=at or utcnow())
+                .returning(Call.id)
+            )
+            if won is None:
+                await self._get(session, call_id)  # answered already, or no such call
 
     async def close(
         self,
@@ -148,12 +154,17 @@ class CallJournal:
         if ended_at is not None and ended_at.tzinfo is None:
             raise ValueError("ended_at must be timezone-aware")
         async with self._sessions() as session, session.begin():
-            call = await self._get(session, call_id)
-            if call.ended_at is None:
-                call.ended_at = ended_at or utcnow()
-                call.disposition = disposition
-                call.hangup_cause = cause
-            return call.ended_at
+            ended = await session.scalar(
+                update(Call)
+                .where(Call.id == call_id, Call.ended_at.is_(None))
+                .values(ended_at=ended_at or utcnow(), disposition=disposition,
+                        hangup_cause=cause)
+                .returning(Call.ended_at)
+            )
+            if ended is None:  # closed already (keep its end), or no such call
+                ended = (await self._get(session, call_id)).ended_at
+            assert ended is not None
+            return ended
 
     async def save_consent(self, call_id: str, caller: str | None, proof: ConsentProof) -> None:
         async with self._sessions() as session, session.begin():

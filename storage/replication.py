@@ -276,21 +276,28 @@ class Replicator:
             sidecar_key = copy.key + SIDECAR_SUFFIX
             await self._put_sidecar(row, copy, target, sidecar_key, expected.sha256)
         async with self._sessions() as session:
-            fresh = await session.get(RecordingCopy, copy.id)
-            if fresh is None or fresh.status != CopyStatus.PENDING:
+            # Compare-and-set in one statement: only a copy still pending becomes verified.
+            verified = await session.scalar(
+                update(RecordingCopy)
+                .where(RecordingCopy.id == copy.id, RecordingCopy.status == CopyStatus.PENDING)
+                .values(
+                    status=CopyStatus.VERIFIED.value,
+                    size_bytes=expected.size_bytes,
+                    sha256=expected.sha256,
+                    location=stored.location,
+                    sidecar_key=sidecar_key,
+                    verified_at=self._clock(),
+                    last_error=None,
+                    next_attempt_at=None,
+                )
+                .returning(RecordingCopy.id)
+            )
+            if verified is None:
                 # Deleted (erasure, retention) while we uploaded: take back what we put,
                 # so nothing outlives the tombstone.
                 await session.rollback()
                 await self._withdraw(target, copy.key, sidecar_key)
                 return
-            fresh.status = CopyStatus.VERIFIED.value
-            fresh.size_bytes = expected.size_bytes
-            fresh.sha256 = expected.sha256
-            fresh.location = stored.location
-            fresh.sidecar_key = sidecar_key
-            fresh.verified_at = self._clock()
-            fresh.last_error = None
-            fresh.next_attempt_at = None
             await session.commit()
         log.info(
             "recording %s: copy on %s verified (%d bytes%s)",

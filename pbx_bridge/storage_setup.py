@@ -52,6 +52,14 @@ async def closing_backends(backends: Mapping[str, Backend]) -> AsyncIterator[Non
         await asyncio.gather(*(b.close() for b in backends.values()), return_exceptions=True)
 
 
+def target_encrypts(settings: StorageSettings, name: str) -> bool:
+    """Whether copies to target ``name`` are encrypted: the embedded local store says so
+    in [storage.local], any other (or a [storage.backends.local]) in its own section."""
+    if name == LOCAL and LOCAL not in settings.backends:
+        return settings.local.encrypt
+    return name in settings.backends and settings.backends[name].encrypt
+
+
 def build_targets(
     settings: StorageSettings, backends: Mapping[str, Backend] | None = None
 ) -> list[Target]:
@@ -60,14 +68,14 @@ def build_targets(
     targets = []
     for name in settings.targets:
         if name == LOCAL and LOCAL not in settings.backends:
-            targets.append(Target(LOCAL, backends[LOCAL], encrypt=settings.local.encrypt))
+            targets.append(Target(LOCAL, backends[LOCAL], encrypt=target_encrypts(settings, LOCAL)))
             continue
         spec = settings.backends[name]
         targets.append(
             Target(
                 name,
                 backends[name],
-                encrypt=spec.encrypt,
+                encrypt=target_encrypts(settings, name),
                 concurrency=spec.concurrency,
                 schedule=spec.schedule,
                 path_template=spec.path_template,

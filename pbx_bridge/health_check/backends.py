@@ -10,7 +10,7 @@ from pbx_bridge.calls.routes import ResolvedRoute
 from pbx_bridge.config import StorageSettings
 from pbx_bridge.health_check.findings import Finding, ok, problem
 from pbx_bridge.jurisdiction import violations
-from pbx_bridge.storage_setup import LOCAL, build_backends, closing_backends
+from pbx_bridge.storage_setup import LOCAL, build_backends, closing_backends, target_encrypts
 from storage.backends.base import Backend
 from storage.backends.probe import ProbeResult, probe
 from storage.errors import KeyringError
@@ -47,11 +47,7 @@ def jurisdiction_findings(
 
 
 def encrypting_targets(storage: StorageSettings) -> list[str]:
-    return [
-        t for t in storage.targets
-        if (storage.local.encrypt if t == LOCAL and LOCAL not in storage.backends
-            else t in storage.backends and storage.backends[t].encrypt)
-    ]
+    return [t for t in storage.targets if target_encrypts(storage, t)]
 
 
 def master_key_findings(

@@ -56,10 +56,16 @@ class ServiceHealth:
         self._refresh = refresh
 
     def database_problem(self) -> str | None:
-        if self._calls.database_outage:
-            return "database unavailable: call records wait for the resync"
+        """One line for the database, whichever part of the service noticed first: the
+        gauges' refresh says why it is unreachable, the calls say what waits for it."""
         error = self._refresh.database_error if self._refresh is not None else None
-        return None if error is None else f"database unreachable: {error}"
+        waiting = self._calls.database_outage
+        if error is not None:
+            return f"database unreachable: {error}" + (
+                "; call records wait for the resync" if waiting else "")
+        if waiting:
+            return "database unavailable: call records wait for the resync"
+        return None
 
     def report(self) -> HealthReport:
         problems: list[str] = []

@@ -68,7 +68,28 @@ def database_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    # asyncpg's "connection was closed in the middle of operation" arrives as the generic
+    # DBAPIError, and connection_invalidated is only as good as the driver's view of its
+    # socket at that instant; the SQLSTATE class says it outright.
+    return exc.connection_invalidated or _sqlstate(exc).startswith(UNAVAILABLE_SQLSTATES)
+
+
+# SQLSTATE classes of a server that is away: 08 connection exception, 57P operator
+# intervention (admin or crash shutdown, cannot connect now).
+UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    """The SQLSTATE the driver reported, on the adapted error or the one it wraps."""
+    seen: BaseException | None = exc.orig
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str):
+            return code
+        seen = seen.__cause__
+    return ""
 
 
 def safe_url(url: str) -> str:

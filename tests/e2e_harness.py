@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,9 @@ from typing import Any
 from pbx_bridge.sandbox import AsteriskSandbox
 
 # The console script the package installs, beside this interpreter.
+# The first resync after a start is over: done, owed to a database outage, or postponed.
+RESYNC_OVER = re.compile(r"resynchronised with Asterisk|left for the resync when it is back"
+                         r"|resync postponed")
 CLI = [str(Path(sys.executable).parent / "pbx-bridge")]
 
 
@@ -134,6 +138,7 @@ level = "{log_level}"
             if failpoints:
                 env["PBX_BRIDGE_FAILPOINTS"] = ",".join(failpoints)
         log = self.log_path.open("ab")
+        started_at = log.tell()
         self._process = subprocess.Popen(
             list(command or [*self.cli_command, "--config", str(self.config_path), "run"]),
             stdout=log,
@@ -143,13 +148,23 @@ level = "{log_level}"
             start_new_session=True,
         )
         log.close()
-        self.wait_ready()
+        self.wait_ready(log_from=started_at)
 
-    def wait_ready(self, timeout_s: float = 20.0) -> None:
-        """Ready once our Stasis app is registered: only then are calls routed to it."""
+    def wait_ready(self, timeout_s: float = 20.0, *, log_from: int | None = None) -> None:
+        """Ready once our Stasis app is registered (only then are calls routed to it) and,
+        given where this start's log begins, once the first resync is over: before it, a
+        test that cuts the database or Asterisk would race the service's own start."""
         import httpx
 
         deadline = time.monotonic() + timeout_s
+        if log_from is not None:
+            while not RESYNC_OVER.search(self._log_since(log_from)):
+                if self._process is not None and self._process.poll() is not None:
+                    raise AssertionError(f"service exited early:\n{self.log_tail()}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"service did not resync within {timeout_s}s:\n{self.log_tail()}")
+                time.sleep(0.1)
         url = f"{self.asterisk.ari_url}/ari/applications/pbx-bridge"
         auth = (self.asterisk.ari_username, self.asterisk.ari_password)
         while time.monotonic() < deadline:
@@ -191,6 +206,11 @@ level = "{log_level}"
     def wait_exit(self, timeout_s: float) -> int:
         assert self._process is not None
         return self._process.wait(timeout_s)
+
+    def _log_since(self, offset: int) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

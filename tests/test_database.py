@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -215,6 +216,13 @@ async def test_postgres_away_is_database_unavailable_through_the_session(
         await proxy.close()
 
 
+def _adapted(error: Exception) -> Exception:
+    """As SQLAlchemy's asyncpg adapter raises it: its own Error, from the driver's."""
+    adapted = Exception(str(error))
+    adapted.__cause__ = error
+    return adapted
+
+
 def test_the_database_away_is_one_definition_and_a_file_error_is_not_it() -> None:
     refused = ConnectionRefusedError(111, "Connect call failed")
     away = [
@@ -223,6 +231,13 @@ def test_the_database_away_is_one_definition_and_a_file_error_is_not_it() -> Non
         sa_exc.InterfaceError("SELECT 1", {}, Exception("connection is closed")),
         sa_exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
         sa_exc.TimeoutError("QueuePool limit reached, connection timed out"),
+        # asyncpg's closed-mid-operation, adapted to the generic Error and not marked
+        # invalidated (as seen under load): its SQLSTATE 08003 says it.
+        sa_exc.DBAPIError("SELECT 1", {}, _adapted(asyncpg.exceptions.ConnectionDoesNotExistError(
+            "connection was closed in the middle of operation")), connection_invalidated=False),
+        sa_exc.DBAPIError("SELECT 1", {}, _adapted(asyncpg.exceptions.AdminShutdownError(
+            "terminating connection due to administrator command")),
+            connection_invalidated=False),
     ]
     not_away = [
         OSError(errno.ENOSPC, "No space left on device", "/var/spool/pbx-bridge/x.wav"),
@@ -233,6 +248,8 @@ def test_the_database_away_is_one_definition_and_a_file_error_is_not_it() -> Non
         DiskError("spool", "/var/spool/pbx-bridge", OSError(errno.ENOSPC, "No space")),
         sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key")),
         sa_exc.DBAPIError("SELECT 1", {}, Exception("syntax"), connection_invalidated=False),
+        sa_exc.DBAPIError("SELECT 1", {}, _adapted(asyncpg.exceptions.UndefinedTableError(
+            "relation does not exist")), connection_invalidated=False),
         KeyError("a bug"),
     ]
     assert [database_unavailable(exc) for exc in away] == [True] * len(away)

@@ -210,6 +210,11 @@ async def test_metrics_and_healthz_over_http() -> None:
         assert owed.json()["problems"] == [
             "database unavailable: call records wait for the resync"
         ]
+        refresh.database_error = "connection refused"  # both noticed: still one line
+        both = await http.get("/healthz")
+        assert both.json()["problems"] == [
+            "database unreachable: connection refused; call records wait for the resync"
+        ]
         assert (await http.get("/nothing")).status_code == 404
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as http:

@@ -54,14 +54,16 @@ class Reconciler:
             self._runner.start()
             self._runner.wake(after_s=self._initial_delay_s)
 
-    async def run_resync(self, why: str) -> None:
-        """The resync now, or owed if the database is away."""
+    async def run_resync(self, why: str) -> bool:
+        """The resync now, or owed if the database is away (then False)."""
         try:
             await self._resync()
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
             self.owe(f"the resync ({why})", exc)
+            return False
+        return True
 
     async def close(self) -> None:
         await self._runner.stop()

@@ -36,8 +36,11 @@ class Resync:
         self._ctx = ctx
         self._ownership = ownership
         self._app = app
+        # The last run went through (not postponed): every call Asterisk holds is ours.
+        self.complete = False
 
     async def run(self) -> None:
+        self.complete = False
         try:
             application = await self._ctx.ari.application()
         except AriError as exc:
@@ -60,6 +63,7 @@ class Resync:
                      call_id)
             await self._ctx.pipeline.close_call(call_id, ended_at)
         await self._ctx.pipeline.resume()
+        self.complete = True
 
     def _tell_sessions_what_vanished(self, live_channels: set[str]) -> None:
         for object_id, inbox in self._ownership.owned().items():

@@ -7,9 +7,10 @@ BIN    := $(VENV)/bin
 # Debian packages the demo and the tests use: the Asterisk root builder, the SIP caller
 # and agent, prompt synthesis, audio I/O, and real FTP(S)/SFTP servers for the storage
 # tests (started on loopback by the tests themselves; curl for the benchmark baseline);
-# systemd for `systemd-analyze verify` of the unit we ship (no systemd needs to be running).
+# systemd for `systemd-analyze verify` of the unit we ship (no systemd needs to be running);
+# chromium for the web console's browser tests (Playwright drives it; it never downloads one).
 APT_PACKAGES := python3-venv mmdebstrap sip-tester espeak-ng sox libsndfile1 ca-certificates \
-	vsftpd openssh-server curl systemd
+	vsftpd openssh-server curl systemd chromium
 
 .PHONY: demo test lint typecheck unit e2e deps venv prompts clean bench
 

@@ -312,6 +312,50 @@ class MetricsSettings(_Section):
         return None if self.listen is None else listen_address(self.listen)
 
 
+class WebSettings(_Section):
+    """The web console and REST API (`pbx-bridge web`), a process of its own."""
+
+    # host:port the console listens on; put a TLS reverse proxy (nginx) in front of it.
+    listen: str = "127.0.0.1:8090"
+    # The address people and share links use (https://... behind the proxy). Cookies are
+    # marked Secure when it is https.
+    base_url: str = "http://127.0.0.1:8090"
+    # Signs the console's CSRF tokens (and later share links). Required: `pbx-bridge web`
+    # refuses to start without it. At least 32 characters, e.g. `openssl rand -hex 32`.
+    secret_key: SecretStr | None = None
+    # Erasure, bulk export and un-hold need a second DPO's approval.
+    four_eyes: bool = False
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        listen_address(value)
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// on loopback), e.g. "
+                             "https://pbx-bridge.example.com")
+        return value.rstrip("/")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return listen_address(self.listen)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
 def listen_address(value: str) -> tuple[str, int]:
     """``"127.0.0.1:9464"`` / ``"[::1]:9464"`` → (host, port), or a ValueError saying why."""
     host, sep, port_text = value.rpartition(":")
@@ -342,6 +386,7 @@ class Settings(BaseSettings):
     check: CheckSettings = CheckSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
+    web: WebSettings = WebSettings()
 
     @classmethod
     def settings_customise_sources(

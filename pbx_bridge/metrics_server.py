@@ -24,9 +24,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pbx_bridge.ari.stream import EventStream
-from pbx_bridge.config import ConfigError, Settings, listen_address
+from pbx_bridge.config import Settings, listen_address
 from pbx_bridge.flow.app import StasisApp
 from pbx_bridge.health import ServiceHealth
+from pbx_bridge.listener import bind_listener
 from pbx_bridge.metrics_refresh import MetricsRefresh
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class MetricsServer:
 
     def __init__(self, listen: str, health: ServiceHealth) -> None:
         self.listen = listen
-        self._host, self._port = listen_address(listen)
+        listen_address(listen)  # a bad value fails here, not once the service runs
         self._server = _ServiceOwnedServer(
             uvicorn.Config(
                 metrics_app(health),
@@ -79,7 +80,7 @@ class MetricsServer:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> MetricsServer:
-        sock = await self._bind()
+        sock = await bind_listener(self.listen, "metrics.listen")
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="metrics")
         ready = asyncio.create_task(self._server.ready.wait())
         await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
@@ -96,24 +97,6 @@ class MetricsServer:
         self._server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-    async def _bind(self) -> socket.socket:
-        loop = asyncio.get_running_loop()
-        try:
-            family, kind, proto, _, address = (
-                await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
-            )[0]
-            sock = socket.socket(family, kind, proto)
-        except OSError as exc:
-            raise ConfigError(f"metrics.listen: cannot listen on {self.listen}: {exc}") from exc
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(f"metrics.listen: cannot listen on {self.listen}: {exc}") from exc
-        sock.setblocking(False)
-        return sock
 
 
 @contextlib.asynccontextmanager

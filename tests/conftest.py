@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("backend_servers", "e2e_harness")
+pytest.register_assert_rewrite("backend_servers", "e2e_harness", "web_harness", "browser_fixtures")
 
 from e2e_harness import ServiceHarness
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from e2e_harness import CLI, ServiceHarness, local_file, recordings_of
+from web_harness import WebConsole
 
 from pbx_bridge.sandbox import AsteriskSandbox, sipp
 from pbx_bridge.sandbox.config_files import SAMPLES_DIR
@@ -31,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 UNITS = sorted(SAMPLES_DIR.glob("*.service"))
 UNIT = SAMPLES_DIR / "pbx-bridge.service"
+WEB_UNIT = SAMPLES_DIR / "pbx-bridge-web.service"
 INSTALL_SECTION = "## Installing beside a real Asterisk"
 PREFIX_VARIABLE = "PBX_BRIDGE_PREFIX"
 INSTALL_ROOTS = (
@@ -264,12 +266,16 @@ def start_like_systemd(
 ) -> None:
     """The unit's ExecStart, unchanged, in its WorkingDirectory, under the hardening of
     the unit a process can apply to itself (HARDENING)."""
+    service.start(command=[*hardening_wrapper(unit), *argv], cwd=cwd, env=env)
+
+
+def hardening_wrapper(unit: Path) -> list[str]:
+    """The command that applies HARDENING as ``unit`` asks, then execs what follows it."""
     settings = unit_service_section(unit)
     (no_new_privs,) = settings.get("NoNewPrivileges", ["no"])
     (mdwe,) = settings.get("MemoryDenyWriteExecute", ["no"])
     (umask,) = settings.get("UMask", ["0022"])
-    wrapper = ["/usr/bin/python3", "-c", HARDENING, no_new_privs, mdwe, umask]
-    service.start(command=[*wrapper, *argv], cwd=cwd, env=env)
+    return ["/usr/bin/python3", "-c", HARDENING, no_new_privs, mdwe, umask]
 
 
 def stop_like_systemd(service: ServiceHarness) -> None:
@@ -316,6 +322,33 @@ async def test_the_units_exec_start_takes_a_call(
         stop_like_systemd(service)
     finally:
         service.stop()
+
+
+def test_the_web_units_exec_start_serves_the_sign_in_page(tmp_path: Path) -> None:
+    """pbx-bridge-web.service's ExecStart as written (paths under a prefix, the checkout's
+    pbx-bridge as the virtualenv's), under the hardening a process can apply to itself,
+    serves the sign-in page and stops cleanly on SIGTERM."""
+    prefix = tmp_path / "prefix"
+    argv, cwd = unit_command(WEB_UNIT, prefix)
+    assert argv == [
+        f"{prefix}/opt/pbx-bridge/bin/pbx-bridge", "web",
+        "--config", f"{prefix}/etc/pbx-bridge/pbx-bridge.toml",
+    ]
+    binary, config = Path(argv[0]), Path(argv[argv.index("--config") + 1])
+    binary.parent.mkdir(parents=True)
+    binary.symlink_to(CLI[0])
+    cwd.mkdir(parents=True)
+    console = WebConsole(cwd)
+    config.parent.mkdir(parents=True)
+    shutil.copy(console.config_path, config)
+    console.cli("--config", str(config), "db", "upgrade")
+    console.start([*hardening_wrapper(WEB_UNIT), *argv], cwd=cwd, env=clean_env())
+    try:
+        page = console.wait_ready("/sign-in")
+        assert 'name="csrf_token"' in page.text and 'name="password"' in page.text
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    finally:
+        assert console.stop() == 0, console.log_tail()
 
 
 def copy_clone(clone: Path, prefix: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -252,11 +252,15 @@ async def list_calls(
     number: str | None = None,
     since: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
+    extensions: Collection[str] | None = None,
 ) -> list[CallView]:
-    """Newest first, each with its consent and recordings."""
+    """Newest first, each with its consent and recordings; with ``extensions``, only
+    calls to those (a supervisor's own; an empty collection finds nothing)."""
     query = select(Call)
     if number is not None:
         query = query.where(_number_matches(Call.caller, number))
+    if extensions is not None:
+        query = query.where(Call.extension.in_(list(extensions)))
     if since is not None:
         query = query.where(Call.started_at >= since)
     query = query.order_by(Call.started_at.desc(), Call.id.desc()).limit(_check_limit(limit))

@@ -23,6 +23,7 @@ from pbx_bridge.cli import (
     retention,
     route,
     storage,
+    web,
 )
 from pbx_bridge.cli.config_option import CONFIG_HELP, CONFIG_OPTION, ConfigEverywhereGroup
 from pbx_bridge.cli.context import CliState, settings_of
@@ -51,6 +52,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(dsar.app, name="dsar")
 app.command("purge")(purge.purge_command)
 app.command("check")(check.check_command)
+app.command("web")(web.web_command)
 
 
 @app.callback()

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ import httpx
 
 from pbx_bridge.cli.progress import progress_for
 from pbx_bridge.sandbox import AsteriskSandbox, ensure_root, sipp
+from pbx_bridge.sandbox.ports import free_ports
 
 VAR = Path("var")
 DEMO_DIR = VAR / "demo"
@@ -79,6 +82,47 @@ def wait_registered(asterisk: AsteriskSandbox, service: subprocess.Popen[bytes])
     raise SystemExit("the service did not connect to Asterisk; see var/demo/service.log")
 
 
+def console_listen() -> str:
+    """The console's default address when it is free, else any free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 8090))
+        except OSError:
+            return f"127.0.0.1:{free_ports(1)[0]}"
+    return "127.0.0.1:8090"
+
+
+def start_console(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """`pbx-bridge web` beside the service, with a throw-away secret key (the demo is the
+    one place the console starts without one in the config)."""
+    listen = console_listen()
+    url = f"http://{listen}"
+    env.update(
+        PBX_BRIDGE_WEB__LISTEN=listen,
+        PBX_BRIDGE_WEB__BASE_URL=url,
+        PBX_BRIDGE_WEB__SECRET_KEY=secrets.token_hex(32),
+    )
+    with (DEMO_DIR / "web.log").open("ab") as log:
+        console = subprocess.Popen([*CLI, "web"], env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if console.poll() is not None:
+            raise SystemExit("the web console stopped; see var/demo/web.log")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return console, url
+        time.sleep(0.3)
+    raise SystemExit("the web console did not answer; see var/demo/web.log")
+
+
+def keep_console_open(url: str) -> None:
+    """On a terminal the console stays up until Enter (or Ctrl-C); elsewhere the demo ends."""
+    if not sys.stdin.isatty():
+        return
+    with contextlib.suppress(KeyboardInterrupt, EOFError):
+        input(f"\nThe web console stays up at {url} until you press Enter. ")
+
+
 async def place_calls(asterisk: AsteriskSandbox) -> None:
     agents = [
         await sipp.start_agent(asterisk.agent_ports[ext], "answer", ring_s=1.0, max_wait_s=150)
@@ -110,6 +154,7 @@ def main() -> None:
     asterisk = AsteriskSandbox(name="demo", prompts_dir=PROMPTS_DIR.resolve())
     asterisk.start()
     service: subprocess.Popen[bytes] | None = None
+    console: subprocess.Popen[bytes] | None = None
     try:
         print(f"    SIP {asterisk.sip_address}, ARI {asterisk.ari_url}, agents "
               f"{', '.join(f'{e}@{p}' for e, p in asterisk.agent_ports.items())}")
@@ -126,6 +171,10 @@ def main() -> None:
             pbx_bridge("ext", "set", ext, "--recording", "always", env=env)
             pbx_bridge("route", "set", did, "--target", ext, env=env)
         print(pbx_bridge("route", "list", env=env).rstrip())
+
+        step("starting the web console (log: var/demo/web.log)")
+        console, console_url = start_console(env)
+        print(f"    {console_url}/ (sign-in page; calls list at {console_url}/calls)")
 
         step("starting the service (log: var/demo/service.log)")
         since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -145,7 +194,12 @@ def main() -> None:
         print(pbx_bridge("recordings", "list", "--since", since, env=env).rstrip())
         print(f"\nRecordings are under {VAR / 'recordings'}; the full JSON: "
               "pbx-bridge calls list --json")
+        print(f"The web console: {console_url}/")
+        keep_console_open(console_url)
     finally:
+        if console is not None and console.poll() is None:
+            console.terminate()
+            console.wait(15)
         if service is not None and service.poll() is None:
             service.terminate()
             service.wait(15)

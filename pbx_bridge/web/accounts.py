@@ -1,0 +1,103 @@
+"""Who is asking: what the console needs from the users module, as a protocol.
+
+The console never reads users, passwords or sessions itself; it asks an ``Accounts``
+object, so the rules (argon2, TOTP, lockout, audit of every sign-in) live in one place
+(``pbx_bridge/users/``) and the pages cannot get them subtly different.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Principal(Protocol):
+    """A signed-in user or an API token's owner."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+    # The UI language the user chose (tr, en), or None to follow the browser.
+    @property
+    def language(self) -> str | None: ...
+
+
+class Grant(Protocol):
+    """The answer to "may this principal do that?", with the extensions it covers."""
+
+    @property
+    def allowed(self) -> bool: ...
+
+    # When allowed: the extensions whose calls it covers (None: every call).
+    @property
+    def extensions(self) -> Collection[str] | None: ...
+
+
+@dataclass(frozen=True)
+class Refused:
+    allowed: bool = False
+    extensions: Collection[str] | None = None
+
+
+class SignInRefused(Exception):
+    """Sign-in failed; ``reason`` picks the message (never which of name/password was
+    wrong)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Reasons the sign-in page tells apart (each has a message in the catalogue).
+WRONG_CREDENTIALS = "wrong-credentials"
+LOCKED_OUT = "locked-out"
+SECOND_FACTOR_NEEDED = "second-factor-needed"
+WRONG_SECOND_FACTOR = "wrong-second-factor"
+DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class WebSession:
+    session_id: str
+    principal: Principal
+
+
+class Accounts(Protocol):
+    async def sign_in(
+        self, username: str, password: str, totp: str | None, client: str | None
+    ) -> WebSession:
+        """A new server-side session, or ``SignInRefused``."""
+        ...
+
+    async def session_principal(self, session_id: str) -> Principal | None: ...
+
+    async def sign_out(self, session_id: str) -> None: ...
+
+    async def token_principal(self, token: str) -> Principal | None: ...
+
+    async def allowed(self, principal: Principal, action: str) -> Grant: ...
+
+
+class NoAccounts:
+    """Until the users module is wired in: nobody can sign in, every token is unknown."""
+
+    async def sign_in(
+        self, username: str, password: str, totp: str | None, client: str | None
+    ) -> WebSession:
+        raise SignInRefused(WRONG_CREDENTIALS)
+
+    async def session_principal(self, session_id: str) -> Principal | None:
+        return None
+
+    async def sign_out(self, session_id: str) -> None:
+        return None
+
+    async def token_principal(self, token: str) -> Principal | None:
+        return None
+
+    async def allowed(self, principal: Principal, action: str) -> Grant:
+        return Refused()

@@ -1,0 +1,81 @@
+"""The API's documents, as the OpenAPI schema describes them: the same fields as the
+CLI's ``--json`` (``CallView.to_json``), so scripts move between the two unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ConsentOut(BaseModel):
+    decision: str
+    digit: str | None
+    prompt_version: str | None
+    prompt_sha256: str | None
+    at: str | None
+    language: str
+    evidence_recording_id: str | None
+    prompt_name: str | None
+    times_played: int
+    disclosure_started_at: str | None
+    answer_to_disclosure_s: float | None
+    early_keys: list[str]
+    key_history: list[dict[str, Any]]
+
+
+class RecordingOut(BaseModel):
+    id: str
+    kind: str
+    format: str
+    layout: str
+    duration_s: float | None
+    sha256: str | None
+    retain_until: str | None
+    location: str | None
+    status: str
+    legal_basis: str
+    size_bytes: int | None
+    retention_class: str
+    started_at: str | None
+
+
+class CallOut(BaseModel):
+    id: str
+    linkedid: str
+    direction: str
+    caller: str | None
+    did: str
+    extension: str | None
+    started_at: str | None
+    answered_at: str | None
+    ended_at: str | None
+    disposition: str | None
+    language: str
+    legal_basis: str
+    retention_class: str
+    consent: ConsentOut | None
+    recordings: list[RecordingOut]
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for errors answered as problem JSON."""
+    return {
+        status: {"model": Problem, "content": {"application/problem+json": {}}}
+        for status in statuses
+    }

@@ -1,0 +1,64 @@
+"""The console's ASGI application: pages, the ``/api/v1`` API, ``/healthz``, static files."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pbx_bridge.config import Settings, WebSettings
+from pbx_bridge.web import api_calls, calls_page, error_handlers, health, sign_in
+from pbx_bridge.web.accounts import Accounts
+from pbx_bridge.web.cookies import CookieNames
+from pbx_bridge.web.i18n import Catalogue
+from pbx_bridge.web.security_headers import add_security_headers
+from pbx_bridge.web.web_state import STATIC_DIR, WebState, make_templates
+
+
+class SecretKeyMissing(ValueError):
+    """``[web] secret_key`` is not set: the console will not sign anything without it."""
+
+
+def secret_key_of(web: WebSettings) -> bytes:
+    if web.secret_key is None:
+        raise SecretKeyMissing(
+            "web.secret_key is not set: put one of at least 32 characters in [web] of the"
+            " config (e.g. `openssl rand -hex 32`) or in PBX_BRIDGE_WEB__SECRET_KEY"
+        )
+    return web.secret_key.get_secret_value().encode()
+
+
+def create_app(
+    settings: Settings, accounts: Accounts, sessions: async_sessionmaker[AsyncSession]
+) -> FastAPI:
+    web = settings.web
+    secret_key = secret_key_of(web)
+    app = FastAPI(
+        title="pbx-bridge",
+        version=version("pbx-bridge"),
+        description="Calls, consent proof, recordings and data-subject requests. "
+        "Bearer tokens from `pbx-bridge tokens create`; errors as RFC 9457 problem JSON.",
+        openapi_url="/api/v1/openapi.json",
+        # The interactive docs load scripts from CDNs and inline: not under our CSP.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.web = WebState(
+        settings=web,
+        secret_key=secret_key,
+        accounts=accounts,
+        sessions=sessions,
+        catalogue=Catalogue.load(settings.prompts.default_language.value),
+        cookies=CookieNames(web),
+        templates=make_templates(),
+    )
+    app.middleware("http")(add_security_headers)
+    error_handlers.install(app)
+    app.include_router(health.router)
+    app.include_router(api_calls.router)
+    app.include_router(sign_in.router)
+    app.include_router(calls_page.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,6 @@
+"""The actions the console asks the users module about (``Accounts.allowed``)."""
+
+from __future__ import annotations
+
+CALLS_READ = "calls.read"
+NUMBERS_UNMASK = "numbers.unmask"

@@ -1,0 +1,92 @@
+"""Signing in and out of the console.
+
+A new session id is issued at every sign-in (never an id the browser brought: session
+fixation), and the CSRF nonce is renewed with it. Failures never say whether the name or
+the password was wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from starlette.responses import RedirectResponse, Response
+
+from pbx_bridge.web import csrf
+from pbx_bridge.web.accounts import SignInRefused
+from pbx_bridge.web.pages import render
+from pbx_bridge.web.viewer import Viewer, csrf_checked, viewer_of
+from pbx_bridge.web.web_state import web_state
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_checked)])
+
+HOME = "/calls"
+# Long enough for any name people use, short enough that a pasted novel is refused.
+MAX_FIELD = 256
+
+
+def safe_next(value: str | None) -> str:
+    """Only a path on this site: ``//evil.example`` or ``https://...`` would send the
+    user elsewhere right after they signed in (an open redirect)."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return HOME
+    return value
+
+
+@router.get("/")
+async def start(request: Request) -> Response:
+    viewer = await viewer_of(request)
+    return RedirectResponse(HOME if viewer.principal else "/sign-in", status_code=303)
+
+
+@router.get("/sign-in")
+async def sign_in_page(
+    request: Request,
+    viewer: Annotated[Viewer, Depends(viewer_of)],
+    next: str | None = None,
+    signed_out: bool = False,
+) -> Response:
+    if viewer.principal is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render(
+        request, viewer, "sign_in.html", next=safe_next(next), username="",
+        error=None, notice=viewer.t("sign_in.signed_out") if signed_out else None,
+        ask_totp=False,
+    )
+
+
+@router.post("/sign-in")
+async def sign_in(
+    request: Request,
+    viewer: Annotated[Viewer, Depends(viewer_of)],
+    username: Annotated[str, Form(max_length=MAX_FIELD)] = "",
+    password: Annotated[str, Form(max_length=MAX_FIELD)] = "",
+    totp: Annotated[str, Form(max_length=16)] = "",
+    next: Annotated[str, Form(max_length=2048)] = HOME,
+) -> Response:
+    state = web_state(request)
+    client = request.client.host if request.client else None
+    try:
+        session = await state.accounts.sign_in(username, password, totp or None, client)
+    except SignInRefused as refused:
+        return render(
+            request, viewer, "sign_in.html", 401, next=safe_next(next), username=username,
+            error=viewer.t(f"sign_in.{refused.reason}"), notice=None,
+            ask_totp=refused.reason in ("second-factor-needed", "wrong-second-factor"),
+        )
+    response = RedirectResponse(safe_next(next), status_code=303)
+    state.cookies.set_session(response, session.session_id)
+    state.cookies.set_csrf(response, csrf.new_nonce())
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request) -> Response:
+    state = web_state(request)
+    session_id = state.cookies.session_id(request)
+    if session_id is not None:
+        await state.accounts.sign_out(session_id)
+    response = RedirectResponse("/sign-in?signed_out=true", status_code=303)
+    state.cookies.clear_session(response)
+    state.cookies.set_csrf(response, csrf.new_nonce())
+    return response

@@ -1,0 +1,93 @@
+"""Who is looking at a page and in which language, and the CSRF token their forms carry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from pbx_bridge.web import csrf
+from pbx_bridge.web.accounts import Principal
+from pbx_bridge.web.web_state import WebState, web_state
+
+
+class SignInNeeded(Exception):
+    """The page needs a signed-in user; the handler sends the browser to sign in."""
+
+
+class Forbidden(Exception):
+    """Signed in, but the role does not allow this."""
+
+
+class CsrfRefused(Exception):
+    """An unsafe request without this console's token for this browser and session."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    principal: Principal | None
+    session_id: str | None
+    language: str
+    t: Callable[..., str]
+    csrf_token: str
+    # A nonce made for this request (the browser had none): set as a cookie on the answer.
+    new_nonce: str | None
+
+
+async def viewer_of(request: Request) -> Viewer:
+    cached: Viewer | None = getattr(request.state, "viewer", None)
+    if cached is not None:
+        return cached
+    state = web_state(request)
+    session_id = state.cookies.session_id(request)
+    principal = None
+    if session_id is not None:
+        principal = await state.accounts.session_principal(session_id)
+    viewer = _viewer(request, state, principal, session_id)
+    request.state.viewer = viewer
+    return viewer
+
+
+def _viewer(
+    request: Request, state: WebState, principal: Principal | None, session_id: str | None
+) -> Viewer:
+    nonce = state.cookies.csrf_nonce(request)
+    new_nonce = None
+    if nonce is None:
+        nonce = new_nonce = csrf.new_nonce()
+    language = state.catalogue.choose(
+        principal.language if principal else None, request.headers.get("accept-language")
+    )
+    return Viewer(
+        principal=principal,
+        session_id=session_id,
+        language=language,
+        t=state.catalogue.translator(language),
+        csrf_token=csrf.token_for(state.secret_key, nonce, session_id),
+        new_nonce=new_nonce,
+    )
+
+
+async def signed_in(request: Request) -> Viewer:
+    """Dependency of every page but sign-in and the error pages."""
+    viewer = await viewer_of(request)
+    if viewer.principal is None:
+        raise SignInNeeded
+    return viewer
+
+
+async def csrf_checked(request: Request) -> None:
+    """Dependency of the pages' router: every POST/PUT/PATCH/DELETE carries the token."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    state = web_state(request)
+    form = await request.form()
+    token = form.get(csrf.FIELD)
+    if not csrf.token_valid(
+        state.secret_key,
+        state.cookies.csrf_nonce(request),
+        state.cookies.session_id(request),
+        token if isinstance(token, str) else None,
+    ):
+        raise CsrfRefused

@@ -1,0 +1,49 @@
+"""What every request handler shares, kept on ``app.state.web``: settings, the database,
+the users module (as ``Accounts``), the message catalogue, templates and cookie names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+
+from pbx_bridge.config import WebSettings
+from pbx_bridge.web.accounts import Accounts
+from pbx_bridge.web.cookies import CookieNames
+from pbx_bridge.web.i18n import Catalogue
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def make_templates() -> Jinja2Templates:
+    """Autoescaping for every template (a caller-ID holding markup shows as text), and
+    StrictUndefined so a misspelt variable fails the test instead of rendering blank."""
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return Jinja2Templates(env=environment)
+
+
+@dataclass(frozen=True)
+class WebState:
+    settings: WebSettings
+    secret_key: bytes
+    accounts: Accounts
+    sessions: async_sessionmaker[AsyncSession]
+    catalogue: Catalogue
+    cookies: CookieNames
+    templates: Jinja2Templates
+
+
+def web_state(request: Request) -> WebState:
+    state: WebState = request.app.state.web
+    return state

@@ -1,0 +1,44 @@
+"""Debian's chromium driven by Playwright for the console's browser tests.
+
+Never a downloaded browser: Playwright is pointed at /usr/bin/chromium (``make test``
+installs Debian's package). A missing chromium fails the tests; they never skip.
+Screenshots go to var/screenshots/ (git-ignored), which CI keeps as artifacts.
+
+Import the fixtures by name into a test module (``from browser_fixtures import browser``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+# A phone (portrait) and a laptop screen: the console must work on both.
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1366, "height": 768}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser: Browser, *, locale: str = "en-GB", viewport: dict[str, int] = LAPTOP) -> Page:
+    context = browser.new_context(locale=locale, viewport=viewport)  # type: ignore[arg-type]
+    return context.new_page()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

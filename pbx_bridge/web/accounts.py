@@ -57,7 +57,23 @@ WRONG_CREDENTIALS = "wrong-credentials"
 LOCKED_OUT = "locked-out"
 SECOND_FACTOR_NEEDED = "second-factor-needed"
 WRONG_SECOND_FACTOR = "wrong-second-factor"
+SECOND_FACTOR_REPLAYED = "second-factor-replayed"
+SECOND_FACTOR_NOT_SET_UP = "second-factor-not-set-up"
 DISABLED = "disabled"
+THROTTLED = "throttled"
+# Reasons after which the page asks for the authenticator code.
+ASK_SECOND_FACTOR = frozenset({SECOND_FACTOR_NEEDED, WRONG_SECOND_FACTOR, SECOND_FACTOR_REPLAYED})
+
+
+@dataclass(frozen=True)
+class SignInAttempt:
+    username: str
+    password: str
+    totp: str | None
+    client: str | None
+    user_agent: str | None
+    # The session cookie the browser brought, if any: it ends (never reused: fixation).
+    replacing: str | None
 
 
 @dataclass(frozen=True)
@@ -67,10 +83,8 @@ class WebSession:
 
 
 class Accounts(Protocol):
-    async def sign_in(
-        self, username: str, password: str, totp: str | None, client: str | None
-    ) -> WebSession:
-        """A new server-side session, or ``SignInRefused``."""
+    async def sign_in(self, attempt: SignInAttempt) -> WebSession:
+        """A new server-side session (a new id), or ``SignInRefused``."""
         ...
 
     async def session_principal(self, session_id: str) -> Principal | None: ...
@@ -85,9 +99,7 @@ class Accounts(Protocol):
 class NoAccounts:
     """Until the users module is wired in: nobody can sign in, every token is unknown."""
 
-    async def sign_in(
-        self, username: str, password: str, totp: str | None, client: str | None
-    ) -> WebSession:
+    async def sign_in(self, attempt: SignInAttempt) -> WebSession:
         raise SignInRefused(WRONG_CREDENTIALS)
 
     async def session_principal(self, session_id: str) -> Principal | None:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from pbx_bridge.web import csrf
-from pbx_bridge.web.accounts import SignInRefused
+from pbx_bridge.web.accounts import ASK_SECOND_FACTOR, SignInAttempt, SignInRefused
 from pbx_bridge.web.pages import render
 from pbx_bridge.web.viewer import Viewer, csrf_checked, viewer_of
 from pbx_bridge.web.web_state import web_state
@@ -65,14 +65,21 @@ async def sign_in(
     next: Annotated[str, Form(max_length=2048)] = HOME,
 ) -> Response:
     state = web_state(request)
-    client = request.client.host if request.client else None
+    attempt = SignInAttempt(
+        username=username,
+        password=password,
+        totp=totp.strip() or None,
+        client=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        replacing=state.cookies.session_id(request),
+    )
     try:
-        session = await state.accounts.sign_in(username, password, totp or None, client)
+        session = await state.accounts.sign_in(attempt)
     except SignInRefused as refused:
         return render(
             request, viewer, "sign_in.html", 401, next=safe_next(next), username=username,
             error=viewer.t(f"sign_in.{refused.reason}"), notice=None,
-            ask_totp=refused.reason in ("second-factor-needed", "wrong-second-factor"),
+            ask_totp=refused.reason in ASK_SECOND_FACTOR,
         )
     response = RedirectResponse(safe_next(next), status_code=303)
     state.cookies.set_session(response, session.session_id)

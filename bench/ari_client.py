@@ -9,10 +9,13 @@ time, half `GET /asterisk/ping` (a JSON object decoded and parsed) and half `POS
 /asterisk/variable` (a command Asterisk answers with 204), through a pool of
 ``--concurrency`` kept-alive connections:
 
-- ``httpx``: `AriClient` as the service builds it (httpx + httpcore + anyio);
-- ``httpx-aiohttp``: `AriClient` with httpx-aiohttp's `AiohttpTransport` (the same
-  httpx request/response objects, aiohttp's connector and HTTP parser underneath);
-- ``aiohttp``: a bare aiohttp `ClientSession` doing the same requests (the floor).
+- ``httpx-aiohttp``: the client the service had until 2026-12-01 (httpx's request and
+  response objects on httpx-aiohttp's `AiohttpTransport`: aiohttp's connector and HTTP
+  parser underneath), rebuilt here as it did each request: query, auth, metric, JSON
+  decoding, our model; the baseline;
+- ``AriClient``: the service's client now (plain aiohttp underneath, `pbx_bridge/ari/rest.py`);
+- ``aiohttp``: a bare aiohttp `ClientSession` doing the same requests (the floor: no
+  metric, no model, no error mapping).
 
 Measured: this process's CPU time (`time.process_time`, all threads) per request, not
 wall time: the machine is shared, and Asterisk's CPU is not in it. The event loop is the
@@ -35,7 +38,9 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from pbx_bridge import event_loop
-from pbx_bridge.ari.rest import KEEPALIVE_EXPIRY_S, AriClient
+from pbx_bridge.ari.models import AsteriskPing
+from pbx_bridge.ari.rest import KEEPALIVE_EXPIRY_S, AriClient, _query
+from pbx_bridge.metrics import observe_ari_request
 from pbx_bridge.sandbox import AsteriskSandbox, ensure_root
 
 Request = Callable[[int], Awaitable[None]]
@@ -71,7 +76,9 @@ def _ari_request(ari: AriClient) -> Request:
     return request
 
 
-async def run_httpx(asterisk: AsteriskSandbox, total: int, concurrency: int) -> dict[str, float]:
+async def run_ari_client(
+    asterisk: AsteriskSandbox, total: int, concurrency: int
+) -> dict[str, float]:
     async with AriClient(asterisk.ari_url, asterisk.ari_username, asterisk.ari_password,
                          app="bench", max_connections=concurrency) as ari:
         return await _measure(_ari_request(ari), total, concurrency)
@@ -80,12 +87,31 @@ async def run_httpx(asterisk: AsteriskSandbox, total: int, concurrency: int) -> 
 async def run_httpx_aiohttp(
     asterisk: AsteriskSandbox, total: int, concurrency: int
 ) -> dict[str, float]:
-    transport = AiohttpTransport(limits=httpx.Limits(
-        max_connections=concurrency, keepalive_expiry=KEEPALIVE_EXPIRY_S))
-    async with AriClient(asterisk.ari_url, asterisk.ari_username, asterisk.ari_password,
-                         app="bench", max_connections=concurrency,
-                         transport=transport) as ari:
-        return await _measure(_ari_request(ari), total, concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
+                          keepalive_expiry=KEEPALIVE_EXPIRY_S)
+    async with httpx.AsyncClient(
+        base_url=f"{asterisk.ari_url}/ari",
+        auth=httpx.BasicAuth(asterisk.ari_username, asterisk.ari_password),
+        limits=limits, timeout=10.0, headers={"Accept": "application/json"},
+        transport=AiohttpTransport(limits=limits, trust_env=False),
+    ) as http:
+        async def send(method: str, path: str, params: dict[str, str | None]) -> httpx.Response:
+            started = time.perf_counter()
+            try:
+                response = await http.request(method, path, params=_query(params))
+            finally:
+                observe_ari_request(method, path, time.perf_counter() - started)
+            assert response.status_code < 400, response.status_code
+            return response
+
+        async def request(i: int) -> None:
+            if i % 2:
+                response = await send("GET", "/asterisk/ping", {})
+                assert AsteriskPing.from_json(response.json()).ping == "pong"
+            else:
+                await send("POST", "/asterisk/variable", {"variable": "BENCH", "value": str(i)})
+
+        return await _measure(request, total, concurrency)
 
 
 async def run_aiohttp(asterisk: AsteriskSandbox, total: int, concurrency: int) -> dict[str, float]:
@@ -109,8 +135,8 @@ async def run_aiohttp(asterisk: AsteriskSandbox, total: int, concurrency: int) -
 
 
 CLIENTS: dict[str, Callable[[AsteriskSandbox, int, int], Awaitable[dict[str, float]]]] = {
-    "httpx": run_httpx,
     "httpx-aiohttp": run_httpx_aiohttp,
+    "AriClient": run_ari_client,
     "aiohttp": run_aiohttp,
 }
 
@@ -143,14 +169,14 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    base = report["httpx"]["cpu_ms_per_request_median"]
+    base = report["httpx-aiohttp"]["cpu_ms_per_request_median"]
     loop = "uvloop" if event_loop.loop_factory() else "asyncio"
     print(f"{args.requests} requests x {args.rounds} rounds, {args.concurrency} concurrent, "
           f"{loop} loop, load {os.getloadavg()[0]:.1f}")
     for name, row in report.items():
         median = row["cpu_ms_per_request_median"]
         print(f"{name:14s} CPU {median:.3f} ms/request (rounds {row['cpu_ms_per_request']}) "
-              f"= {median / base:.2f}x httpx; wall {row['wall_s']} s")
+              f"= {median / base:.2f}x httpx-aiohttp; wall {row['wall_s']} s")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,18 @@ class AriSettings(_Section):
     # Asterisk's http.conf `sessionlimit` (100 when unset): `pbx-bridge check` warns
     # when this service's sessions, plus room for the CLI, could exceed it.
     http_session_limit: int = Field(default=100, ge=1)
+    # Asterisk's recording folder (astspooldir/recording, e.g. /var/spool/asterisk/recording)
+    # when it is on this host and this user may read and delete files there: finished
+    # recordings are then copied from it and deleted in it, instead of downloaded and
+    # deleted over ARI. Unset (the default): over ARI, which is right wherever Asterisk runs.
+    recordings_dir: Path | None = None
+
+    @field_validator("recordings_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path (Asterisk's astspooldir/recording)")
+        return value
 
     @field_validator("url")
     @classmethod

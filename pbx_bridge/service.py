@@ -22,7 +22,7 @@ from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.prompts import PromptCatalogue
 from pbx_bridge.jurisdiction import check_routes
 from pbx_bridge.metrics_server import serving_metrics
-from pbx_bridge.recording_source import AriRecordingSource
+from pbx_bridge.recording_source import check_recordings_dir, recording_source
 from pbx_bridge.recordings_admin import deleter_from_settings
 from pbx_bridge.storage_setup import (
     build_backends,
@@ -70,6 +70,8 @@ async def run(settings: Settings) -> None:
     configure_logging(settings.log.level)
     if not settings.ari.password.get_secret_value():
         raise ConfigError("ari.password: not set (the password of the ARI user in ari.conf)")
+    if settings.ari.recordings_dir is not None:
+        await asyncio.to_thread(check_recordings_dir, settings.ari.recordings_dir)
     try:
         # Reads (or creates, once) the key file: file I/O, off the loop.
         subjects = await asyncio.to_thread(subject_index_from_settings, settings.privacy)
@@ -98,7 +100,7 @@ async def run(settings: Settings) -> None:
             require_format(storage.format)
             backends = build_backends(storage)
             targets = build_targets(storage, backends)
-            source = AriRecordingSource(ari)
+            source = recording_source(ari, settings.ari.recordings_dir)
             keyring = load_keyring(storage, targets)
             purger = Purger(
                 sessions,

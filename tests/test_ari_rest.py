@@ -1,16 +1,21 @@
-"""The REST client against httpx's MockTransport: what goes on the wire, what comes back."""
+"""The REST client against a real HTTP server on 127.0.0.1 that records each request and
+answers it from a script: what goes on the wire, what comes back."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-from collections.abc import Callable
+import socket
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
-import httpx
 import pytest
+from aiohttp import web
 
 from pbx_bridge.ari import (
     AriAuthError,
@@ -40,42 +45,102 @@ CHANNEL = {
     "creationtime": "2026-11-24T08:54:24.187+0000", "language": "tr",
 }
 
-Handler = Callable[[httpx.Request], httpx.Response]
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: a JSON or text body, a body sent in chunks, or one cut short
+    (``broken``: fewer bytes than its Content-Length, then the connection closed)."""
+
+    status: int = 204
+    json: Any = None
+    text: str | None = None
+    chunks: Sequence[bytes] = ()
+    broken: bool = False
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    raw_path: str  # path and query string as sent
+    path: str  # the path decoded
+    params: dict[str, str]
+    headers: dict[str, str]
+    content: bytes
 
 
 class Recorder:
-    """Collects requests and answers each with the next canned response."""
+    """Collects requests and answers each with the next scripted reply (204 when none)."""
 
-    def __init__(self, *responses: httpx.Response) -> None:
-        self.requests: list[httpx.Request] = []
-        self._responses = list(responses)
+    def __init__(self, *replies: Reply) -> None:
+        self.requests: list[Seen] = []
+        self._replies = list(replies)
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self._responses.pop(0) if self._responses else httpx.Response(204)
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.requests.append(Seen(
+            request.method, request.raw_path, unquote(request.raw_path.split("?")[0]),
+            dict(parse_qsl(request.query_string)),
+            {k.lower(): v for k, v in request.headers.items()},
+            await request.read()))
+        reply = self._replies.pop(0) if self._replies else Reply()
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        if reply.chunks or reply.broken:
+            response = web.StreamResponse(status=reply.status)
+            response.content_type = "audio/wav"
+            size = sum(len(c) for c in reply.chunks)
+            response.content_length = size + (1000 if reply.broken else 0)
+            await response.prepare(request)
+            for chunk in reply.chunks:
+                await response.write(chunk)
+            if reply.broken:
+                assert request.transport is not None
+                request.transport.close()
+            return response
+        if reply.json is not None:
+            return web.json_response(reply.json, status=reply.status)
+        if reply.text is not None:
+            return web.Response(status=reply.status, text=reply.text)
+        return web.Response(status=reply.status)
+
+    def then(self, *replies: Reply) -> None:
+        """Script more replies, after those already waiting."""
+        self._replies.extend(replies)
 
     @property
-    def last(self) -> httpx.Request:
+    def last(self) -> Seen:
         return self.requests[-1]
 
 
-def client(handler: Handler) -> AriClient:
-    return AriClient("http://127.0.0.1:28088/", "pbx", PASSWORD, app="pbxb",
-                     transport=httpx.MockTransport(handler))
+@asynccontextmanager
+async def client(rec: Recorder, *, timeout_s: float = 10.0) -> AsyncIterator[AriClient]:
+    """An AriClient talking to ``rec`` over a real socket."""
+    server = web.Server(rec.handle)
+    runner = web.ServerRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with AriClient(f"http://127.0.0.1:{port}/", "pbx", PASSWORD, app="pbxb",
+                             timeout=timeout_s) as ari:
+            yield ari
+    finally:
+        await runner.cleanup()
 
 
-def params(request: httpx.Request) -> dict[str, str]:
-    return dict(request.url.params)
+def params(request: Seen) -> dict[str, str]:
+    return request.params
 
 
 async def test_requests_carry_basic_auth_and_the_ari_prefix() -> None:
-    rec = Recorder(httpx.Response(200, json={"ping": "pong", "asterisk_id": "a",
+    rec = Recorder(Reply(200, json={"ping": "pong", "asterisk_id": "a",
                                               "timestamp": "2026-11-24T08:54:14.124+0000"}))
     async with client(rec) as ari:
         pong = await ari.ping()
     assert pong.ping == "pong" and pong.timestamp is not None
     req = rec.last
-    assert req.method == "GET" and req.url.path == "/ari/asterisk/ping"
+    assert req.method == "GET" and req.path == "/ari/asterisk/ping"
     expected = base64.b64encode(f"pbx:{PASSWORD}".encode()).decode()
     assert req.headers["authorization"] == f"Basic {expected}"
 
@@ -88,13 +153,13 @@ async def test_info_and_application_parse_into_models() -> None:
     app = {"name": "pbxb", "channel_ids": ["c1", "c2"], "bridge_ids": ["pbxb-call-1"],
            "endpoint_ids": [], "device_names": [], "events_allowed": [],
            "events_disallowed": []}
-    rec = Recorder(httpx.Response(200, json=info), httpx.Response(200, json=app))
+    rec = Recorder(Reply(200, json=info), Reply(200, json=app))
     async with client(rec) as ari:
         got_info = await ari.info()
         got_app = await ari.application()
     assert got_info.version == "22.10.1" and got_info.default_language == "en"
     assert got_info.startup_time is not None
-    assert rec.last.url.path == "/ari/applications/pbxb"
+    assert rec.last.path == "/ari/applications/pbxb"
     assert got_app.channel_ids == ("c1", "c2") and got_app.bridge_ids == ("pbxb-call-1",)
 
 
@@ -112,7 +177,7 @@ async def test_channel_commands_use_the_documented_methods_and_paths() -> None:
         await ari.continue_in_dialplan("c1", context="ctx", extension="s", priority=2)
         await ari.set_variable("c1", "CONSENT", "granted")
         await ari.send_dtmf("c1", "1#")
-    seen = [(r.method, r.url.raw_path.decode()) for r in rec.requests]
+    seen = [(r.method, r.raw_path) for r in rec.requests]
     assert seen == [
         ("POST", "/ari/channels/c1/answer"),
         ("POST", "/ari/channels/c1/ring"),
@@ -129,14 +194,14 @@ async def test_channel_commands_use_the_documented_methods_and_paths() -> None:
 
 
 async def test_play_joins_several_media_and_returns_a_playback() -> None:
-    rec = Recorder(httpx.Response(201, json={
+    rec = Recorder(Reply(201, json={
         "id": "pb1", "media_uri": "sound:a", "next_media_uri": "sound:b",
         "target_uri": "channel:c1", "language": "tr", "state": "queued"}))
     async with client(rec) as ari:
         playback = await ari.play("c1", ["sound:a", "sound:b"], playback_id="pb1", lang="tr")
     assert isinstance(playback, Playback)
     assert playback.target_kind == "channel" and playback.target_id == "c1"
-    assert rec.last.url.path == "/ari/channels/c1/play"
+    assert rec.last.path == "/ari/channels/c1/play"
     assert params(rec.last) == {"media": "sound:a,sound:b", "playbackId": "pb1", "lang": "tr"}
     async with client(rec) as ari:
         with pytest.raises(ValueError):
@@ -145,19 +210,19 @@ async def test_play_joins_several_media_and_returns_a_playback() -> None:
 
 async def test_record_and_record_bridge_send_ari_parameter_names() -> None:
     live = {"name": "rec-1", "format": "wav", "state": "queued", "target_uri": "bridge:b1"}
-    rec = Recorder(httpx.Response(201, json={**live, "target_uri": "channel:c1"}),
-                   httpx.Response(201, json=live))
+    rec = Recorder(Reply(201, json={**live, "target_uri": "channel:c1"}),
+                   Reply(201, json=live))
     async with client(rec) as ari:
         first = await ari.record("c1", "rec-1", max_duration_s=60, beep=True,
                                  terminate_on="#", if_exists="overwrite")
         second = await ari.record_bridge("b1", "rec-1")
     assert isinstance(first, LiveRecording) and first.target_id == "c1"
     assert second.target_kind == "bridge"
-    assert rec.requests[0].url.path == "/ari/channels/c1/record"
+    assert rec.requests[0].path == "/ari/channels/c1/record"
     assert params(rec.requests[0]) == {
         "name": "rec-1", "format": "wav", "maxDurationSeconds": "60", "maxSilenceSeconds": "0",
         "ifExists": "overwrite", "beep": "true", "terminateOn": "#"}
-    assert rec.requests[1].url.path == "/ari/bridges/b1/record"
+    assert rec.requests[1].path == "/ari/bridges/b1/record"
     assert params(rec.requests[1])["beep"] == "false"
     assert params(rec.requests[1])["ifExists"] == "fail"
 
@@ -165,7 +230,7 @@ async def test_record_and_record_bridge_send_ari_parameter_names() -> None:
 async def test_snoop_and_create_channel_with_variables_body() -> None:
     snoop = {**CHANNEL, "id": "pbxb-snoop-1", "name": "Snoop/c1-00000000"}
     agent = {**CHANNEL, "id": "pbxb-agent-1", "state": "Down"}
-    rec = Recorder(httpx.Response(200, json=snoop), httpx.Response(200, json=agent))
+    rec = Recorder(Reply(200, json=snoop), Reply(200, json=agent))
     async with client(rec) as ari:
         snooped = await ari.snoop("c1", app="pbxb", app_args="snoop,42", snoop_id="pbxb-snoop-1")
         created = await ari.create_channel(
@@ -175,7 +240,7 @@ async def test_snoop_and_create_channel_with_variables_body() -> None:
     assert params(rec.requests[0]) == {"spy": "both", "whisper": "none", "app": "pbxb",
                                        "appArgs": "snoop,42", "snoopId": "pbxb-snoop-1"}
     req = rec.requests[1]
-    assert (req.method, req.url.path) == ("POST", "/ari/channels/create")
+    assert (req.method, req.path) == ("POST", "/ari/channels/create")
     assert params(req) == {"endpoint": "PJSIP/101", "app": "pbxb", "appArgs": "agent,42",
                            "channelId": "pbxb-agent-1", "originator": "c1"}
     assert json.loads(req.content) == {"variables": {"CALLERID(num)": "05321234567"}}
@@ -183,23 +248,23 @@ async def test_snoop_and_create_channel_with_variables_body() -> None:
 
 
 async def test_originate_requires_app_or_dialplan() -> None:
-    rec = Recorder(httpx.Response(200, json=CHANNEL))
+    rec = Recorder(Reply(200, json=CHANNEL))
     async with client(rec) as ari:
         await ari.originate("Local/s@test", app="pbxb", app_args="x")
         with pytest.raises(ValueError):
             await ari.originate("Local/s@test")
         with pytest.raises(ValueError):
             await ari.originate("Local/s@test", app="pbxb", context="c", extension="s")
-    assert rec.last.url.path == "/ari/channels"
+    assert rec.last.path == "/ari/channels"
     assert params(rec.last) == {"endpoint": "Local/s@test", "app": "pbxb", "appArgs": "x",
                                 "timeout": "30"}
 
 
 async def test_get_variable_tells_unset_variable_from_missing_channel() -> None:
     rec = Recorder(
-        httpx.Response(200, json={"value": "granted"}),
-        httpx.Response(404, json={"message": "Provided variable was not found"}),
-        httpx.Response(404, json={"message": "Channel not found"}),
+        Reply(200, json={"value": "granted"}),
+        Reply(404, json={"message": "Provided variable was not found"}),
+        Reply(404, json={"message": "Channel not found"}),
     )
     async with client(rec) as ari:
         assert await ari.get_variable("c1", "CONSENT") == "granted"
@@ -213,9 +278,9 @@ async def test_bridge_operations() -> None:
     bridge = {"id": "pbxb-call-1", "technology": "simple_bridge", "bridge_type": "mixing",
               "bridge_class": "stasis", "creator": "Stasis", "name": "call 1",
               "channels": [], "creationtime": "2026-11-24T08:54:28.604+0000"}
-    rec = Recorder(httpx.Response(200, json=bridge), httpx.Response(204),
-                   httpx.Response(204), httpx.Response(200, json=[bridge]),
-                   httpx.Response(204))
+    rec = Recorder(Reply(200, json=bridge), Reply(204),
+                   Reply(204), Reply(200, json=[bridge]),
+                   Reply(204))
     async with client(rec) as ari:
         created = await ari.create_bridge(bridge_id="pbxb-call-1", name="call 1")
         await ari.add_channel("pbxb-call-1", ["c1", "agent-1"], role="participant")
@@ -226,17 +291,17 @@ async def test_bridge_operations() -> None:
     assert bridges == [created]
     assert params(rec.requests[0]) == {"type": "mixing", "bridgeId": "pbxb-call-1",
                                        "name": "call 1"}
-    assert rec.requests[1].url.path == "/ari/bridges/pbxb-call-1/addChannel"
+    assert rec.requests[1].path == "/ari/bridges/pbxb-call-1/addChannel"
     assert params(rec.requests[1]) == {"channel": "c1,agent-1", "role": "participant"}
     assert params(rec.requests[2]) == {"channel": "c1"}
-    assert (rec.requests[4].method, rec.requests[4].url.path) == (
+    assert (rec.requests[4].method, rec.requests[4].path) == (
         "DELETE", "/ari/bridges/pbxb-call-1")
 
 
 async def test_playback_and_recording_paths() -> None:
     rec = Recorder(
-        httpx.Response(204), httpx.Response(204), httpx.Response(204),
-        httpx.Response(200, json=[{"name": "r1", "format": "wav"}]), httpx.Response(204),
+        Reply(204), Reply(204), Reply(204),
+        Reply(200, json=[{"name": "r1", "format": "wav"}]), Reply(204),
     )
     async with client(rec) as ari:
         await ari.stop_playback("pb1")
@@ -244,7 +309,7 @@ async def test_playback_and_recording_paths() -> None:
         await ari.cancel_recording("r1")
         stored = await ari.list_stored_recordings()
         await ari.delete_stored_recording("r1")
-    assert [(r.method, r.url.path) for r in rec.requests] == [
+    assert [(r.method, r.path) for r in rec.requests] == [
         ("DELETE", "/ari/playbacks/pb1"),
         ("POST", "/ari/recordings/live/r1/stop"),
         ("DELETE", "/ari/recordings/live/r1"),
@@ -272,8 +337,8 @@ async def test_playback_and_recording_paths() -> None:
 async def test_error_statuses_map_to_specific_exceptions(
     status: int, body: dict[str, Any] | None, exc_type: type[AriHttpError]
 ) -> None:
-    response = (httpx.Response(status, json=body) if body is not None
-                else httpx.Response(status, text="teapot"))
+    response = (Reply(status, json=body) if body is not None
+                else Reply(status, text="teapot"))
     async with client(Recorder(response)) as ari:
         with pytest.raises(exc_type) as info:
             await ari.answer("c1")
@@ -286,38 +351,36 @@ async def test_error_statuses_map_to_specific_exceptions(
 
 
 async def test_403_is_also_an_auth_error() -> None:
-    async with client(Recorder(httpx.Response(403, json={"message": "x"}))) as ari:
+    async with client(Recorder(Reply(403, json={"message": "x"}))) as ari:
         with pytest.raises(AriAuthError):
             await ari.get_stored_recording("r1")
 
 
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 async def test_unreachable_asterisk_is_a_connection_error_without_secrets() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
-
-    def slow(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out", request=request)
-
-    async with client(refuse) as ari:
+    # Nothing listens on this port: a real socket-level refusal.
+    url = f"http://127.0.0.1:{closed_port()}"
+    async with AriClient(url, "pbx", PASSWORD, app="pbxb", timeout=2.0) as ari:
         with pytest.raises(AriConnectionError) as refused:
             await ari.info()
-    assert "Connection refused" in str(refused.value) and PASSWORD not in str(refused.value)
-    async with client(slow) as ari:
-        with pytest.raises(AriConnectionError, match="did not answer in time"):
+    assert f"cannot reach Asterisk at {url}" in str(refused.value)
+    assert PASSWORD not in str(refused.value)
+
+
+async def test_a_slow_asterisk_is_a_timeout_not_unreachable() -> None:
+    async with client(Recorder(Reply(200, json=CHANNEL, delay_s=2.0)), timeout_s=0.3) as ari:
+        with pytest.raises(AriConnectionError, match=r"did not answer in time \(ReadTimeout\)"):
             await ari.get_channel("c1")
 
 
-async def test_real_asterisk_is_refused_port_maps_to_connection_error() -> None:
-    # Nothing listens on this port: a real socket-level refusal through httpx.
-    async with AriClient("http://127.0.0.1:28999", "pbx", PASSWORD, app="pbxb",
-                         timeout=2.0) as ari:
-        with pytest.raises(AriConnectionError):
-            await ari.ping()
-
-
 async def test_garbage_bodies_are_response_errors() -> None:
-    rec = Recorder(httpx.Response(200, text="<html>"), httpx.Response(200, json={"name": "x"}),
-                   httpx.Response(200, json={"not": "a list"}))
+    rec = Recorder(Reply(200, text="<html>"), Reply(200, json={"name": "x"}),
+                   Reply(200, json={"not": "a list"}))
     async with client(rec) as ari:
         with pytest.raises(AriResponseError):
             await ari.info()
@@ -328,7 +391,7 @@ async def test_garbage_bodies_are_response_errors() -> None:
 
 
 async def test_channel_model_reads_everything_the_flow_uses() -> None:
-    async with client(Recorder(httpx.Response(200, json=CHANNEL))) as ari:
+    async with client(Recorder(Reply(200, json=CHANNEL))) as ari:
         channel = await ari.get_channel("c1")
     assert channel.caller.number == "05321234567"
     assert channel.dialplan_exten == "2125550100" and channel.dialplan_priority == 3
@@ -337,18 +400,12 @@ async def test_channel_model_reads_everything_the_flow_uses() -> None:
 
 async def test_download_streams_to_file_in_chunks(tmp_path: Path) -> None:
     payload = bytes(range(256)) * 2048  # 512 KiB, several chunks
-
-    async def body() -> Any:
-        for start in range(0, len(payload), 10_000):
-            yield payload[start:start + 10_000]
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.url.raw_path == b"/ari/recordings/stored/r%201/file"
-        return httpx.Response(200, content=body(), headers={"content-type": "audio/wav"})
-
+    chunks = [payload[start:start + 10_000] for start in range(0, len(payload), 10_000)]
+    rec = Recorder(Reply(200, chunks=chunks))
     dest = tmp_path / "r1.wav"
-    async with client(handler) as ari:
+    async with client(rec) as ari:
         written = await ari.download_stored_recording("r 1", dest)
+    assert rec.last.raw_path == "/ari/recordings/stored/r%201/file"
     assert written == len(payload)
     assert dest.read_bytes() == payload
     assert not (tmp_path / "r1.wav.part").exists()
@@ -356,42 +413,46 @@ async def test_download_streams_to_file_in_chunks(tmp_path: Path) -> None:
 
 async def test_failed_download_leaves_no_file(tmp_path: Path) -> None:
     dest = tmp_path / "missing.wav"
-    rec = Recorder(httpx.Response(404, json={"message": "Recording not found"}))
+    rec = Recorder(Reply(404, json={"message": "Recording not found"}),
+                   Reply(200, chunks=[b"RIFF...."], broken=True))
     async with client(rec) as ari:
         with pytest.raises(AriNotFound, match="Recording not found"):
             await ari.download_stored_recording("missing", dest)
-    assert await asyncio.to_thread(lambda: list(tmp_path.iterdir())) == []
-
-    async def broken() -> Any:
-        yield b"RIFF...."
-        raise httpx.ReadError("connection reset")
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=broken())
-
-    async with client(handler) as ari:
-        with pytest.raises(AriConnectionError):
+        assert await asyncio.to_thread(lambda: list(tmp_path.iterdir())) == []
+        with pytest.raises(AriConnectionError, match="download interrupted"):
             await ari.download_stored_recording("half", dest)
     assert await asyncio.to_thread(lambda: list(tmp_path.iterdir())) == []
 
 
 async def test_client_closes_its_pool_even_when_the_body_raises() -> None:
-    ari = client(Recorder())
     with pytest.raises(RuntimeError):
-        async with ari:
+        async with client(Recorder(Reply(200, json={"ping": "pong"}))) as ari:
+            await ari.ping()
             raise RuntimeError("boom")
-    assert ari._http.is_closed
+    assert ari.closed
+    with pytest.raises(AriConnectionError, match="closed"):
+        await ari.ping()
+
+
+async def test_command_bodies_are_not_decoded() -> None:
+    # A command's answer is read (the connection goes back to the pool) but not parsed:
+    # a body that is not JSON does not fail it, and the next request reuses the socket.
+    rec = Recorder(Reply(200, text="not json"), Reply(200, json={"ping": "pong"}))
+    async with client(rec) as ari:
+        await ari.answer("c1")
+        assert (await ari.ping()).ping == "pong"
+    assert len(rec.requests) == 2
 
 
 async def test_modules_sounds_and_global_variables_for_the_check() -> None:
     rec = Recorder(
-        httpx.Response(200, json=[{"name": "res_stasis.so", "description": "Stasis",
+        Reply(200, json=[{"name": "res_stasis.so", "description": "Stasis",
                                    "use_count": 19, "status": "Running",
                                    "support_level": "core"}]),
-        httpx.Response(200, json={"id": "tr/disclosure", "formats": [
+        Reply(200, json={"id": "tr/disclosure", "formats": [
             {"language": "pbx-bridge", "format": "slin"}]}),
-        httpx.Response(200, json={"value": "1796116038"}),
-        httpx.Response(404, json={"message": "Sound not found"}),
+        Reply(200, json={"value": "1796116038"}),
+        Reply(404, json={"message": "Sound not found"}),
     )
     async with client(rec) as ari:
         modules = await ari.modules()
@@ -403,7 +464,7 @@ async def test_modules_sounds_and_global_variables_for_the_check() -> None:
     assert modules[0].use_count == 19
     assert sound.id == "tr/disclosure" and sound.languages == {"pbx-bridge"}
     assert epoch == "1796116038"
-    paths = [r.url.raw_path.decode() for r in rec.requests]
+    paths = [r.raw_path for r in rec.requests]
     # A sound id with "/" is one path segment, quoted, as ARI expects.
     assert paths[:3] == ["/ari/asterisk/modules", "/ari/sounds/tr%2Fdisclosure",
                          "/ari/asterisk/variable?variable=EPOCH"]

@@ -4,11 +4,17 @@ ARI takes its parameters in the query string (only channel/bridge `variables` go
 body), answers 204 for commands and JSON objects for resources. Errors come back as
 `{"message": ...}` (sometimes `{"error": ...}`) and become the exception classes in
 `errors.py`, so the flow can tell a channel that hung up (404) from Asterisk being away.
+
+Plain aiohttp underneath: a call makes ~24 requests, and aiohttp's own client costs about
+a third of the CPU per request of httpx on aiohttp's transport (bench/README.md, "ARI
+REST client").
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json as jsonlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,8 +24,6 @@ from typing import IO, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from pbx_bridge.ari.errors import (
     AriConnectionError,
@@ -78,52 +82,27 @@ def _query(params: Params) -> dict[str, str]:
     return out
 
 
-def _aiohttp_transport(max_connections: int) -> AiohttpTransport:
-    """httpx's API on aiohttp's connector and parser: a quarter of the CPU per request of
-    httpx's own transport (bench/README.md, "ARI REST client"). aiohttp's connector holds
-    the same bounded pool: at most `max_connections` open, further requests wait for one
-    (within the timeout), idle ones closed after KEEPALIVE_EXPIRY_S."""
-    return AiohttpTransport(
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=KEEPALIVE_EXPIRY_S,
-        ),
-        trust_env=False,
-    )
+def _transport_error(method: str, path: str, base_url: str, exc: Exception) -> AriConnectionError:
+    """Too slow (a timeout, also waiting for a pooled connection) is told apart from
+    unreachable (refused, reset, a broken response), as the flow reports them differently."""
+    if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
+        connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
+        kind = "ConnectTimeout" if connecting else "ReadTimeout"
+        return AriConnectionError(f"{method} {path}: Asterisk did not answer in time ({kind})")
+    return AriConnectionError(f"{method} {path}: cannot reach Asterisk at {base_url}: {exc}")
 
 
-def _timed_out(exc: httpx.TransportError) -> bool:
-    """Whether Asterisk was too slow rather than unreachable. httpx-aiohttp maps every
-    aiohttp connection error (refused, reset) to httpx.ConnectTimeout, so its aiohttp
-    cause decides: only aiohttp's timeouts are TimeoutErrors."""
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientError):
-        return isinstance(cause, TimeoutError)
-    return isinstance(exc, httpx.TimeoutException)
-
-
-def _kind(exc: httpx.TransportError) -> str:
-    """The timeout's name as httpx's own transport would give it (aiohttp's connect
-    timeout also covers the wait for a free pooled connection)."""
-    if isinstance(exc.__cause__, aiohttp.SocketTimeoutError):
-        return "ReadTimeout"
-    if isinstance(exc.__cause__, aiohttp.ClientError):
-        return "ConnectTimeout"
-    return type(exc).__name__
-
-
-def _error_message(response: httpx.Response) -> str:
+def _error_message(body: bytes, reason: str) -> str:
     try:
-        body = response.json()
+        parsed = jsonlib.loads(body)
     except ValueError:
-        text = response.text.strip()
-        return text[:200] if text else response.reason_phrase
-    if isinstance(body, Mapping):
+        text = body.decode("utf-8", "replace").strip()
+        return text[:200] if text else reason
+    if isinstance(parsed, Mapping):
         for key in ("message", "error"):
-            if isinstance(body.get(key), str):
-                return str(body[key])
-    return response.reason_phrase
+            if isinstance(parsed.get(key), str):
+                return str(parsed[key])
+    return reason
 
 
 class AriClient:
@@ -142,32 +121,56 @@ class AriClient:
         app: str,
         timeout: float = 10.0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self.base_url = base_url.rstrip("/")
         self.app = app
         self.max_connections = max_connections
-        self._http = httpx.AsyncClient(
-            base_url=f"{self.base_url}/ari",
-            auth=httpx.BasicAuth(username, password),
+        self._root = f"{self.base_url}/ari"
+        # Computed once, not per request.
+        self._headers = {
+            "Accept": "application/json",
+            # UTF-8, as httpx encoded it before.
+            "Authorization": "Basic " + base64.b64encode(
+                f"{username}:{password}".encode()).decode("ascii"),
+        }
+        # Each phase of a request (waiting for a pooled connection and connecting, then
+        # each read) gets `timeout`, as httpx did; no limit on a whole download, whose
+        # length grows with the call.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The pool, made on first use so the client can be built outside the loop."""
+        if self._closed:
+            raise AriConnectionError("the ARI client is closed")
+        if self._session is None:
             # Asterisk's HTTP server refuses sessions beyond http.conf's sessionlimit (100
-            # in a stock install, the event websocket included). A small pool of kept-alive
-            # connections serves a busy call centre; requests beyond it wait in the pool
-            # (bounded by the timeout) instead of opening more sessions than Asterisk allows.
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                # Below Asterisk's session_keep_alive (15 s by default), so we close an
-                # idle connection before Asterisk does and never reuse a dead one.
-                keepalive_expiry=KEEPALIVE_EXPIRY_S,
-            ),
-            timeout=timeout,
-            # A given transport (tests: httpx.MockTransport) is used as it is.
-            transport=transport or _aiohttp_transport(max_connections),
-            headers={"Accept": "application/json"},
-        )
+            # in a stock install, the event websocket included). A small pool of
+            # kept-alive connections serves a busy call centre; requests beyond it wait
+            # for one (bounded by the timeout) instead of opening more sessions than
+            # Asterisk allows. Idle ones close below Asterisk's session_keep_alive (15 s
+            # by default), so we close before Asterisk does and never reuse a dead one.
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections,
+                limit_per_host=0,
+                keepalive_timeout=KEEPALIVE_EXPIRY_S,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                timeout=self._timeout,
+                trust_env=False,
+                # ARI's cookies mean nothing to us; not storing them saves work per response.
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def __aenter__(self) -> AriClient:
         return self
@@ -181,7 +184,10 @@ class AriClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        self._closed = True
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
     # -- transport -------------------------------------------------------------------
 
@@ -191,29 +197,24 @@ class AriClient:
         path: str,
         params: Params | None = None,
         json: Any = None,
-    ) -> httpx.Response:
+    ) -> bytes:
+        """The response's body (b"" for a command's 204); an error status raises."""
         started = time.perf_counter()
         try:
-            response = await self._http.request(
-                method, path, params=_query(params or {}), json=json
-            )
-        except httpx.TransportError as exc:
-            if _timed_out(exc):
-                raise AriConnectionError(
-                    f"{method} {path}: Asterisk did not answer in time ({_kind(exc)})"
-                ) from exc
-            raise AriConnectionError(
-                f"{method} {path}: cannot reach Asterisk at {self.base_url}: {exc}"
-            ) from exc
-        except aiohttp.ClientError as exc:  # one httpx-aiohttp does not map (bad response)
-            raise AriConnectionError(
-                f"{method} {path}: cannot reach Asterisk at {self.base_url}: {exc}"
-            ) from exc
+            async with self._http().request(
+                method, self._root + path, params=_query(params) if params else None,
+                json=json,
+            ) as response:
+                body = await response.read()
+                status = response.status
+                reason = response.reason or ""
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_error(method, path, self.base_url, exc) from exc
         finally:
             observe_ari_request(method, path, time.perf_counter() - started)
-        if response.status_code >= 400:
-            raise error_for_status(response.status_code, method, path, _error_message(response))
-        return response
+        if status >= 400:
+            raise error_for_status(status, method, path, _error_message(body, reason))
+        return body
 
     async def _call(
         self,
@@ -223,9 +224,9 @@ class AriClient:
         params: Params | None = None,
         json: Any = None,
     ) -> T:
-        response = await self._request(method, path, params, json)
+        body = await self._request(method, path, params, json)
         try:
-            return parse(response.json())
+            return parse(jsonlib.loads(body))
         except ValueError as exc:  # JSONDecodeError is a ValueError too
             raise AriResponseError(f"{method} {path}: unexpected response: {exc}") from exc
 
@@ -242,6 +243,8 @@ class AriClient:
     async def _command(
         self, method: str, path: str, params: Params | None = None, json: Any = None
     ) -> None:
+        """A request whose answer we do not need: its body is read (so the connection
+        goes back to the pool) but never decoded."""
         await self._request(method, path, params, json)
 
     # -- asterisk ----------------------------------------------------------------------
@@ -596,27 +599,28 @@ class AriClient:
         partial = dest.with_name(dest.name + ".part")
         handle: IO[bytes] | None = None
         written = 0
+        started = time.perf_counter()
         try:
-            async with self._http.stream("GET", path) as response:
-                if response.status_code >= 400:
-                    await response.aread()
+            async with self._http().get(self._root + path) as response:
+                if response.status >= 400:
+                    body = await response.read()
                     raise error_for_status(
-                        response.status_code, "GET", path, _error_message(response)
+                        response.status, "GET", path,
+                        _error_message(body, response.reason or ""),
                     )
                 handle = await asyncio.to_thread(partial.open, "wb")
-                async for chunk in response.aiter_bytes(_DOWNLOAD_CHUNK):
+                async for chunk in response.content.iter_chunked(_DOWNLOAD_CHUNK):
                     await asyncio.to_thread(handle.write, chunk)
                     written += len(chunk)
                 await asyncio.to_thread(handle.close)
                 handle = None
             await asyncio.to_thread(partial.replace, dest)
-        except httpx.TransportError as exc:
-            if _timed_out(exc):
-                raise AriConnectionError(f"GET {path}: download timed out") from exc
-            raise AriConnectionError(f"GET {path}: download interrupted: {exc}") from exc
+        except TimeoutError as exc:
+            raise AriConnectionError(f"GET {path}: download timed out") from exc
         except aiohttp.ClientError as exc:
             raise AriConnectionError(f"GET {path}: download interrupted: {exc}") from exc
         finally:
+            observe_ari_request("GET", path, time.perf_counter() - started)
             if handle is not None:
                 await asyncio.to_thread(handle.close)
             await asyncio.to_thread(partial.unlink, missing_ok=True)

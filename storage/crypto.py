@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -140,6 +141,84 @@ def decrypt_file(src: Path, dest: Path, data_key: bytes, context: str) -> None:
                     break
                 current = following
                 index += 1
+
+
+@dataclass(frozen=True)
+class SealedLayout:
+    """Where each chunk of one encrypted file sits, so a reader can start at any chunk."""
+
+    header: bytes
+    chunk_size: int
+    prefix: bytes
+    sealed_size: int  # of the whole file
+    plain_size: int
+    chunks: int
+
+    def chunk_of(self, plain_offset: int) -> int:
+        return min(plain_offset // self.chunk_size, self.chunks - 1)
+
+    def sealed_offset(self, index: int) -> int:
+        """Where chunk ``index`` starts in the file."""
+        return HEADER_BYTES + index * (self.chunk_size + TAG_BYTES)
+
+    def sealed_length(self, first: int, last: int) -> int:
+        """Bytes of the file holding chunks ``first``..``last`` (inclusive)."""
+        end = min(self.sealed_offset(last + 1), self.sealed_size)
+        return end - self.sealed_offset(first)
+
+
+def sealed_layout(header: bytes, sealed_size: int, source: str) -> SealedLayout:
+    """The layout of a file from its header and its size (``encrypted_size`` inverted).
+
+    Raises ``DecryptionFailed`` for a header that is not ours or a size no plaintext could
+    have produced (a file cut off or padded mid-chunk).
+    """
+    chunk_size, prefix = _parse_header(Path(source), header[:HEADER_BYTES])
+    body = sealed_size - HEADER_BYTES
+    chunks = max(1, -(-body // (chunk_size + TAG_BYTES)))
+    plain_size = body - chunks * TAG_BYTES
+    if plain_size < 0 or encrypted_size(plain_size, chunk_size) != sealed_size:
+        raise DecryptionFailed(
+            f"{source}: size {sealed_size} is not that of a file sealed in {chunk_size}-byte "
+            "chunks (truncated or extended)"
+        )
+    return SealedLayout(header[:HEADER_BYTES], chunk_size, prefix, sealed_size, plain_size,
+                        chunks)
+
+
+def open_chunks(
+    data_key: bytes,
+    layout: SealedLayout,
+    first: int,
+    sealed: bytes,
+    context: str,
+    source: str,
+) -> list[bytes]:
+    """Authenticate and decrypt consecutive sealed chunks starting at index ``first``.
+
+    Each chunk's index and "last" flag come from its position in the file, so a chunk
+    moved, dropped or cut off does not authenticate. Raises ``DecryptionFailed`` naming
+    the first chunk that fails; nothing of that chunk is returned.
+    """
+    aead = _cipher(data_key)
+    bound = context.encode()
+    step = layout.chunk_size + TAG_BYTES
+    plain: list[bytes] = []
+    for start in range(0, len(sealed), step):
+        index = first + start // step
+        last = index == layout.chunks - 1
+        try:
+            plain.append(aead.decrypt(
+                _nonce(layout.prefix, index, last),
+                sealed[start : start + step],
+                _associated(layout.header, index, last, bound),
+            ))
+        except InvalidTag:
+            raise DecryptionFailed(
+                f"{source}: chunk {index} does not authenticate (wrong key or context, "
+                "or the file was altered, truncated or reordered)"
+            ) from None
+    return plain
 
 
 def _cipher(data_key: bytes) -> AESGCM:

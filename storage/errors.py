@@ -94,3 +94,30 @@ class DiskError(TransientStorageError):
         self.area = area
         self.folder = folder
         self.errno = exc.errno
+
+
+class PlaybackError(StorageError):
+    """A stored recording cannot be played (or played from the asked position)."""
+
+
+class RecordingErased(PlaybackError):
+    """The recording was deleted or erased (its row says so, or its data key is destroyed):
+    gone for good, which a web answer spells 410, never "try again"."""
+
+
+class NoPlayableCopy(PlaybackError):
+    """No verified copy could be opened for reading (the message names each one's problem);
+    a backend may come back, so this is a "not now" rather than "gone"."""
+
+
+class ChunkTampered(DecryptionFailed, PlaybackError):
+    """A chunk of an encrypted copy did not authenticate while it was being streamed: the
+    stream stops before that chunk, so no altered byte ever reaches the listener."""
+
+
+class CopyChanged(PlaybackError):
+    """A plain copy is not the size its verified row says (replaced or cut off since)."""
+
+
+class RangeUnsupported(StorageError):
+    """The backend cannot read part of an object (a backend class without ``read_range``)."""

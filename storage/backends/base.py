@@ -6,13 +6,17 @@ every backend validates them with ``validate_key`` before touching anything.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from storage.errors import UnsafeKey
+from storage.errors import RangeUnsupported, UnsafeKey
 
 MAX_KEY_LENGTH = 1024
+# What one piece of a ranged read holds at most: playback memory stays flat per listener.
+RANGE_PIECE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,16 @@ def validate_remote_key(key: str) -> str:
     return key
 
 
+async def save_pieces(pieces: AsyncIterable[bytes], dest: Path) -> None:
+    """Write a download's pieces to ``dest`` as they arrive; the file work in threads."""
+    fh = await asyncio.to_thread(dest.open, "wb")
+    try:
+        async for piece in pieces:
+            await asyncio.to_thread(fh.write, piece)
+    finally:
+        await asyncio.to_thread(fh.close)
+
+
 class Backend(ABC):
     """A place recordings are kept. Every method is idempotent for the same key."""
 
@@ -86,6 +100,20 @@ class Backend(ABC):
     @abstractmethod
     async def delete(self, key: str) -> None:
         """Delete the object; deleting a missing object is not an error."""
+
+    async def read_range(
+        self, key: str, offset: int, length: int, *, piece_bytes: int = RANGE_PIECE_BYTES
+    ) -> AsyncGenerator[bytes, None]:
+        """Yield ``length`` bytes of the object from ``offset``, in pieces of at most
+        ``piece_bytes``, without fetching the rest of it (a player seeking into an hour).
+
+        Stops early, without an error, if the object ends first: the caller knows the size
+        it expects and decides what a short read means. Raises ``ObjectNotFound`` if there
+        is no object under ``key``. Close the iterator (``aclose``) when stopping early so
+        the connection it holds is released at once.
+        """
+        raise RangeUnsupported(f"backend {self.name}: cannot read part of an object")
+        yield b""  # pragma: no cover - makes this an async generator like the overrides
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release pooled connections or clients; the backend stays usable afterwards."""

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import ssl
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
@@ -25,7 +25,13 @@ from aioftp.client import DataConnectionThrottleStreamIO
 from aioftp.common import SSLSessionBoundContext, async_enterable
 
 from storage.audio_facts import digest_file
-from storage.backends.base import ObjectInfo, RemoteFolderBackend, StoredObject
+from storage.backends.base import (
+    RANGE_PIECE_BYTES,
+    ObjectInfo,
+    RemoteFolderBackend,
+    StoredObject,
+    save_pieces,
+)
 from storage.backends.settings import FtpBackendSettings
 from storage.errors import (
     BackendRefused,
@@ -236,13 +242,36 @@ class FtpBackend(RemoteFolderBackend):
         async with self._session("get") as client:
             if await self._size(client, path) is None:
                 raise ObjectNotFound(f"backend {self.name}: no object under {key!r}")
-            fh = await asyncio.to_thread(dest.open, "wb")
+            async with client.download_stream(path) as stream:
+                await save_pieces(stream.iter_by_block(CHUNK_BYTES), dest)
+
+    async def read_range(
+        self, key: str, offset: int, length: int, *, piece_bytes: int = RANGE_PIECE_BYTES
+    ) -> AsyncGenerator[bytes, None]:
+        path = self.remote_path(key)
+        async with self._session("read") as client:
+            if await self._size(client, path) is None:
+                raise ObjectNotFound(f"backend {self.name}: no object under {key!r}")
+            # REST <offset> then RETR: the server starts sending at the offset.
+            stream = await client.download_stream(path, offset=offset)
+            left, at_end = length, False
             try:
-                async with client.download_stream(path) as stream:
-                    async for chunk in stream.iter_by_block(CHUNK_BYTES):
-                        await asyncio.to_thread(fh.write, chunk)
-            finally:
-                await asyncio.to_thread(fh.close)
+                while left > 0:
+                    piece = await stream.read(min(piece_bytes, left))
+                    if not piece:
+                        at_end = True
+                        break
+                    left -= len(piece)
+                    yield piece
+            except BaseException:
+                stream.close()
+                raise
+            if at_end:
+                await stream.finish()
+            else:
+                # Stopping mid-file: closing the data connection aborts the transfer (the
+                # server answers 426); the session's close drops the control connection.
+                stream.close()
 
     async def delete(self, key: str) -> None:
         path = self.remote_path(key)

@@ -11,12 +11,20 @@ import asyncio
 import os
 import shutil
 import uuid
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from stat import S_ISREG
+from typing import BinaryIO
 
 from storage.atomic_write import fsync_dir, fsync_file
 from storage.audio_facts import digest_file
-from storage.backends.base import Backend, ObjectInfo, StoredObject, validate_key
+from storage.backends.base import (
+    RANGE_PIECE_BYTES,
+    Backend,
+    ObjectInfo,
+    StoredObject,
+    validate_key,
+)
 from storage.disk import disk_errors, track_area
 from storage.errors import ObjectNotFound, UnsafeKey
 
@@ -85,6 +93,30 @@ class LocalBackend(Backend):
             shutil.copyfile(self.path_for(key), dest)
         except FileNotFoundError as exc:
             raise ObjectNotFound(f"no object under {key!r}") from exc
+
+    async def read_range(
+        self, key: str, offset: int, length: int, *, piece_bytes: int = RANGE_PIECE_BYTES
+    ) -> AsyncGenerator[bytes, None]:
+        fh = await asyncio.to_thread(self._open_at, key, offset)
+        try:
+            left = length
+            while left > 0:
+                piece = await asyncio.to_thread(fh.read, min(piece_bytes, left))
+                if not piece:
+                    return
+                left -= len(piece)
+                yield piece
+        finally:
+            await asyncio.to_thread(fh.close)
+
+    def _open_at(self, key: str, offset: int) -> BinaryIO:
+        path = self.path_for(key)
+        try:
+            fh = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise ObjectNotFound(f"no object under {key!r}") from exc
+        fh.seek(offset)
+        return fh
 
     async def delete(self, key: str) -> None:
         with disk_errors(LOCAL_AREA, self.root):

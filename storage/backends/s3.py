@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,7 +31,13 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 from botocore.exceptions import SSLError as BotoSSLError
 
 from storage.audio_facts import digest_file
-from storage.backends.base import Backend, ObjectInfo, StoredObject, validate_remote_key
+from storage.backends.base import (
+    RANGE_PIECE_BYTES,
+    Backend,
+    ObjectInfo,
+    StoredObject,
+    validate_remote_key,
+)
 from storage.backends.settings import S3BackendSettings
 from storage.errors import (
     BackendRefused,
@@ -254,17 +261,45 @@ class S3Backend(Backend):
                 raise ObjectNotFound(f"backend {self.name}: no object under {key!r}") from exc
             raise
 
+    async def read_range(
+        self, key: str, offset: int, length: int, *, piece_bytes: int = RANGE_PIECE_BYTES
+    ) -> AsyncGenerator[bytes, None]:
+        okey = self.object_key(key)
+        if length <= 0:
+            return
+        try:
+            async with self._calls("read") as s3:
+                try:
+                    answer = await s3.get_object(
+                        Bucket=self.settings.bucket, Key=okey,
+                        Range=f"bytes={offset}-{offset + length - 1}",
+                    )
+                except ClientError as exc:
+                    if _error_code(exc) == "InvalidRange":  # offset at or past the end
+                        return
+                    raise
+                async with answer["Body"] as body:
+                    while piece := await body.read(piece_bytes):
+                        yield piece
+        except BackendRefused as exc:
+            if _is_missing(exc.__cause__):
+                raise ObjectNotFound(f"backend {self.name}: no object under {key!r}") from exc
+            raise
+
     async def delete(self, key: str) -> None:
         okey = self.object_key(key)
         async with self._calls("delete") as s3:
             await s3.delete_object(Bucket=self.settings.bucket, Key=okey)
 
 
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 def _is_missing(exc: BaseException | None) -> bool:
     if not isinstance(exc, ClientError):
         return False
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
+    return _error_code(exc) in ("404", "NoSuchKey", "NotFound")
 
 
 def _b64_sha256(data: bytes) -> str:

@@ -17,14 +17,20 @@ import logging
 import os
 import stat as stat_mode
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 import asyncssh
 
 from storage.audio_facts import digest_file
-from storage.backends.base import ObjectInfo, RemoteFolderBackend, StoredObject
+from storage.backends.base import (
+    RANGE_PIECE_BYTES,
+    ObjectInfo,
+    RemoteFolderBackend,
+    StoredObject,
+    save_pieces,
+)
 from storage.backends.settings import SftpBackendSettings
 from storage.errors import (
     BackendRefused,
@@ -183,20 +189,36 @@ class SftpBackend(RemoteFolderBackend):
             return None  # a folder on the way to other keys is not an object
         return ObjectInfo(key, self.location_for(key), attrs.size or 0)
 
-    async def get(self, key: str, dest: Path) -> None:
+    @contextlib.asynccontextmanager
+    async def _open_object(self, action: str, key: str) -> AsyncIterator[asyncssh.SFTPClientFile]:
+        """The object opened for reading, on a connection of its own."""
         path = self.remote_path(key)
-        async with self._sftp("get") as sftp:
+        async with self._sftp(action) as sftp:
             try:
                 remote_file = await sftp.open(str(path), "rb")
             except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath) as exc:
                 raise ObjectNotFound(f"backend {self.name}: no object under {key!r}") from exc
             async with remote_file:
-                fh = await asyncio.to_thread(dest.open, "wb")
-                try:
-                    while chunk := _as_bytes(await remote_file.read(CHUNK_BYTES)):
-                        await asyncio.to_thread(fh.write, chunk)
-                finally:
-                    await asyncio.to_thread(fh.close)
+                yield remote_file
+
+    async def get(self, key: str, dest: Path) -> None:
+        async with self._open_object("get", key) as remote_file:
+            await save_pieces(_file_pieces(remote_file), dest)
+
+    async def read_range(
+        self, key: str, offset: int, length: int, *, piece_bytes: int = RANGE_PIECE_BYTES
+    ) -> AsyncGenerator[bytes, None]:
+        async with self._open_object("read", key) as remote_file:
+            position, end = offset, offset + length
+            while position < end:
+                # An explicit offset per read: SFTP reads are positional, no seek state.
+                piece = _as_bytes(
+                    await remote_file.read(min(piece_bytes, end - position), position)
+                )
+                if not piece:
+                    return
+                position += len(piece)
+                yield piece
 
     async def delete(self, key: str) -> None:
         path = self.remote_path(key)
@@ -212,6 +234,11 @@ async def _read_chunks(src: Path) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         await asyncio.to_thread(fh.close)
+
+
+async def _file_pieces(remote_file: asyncssh.SFTPClientFile) -> AsyncIterator[bytes]:
+    while chunk := _as_bytes(await remote_file.read(CHUNK_BYTES)):
+        yield chunk
 
 
 def _as_bytes(data: str | bytes) -> bytes:

@@ -18,7 +18,7 @@ from pbx_bridge.calls.extensions import (
     list_extensions,
     set_extension,
 )
-from pbx_bridge.calls.history import list_calls, list_consents, list_recordings
+from pbx_bridge.calls.history import CallView, list_consents, list_recordings
 from pbx_bridge.calls.journal import CallJournal, CallNotFound
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.calls.retention import (
@@ -30,6 +30,7 @@ from pbx_bridge.calls.retention import (
     set_class,
 )
 from pbx_bridge.calls.routes import InvalidRoute, list_routes, resolve_route, set_route
+from pbx_bridge.calls.search import CallFilter, CursorSigner, search_calls
 from pbx_bridge.config import (
     Announcement,
     Language,
@@ -211,6 +212,7 @@ def _call(n: int, caller: str | None, started: datetime, **extra: object) -> Cal
         "channel_id": f"chan-{n}",
         "direction": "inbound",
         "caller": caller,
+        "caller_key": SUBJECTS.key_of(caller),  # as the journal writes it
         "did": "902121112233",
         "extension": "101",
         "announcement": "before-connect",
@@ -221,6 +223,21 @@ def _call(n: int, caller: str | None, started: datetime, **extra: object) -> Cal
     }
     values.update(extra)
     return Call(**values)
+
+
+SUBJECTS = SubjectIndex(SubjectKeyer(b"k" * 32), "TR")
+
+
+async def list_calls(
+    session: AsyncSession, *, number: str | None = None, since: datetime | None = None,
+    limit: int = 50,
+) -> list[CallView]:
+    """The first page of the call search, as ``calls list`` asks it."""
+    page = await search_calls(
+        session, CallFilter(number=number, since=since), subjects=SUBJECTS,
+        signer=CursorSigner(lambda: b"s" * 32), limit=limit,
+    )
+    return page.calls
 
 
 def _recording(call_id: str, rid: str, kind: str, started: datetime) -> Recording:

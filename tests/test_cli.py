@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.cli.main import app
+from pbx_bridge.subjects.index import SubjectIndex
+from pbx_bridge.subjects.numbers import SubjectKeyer
 from storage.database import head_revision, make_engine, make_session_factory
 from storage.models import Recording
 
@@ -29,6 +31,7 @@ def config(tmp_path: Path) -> Path:
     path.write_text(
         f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/var/pbx-bridge.db"\n'
         '[default_route]\ntarget = "100"\n'
+        f'[privacy]\nsubject_key_file = "{tmp_path}/subject.key"\n'
     )
     return path
 
@@ -42,6 +45,7 @@ def migrated(config: Path) -> Path:
 
 def _seed(config: Path) -> None:
     url = f"sqlite+aiosqlite:///{config.parent}/var/pbx-bridge.db"
+    subjects = SubjectIndex(SubjectKeyer.load_or_create(config.parent / "subject.key"), "TR")
 
     async def insert() -> None:
         engine = make_engine(url)
@@ -54,6 +58,7 @@ def _seed(config: Path) -> None:
                         channel_id="1700000000.1",
                         direction="inbound",
                         caller="+905321234567",
+                        caller_key=subjects.key_of("+905321234567"),  # as the journal does
                         did="902121112233",
                         extension="101",
                         announcement="before-connect",
@@ -336,6 +341,68 @@ def test_calls_list_filters(migrated: Path) -> None:
     assert json.loads(later.stdout) == []
     same_day = cli(migrated, "calls", "list", "--json", "--since", "2026-03-01T08:59Z")
     assert len(json.loads(same_day.stdout)) == 1
+
+
+def _seed_more(config: Path, count: int) -> None:
+    """``count`` calls after the seeded one, ext 102, one a minute; even ones busy."""
+    url = f"sqlite+aiosqlite:///{config.parent}/var/pbx-bridge.db"
+
+    async def insert() -> None:
+        engine = make_engine(url)
+        try:
+            async with make_session_factory(engine)() as session:
+                for i in range(count):
+                    session.add(Call(
+                        id=f"00000000-0000-4000-8000-{i:012d}", linkedid=f"l{i}",
+                        channel_id=f"c{i}", direction="inbound", caller="100",
+                        did="902121112233", extension="102", announcement="none",
+                        legal_basis="consent", retention_class="default", language="tr",
+                        started_at=T0 + timedelta(minutes=i + 1),
+                        disposition="busy" if i % 2 == 0 else "answered",
+                    ))
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(insert())
+
+
+def test_calls_list_pages_by_cursor_on_stderr(migrated: Path) -> None:
+    _seed(migrated)
+    _seed_more(migrated, 4)
+    seen: list[str] = []
+    args = ["calls", "list", "--json", "--limit", "2"]
+    while True:
+        result = cli(migrated, *args)
+        assert result.exit_code == 0, result.output
+        seen.extend(c["id"] for c in json.loads(result.stdout))  # stdout: the array only
+        if not result.stderr:
+            break
+        assert result.stderr.startswith("next page: --cursor "), result.stderr
+        args = ["calls", "list", "--json", "--limit", "2",
+                "--cursor", result.stderr.split()[-1]]
+    assert seen[-1] == CALL_ID and len(seen) == 5 == len(set(seen))
+    busy = json.loads(cli(migrated, "calls", "list", "--json", "--disposition", "busy",
+                          "--extension", "102").stdout)
+    assert [c["linkedid"] for c in busy] == ["l2", "l0"]
+    assert json.loads(cli(migrated, "calls", "list", "--json", "--until", "2026-03-01T09:01Z",
+                          "--consent", "granted").stdout)[0]["id"] == CALL_ID
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--cursor", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"], "cursor: not valid for this search"),
+        (["--disposition", "hung"], "disposition: 'hung' is not one of"),
+        (["--since", "2026-03-02", "--until", "2026-03-01"], "is not before until"),
+        (["--until", "soon"], "--until"),
+    ],
+)
+def test_calls_list_bad_search_is_one_line(migrated: Path, args: list[str], problem: str) -> None:
+    result = cli(migrated, "calls", "list", *args)
+    assert result.exit_code == 2
+    assert problem in result.output
+    assert "Traceback" not in result.output
 
 
 def test_calls_list_table_and_bad_since(migrated: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from database_fixtures import db_url, migrated_url, pg_database, sessions
+from query_plans import prefer_indexes, query_plan
 from sqlalchemy import Select, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -133,15 +134,6 @@ async def test_pages_counts_and_holds_are_those_of_the_plain_definition(
         assert list((await session.scalars(held_query(NOW))).all()) == held
 
 
-async def _plan(session: AsyncSession, query: Select[Any]) -> str:
-    dialect = session.bind.dialect
-    sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    if dialect.name == "sqlite":
-        lines = (await session.execute(text(f"EXPLAIN QUERY PLAN {sql}"))).all()
-        return "\n".join(str(line[-1]) for line in lines)
-    return "\n".join(str(line[0]) for line in (await session.execute(text(f"EXPLAIN {sql}"))))
-
-
 @pytest.mark.parametrize(
     "name", ["first page", "next page", "count", "held"]
 )
@@ -158,13 +150,8 @@ async def test_each_query_steps_along_the_status_retain_until_index(
         "held": held_query(NOW),
     }[name]
     async with sessions() as session:
-        if session.bind.dialect.name == "postgresql":
-            # A table this small is cheaper to scan whole; the question is which index
-            # the planner takes when it takes one, as it does at a million rows.
-            await session.execute(text("SET enable_seqscan = off"))
-            await session.execute(text("SET enable_bitmapscan = off"))
-        postgres = session.bind.dialect.name == "postgresql"
-        plan = await _plan(session, query)
+        postgres = await prefer_indexes(session)
+        plan = await query_plan(session, query)
     assert "ix_recordings_retain_until" not in plan, plan
     assert "SCAN recordings" not in plan and "Seq Scan" not in plan, plan
     # One index range per deletable status. PostgreSQL may take the status index alone
@@ -179,11 +166,8 @@ async def test_unfinished_deletions_are_paged_along_the_status_id_index(
     sessions, rows = loaded
     deleting = sorted(r["id"] for r in rows if r["status"] == "deleting")
     async with sessions() as session:
-        postgres = session.bind.dialect.name == "postgresql"
-        if postgres:
-            await session.execute(text("SET enable_seqscan = off"))
-            await session.execute(text("SET enable_bitmapscan = off"))
-        plan = await _plan(session, deleting_page_query(deleting[0], 500))
+        postgres = await prefer_indexes(session)
+        plan = await query_plan(session, deleting_page_query(deleting[0], 500))
     assert "SCAN recordings" not in plan and "Seq Scan" not in plan, plan
     # Not the primary key (every row, deleted ones included) but the deleting rows only.
     assert "autoindex" not in plan and "recordings_pkey" not in plan, plan

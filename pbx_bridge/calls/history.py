@@ -255,7 +255,11 @@ async def list_calls(
     extensions: Collection[str] | None = None,
 ) -> list[CallView]:
     """Newest first, each with its consent and recordings; with ``extensions``, only
-    calls to those (a supervisor's own; an empty collection finds nothing)."""
+    calls to those (a supervisor's own; an empty collection finds nothing).
+
+    Superseded by ``pbx_bridge.calls.search.search_calls`` (keyset pages, every filter,
+    numbers by subject key); kept only until the web console's listing moves onto it.
+    """
     query = select(Call)
     if number is not None:
         query = query.where(_number_matches(Call.caller, number))
@@ -265,6 +269,12 @@ async def list_calls(
         query = query.where(Call.started_at >= since)
     query = query.order_by(Call.started_at.desc(), Call.id.desc()).limit(_check_limit(limit))
     calls: Sequence[Call] = (await session.scalars(query)).all()
+    return await call_views(session, calls)
+
+
+async def call_views(session: AsyncSession, calls: Sequence[Call]) -> list[CallView]:
+    """The calls, in the order given, each with its consent and recordings (two queries
+    for the page, not two a call)."""
     ids = [call.id for call in calls]
     if not ids:
         return []

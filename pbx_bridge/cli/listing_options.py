@@ -59,7 +59,7 @@ def show_listing(
     typer.echo(render_table(headers, [row(item) for item in items]))
 
 
-def parse_since(value: str | None) -> datetime | None:
+def parse_since(value: str | None, option: str = "--since") -> datetime | None:
     if value is None:
         return None
     try:
@@ -67,7 +67,7 @@ def parse_since(value: str | None) -> datetime | None:
     except ValueError as exc:
         raise typer.BadParameter(
             f"{value!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z]",
-            param_hint="--since",
+            param_hint=option,
         ) from exc
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 

@@ -68,6 +68,25 @@ class SubjectIndex:
         formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
         return "".join(ch for ch in formatted if ch.isdigit())
 
+    def spellings(self, e164: str) -> tuple[str, ...]:
+        """The ways a trunk or dialplan may have written this number (``+90212...``,
+        ``90212...``, ``0090212...``, ``0212...``, ``212...``), for columns stored as given
+        (a DID), so they are matched by equality through an index, never by a pattern.
+
+        The national significant number alone is a spelling only in the default region:
+        abroad it would be another country's number.
+        """
+        try:
+            parsed = phonenumbers.parse(e164, None)
+        except phonenumbers.NumberParseException:
+            return (e164,)
+        national = phonenumbers.national_significant_number(parsed)
+        international = f"{parsed.country_code}{national}"
+        found = [e164, international, f"00{international}", self.national(e164)]
+        if phonenumbers.region_code_for_number(parsed) == self.default_region:
+            found.append(national)
+        return tuple(dict.fromkeys(found))
+
     def masked(self, e164: str) -> str:
         """The operator's masked form (``0532***4567``; ``+4930***4567`` from abroad)."""
         return mask_number(self.national(e164))

@@ -1,0 +1,320 @@
+"""The one call search behind ``calls list``, the web calls screen and ``GET /api/v1/calls``.
+
+Newest first, a page at a time by keyset ``(started_at, id)``: a deep page costs what the
+first one does, where an OFFSET would read every row before it. Each page is found along
+one index: the most selective filter given "drives" (its values are equality ranges of an
+index ending in ``(started_at, id)``; several values, such as a supervisor's extensions or
+a number's caller key and its spellings as a DID, are one limited range each, merged), and
+every other filter, the extension scope included, is a condition in the same SQL. The
+scope is never applied after the query: a page of someone else's calls is never read.
+
+The cursor is opaque and signed (HMAC) together with the filters it was made for: a
+damaged, edited or another search's cursor is refused with :class:`InvalidCursor`, never
+read as a position.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+from sqlalchemy import ColumnElement, Select, exists, false, or_, select, tuple_, union
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pbx_bridge.calls.history import CallView, call_views
+from pbx_bridge.calls.models import Call, Consent
+from pbx_bridge.flow.policy import ConsentOutcome
+from pbx_bridge.subjects.index import SubjectIndex
+from pbx_bridge.subjects.numbers import try_normalise
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+DISPOSITIONS = ("answered", "abandoned", "no-answer", "busy", "failed", "live")
+# "none": no consent row (the caller hung up before answering, or nobody was asked).
+CONSENT_FILTERS = (*(o.value for o in ConsentOutcome), "none")
+DIRECTIONS = ("inbound", "outbound")
+_MAX_TEXT = 64
+_CURSOR_VERSION = 1
+_MAC_BYTES = 16
+_CURSOR_LABEL = "pbx-bridge calls cursor v1"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class InvalidSearch(ValueError):
+    """A filter, limit or cursor the search cannot take; the message names which."""
+
+
+class InvalidCursor(InvalidSearch):
+    """The cursor is not one this search handed out for these filters."""
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """What to look for; every field None means all calls (within ``extensions``).
+
+    ``extensions`` is the caller's scope, not a filter they chose: None sees every
+    extension, an empty set sees nothing (a supervisor with no extension assigned).
+    """
+
+    since: datetime | None = None  # started_at >= since
+    until: datetime | None = None  # started_at < until
+    number: str | None = None  # the caller's number or the number called, however written
+    did: str | None = None
+    extension: str | None = None
+    disposition: str | None = None  # one of DISPOSITIONS ("live": not ended yet)
+    consent: str | None = None  # one of CONSENT_FILTERS
+    direction: str | None = None
+    extensions: frozenset[str] | None = None
+
+    def check(self) -> None:
+        """Raises :class:`InvalidSearch` naming the first filter that cannot be searched."""
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise InvalidSearch(f"{name}: a time with its zone is needed, got {value}")
+        if self.since and self.until and self.since >= self.until:
+            raise InvalidSearch(f"since ({self.since.isoformat()}) is not before until "
+                                f"({self.until.isoformat()})")
+        for name in ("number", "did", "extension"):
+            value = getattr(self, name)
+            if value is not None and not 0 < len(value.strip()) <= _MAX_TEXT:
+                raise InvalidSearch(f"{name}: give 1 to {_MAX_TEXT} characters")
+        for name, allowed in (("disposition", DISPOSITIONS), ("consent", CONSENT_FILTERS),
+                              ("direction", DIRECTIONS)):
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise InvalidSearch(
+                    f"{name}: {value!r} is not one of {', '.join(allowed)}"
+                )
+
+    def canonical(self) -> bytes:
+        """The filters as the cursor's signature covers them (order-free, stable)."""
+        data = asdict(self)
+        for name in ("since", "until"):
+            if data[name] is not None:
+                data[name] = data[name].astimezone(UTC).isoformat()
+        if self.extensions is not None:
+            data["extensions"] = sorted(self.extensions)
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """A position in the newest-first order: the last call of a page."""
+
+    started_at: datetime
+    id: str
+
+
+@dataclass(frozen=True)
+class CallPage:
+    calls: list[CallView]
+    # None on the last page.
+    next_cursor: str | None
+
+
+class CursorSigner:
+    """Makes and checks cursors with a secret; ``secret`` is read only when first needed."""
+
+    def __init__(self, secret: Callable[[], bytes]) -> None:
+        self._source = secret
+
+    @classmethod
+    def of_subjects(cls, subjects: Callable[[], SubjectIndex]) -> CursorSigner:
+        """A key derived from the subject key (a label no E.164 number can be), for
+        processes without a secret of their own (the CLI)."""
+        return cls(lambda: subjects().key(_CURSOR_LABEL).encode())
+
+    @cached_property
+    def _secret(self) -> bytes:
+        return self._source()
+
+    def _mac(self, payload: bytes, filters: CallFilter) -> bytes:
+        digest = hmac.new(self._secret, payload + b"\0" + filters.canonical(), hashlib.sha256)
+        return digest.digest()[:_MAC_BYTES]
+
+    def encode(self, position: Keyset, filters: CallFilter) -> str:
+        micros = (position.started_at - _EPOCH) // timedelta(microseconds=1)
+        payload = struct.pack(">Bq", _CURSOR_VERSION, micros) + position.id.encode()
+        token = payload + self._mac(payload, filters)
+        return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+    def decode(self, cursor: str, filters: CallFilter) -> Keyset:
+        try:
+            token = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidCursor("cursor: not a cursor this search gave (not base64url)") from exc
+        payload, mac = token[:-_MAC_BYTES], token[-_MAC_BYTES:]
+        header = struct.calcsize(">Bq")
+        if len(payload) <= header or not hmac.compare_digest(mac, self._mac(payload, filters)):
+            raise InvalidCursor(
+                "cursor: not valid for this search (damaged, edited, or made for other "
+                "filters); start again from the first page"
+            )
+        version, micros = struct.unpack(">Bq", payload[:header])
+        if version != _CURSOR_VERSION:
+            raise InvalidCursor(f"cursor: version {version} is not understood")
+        started = _EPOCH + timedelta(microseconds=micros)
+        return Keyset(started, payload[header:].decode())
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidSearch(f"limit: give 1 to {MAX_LIMIT}, got {limit}")
+    return limit
+
+
+def _number_conditions(number: str, subjects: SubjectIndex | None) -> list[ColumnElement[bool]]:
+    """The caller (by subject key) or the number called (the DID in any spelling).
+
+    What is no public number (an extension, a short code, 'anonymous') is matched as
+    written: a part of a number would find strangers' calls.
+    """
+    text = number.strip()
+    if subjects is None:
+        raise InvalidSearch("number: searching by number needs the subject index")
+    e164 = try_normalise(text, subjects.default_region)
+    if e164 is None:
+        return [Call.caller == text, Call.did == text]
+    return [Call.caller_key == subjects.key(e164),
+            *(Call.did == s for s in subjects.spellings(e164))]
+
+
+def _did_conditions(did: str, subjects: SubjectIndex | None) -> list[ColumnElement[bool]]:
+    text = did.strip()
+    e164 = None if subjects is None else try_normalise(text, subjects.default_region)
+    if subjects is None or e164 is None:
+        return [Call.did == text]
+    return [Call.did == s for s in dict.fromkeys((text, *subjects.spellings(e164)))]
+
+
+def _any(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
+    return or_(*conditions) if conditions else false()
+
+
+def _disposition(value: str) -> ColumnElement[bool]:
+    return Call.disposition.is_(None) if value == "live" else Call.disposition == value
+
+
+def _consent(value: str) -> ColumnElement[bool]:
+    if value == "none":
+        return ~exists().where(Consent.call_id == Call.id)
+    return exists().where(Consent.call_id == Call.id, Consent.decision == value)
+
+
+def _plan(
+    filters: CallFilter, subjects: SubjectIndex | None
+) -> tuple[list[ColumnElement[bool]] | None, list[ColumnElement[bool]]]:
+    """(the driving filter's equality ranges, or None to walk started_at; the rest).
+
+    The driver is the filter likely to match fewest calls: a number, one extension, the
+    scope, a DID, a disposition, a direction. An empty list of ranges matches nothing.
+    """
+    f = filters
+    scope = None if f.extensions is None else sorted(f.extensions)
+    others: list[ColumnElement[bool]] = []
+    if f.since is not None:
+        others.append(Call.started_at >= f.since)
+    if f.until is not None:
+        others.append(Call.started_at < f.until)
+    if f.consent is not None:
+        others.append(_consent(f.consent))
+    candidates: list[tuple[list[ColumnElement[bool]], ColumnElement[bool]] | None] = []
+    number = None if f.number is None else _number_conditions(f.number, subjects)
+    candidates.append(None if number is None else (number, _any(number)))
+    if f.extension is not None:
+        ext = f.extension.strip()
+        ranges = [Call.extension == ext] if scope is None or ext in scope else []
+        candidates.append((ranges, _any(ranges)))
+    if scope is not None:
+        ranges = [Call.extension == e for e in scope]
+        candidates.append((ranges, Call.extension.in_(scope) if scope else _any([])))
+    did = None if f.did is None else _did_conditions(f.did, subjects)
+    candidates.append(None if did is None else (did, _any(did)))
+    if f.disposition is not None:
+        only = _disposition(f.disposition)
+        candidates.append(([only], only))
+    if f.direction is not None:
+        only = Call.direction == f.direction
+        candidates.append(([only], only))
+    chosen = [c for c in candidates if c is not None]
+    if not chosen:
+        return None, others
+    driver, *rest = chosen
+    return driver[0], others + [condition for _, condition in rest]
+
+
+def page_query(
+    filters: CallFilter,
+    *,
+    subjects: SubjectIndex | None = None,
+    after: Keyset | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Select[str, datetime]:
+    """``(id, started_at)`` of up to ``limit`` calls after ``after``, newest first.
+
+    Public for the plan tests and the benchmark: what the database is asked, exactly.
+    """
+    filters.check()
+    if limit < 1:
+        raise InvalidSearch(f"limit: give at least 1, got {limit}")
+    ranges, others = _plan(filters, subjects)
+    if after is not None:
+        others.append(tuple_(Call.started_at, Call.id) < tuple_(after.started_at, after.id))
+    newest = (Call.started_at.desc(), Call.id.desc())
+
+    def branch(condition: ColumnElement[bool] | None) -> Select[str, datetime]:
+        query = select(Call.id, Call.started_at).where(*others)
+        if condition is not None:
+            query = query.where(condition)
+        return query.order_by(*newest).limit(limit)
+
+    if ranges is None or len(ranges) == 1:
+        return branch(None if ranges is None else ranges[0])
+    if not ranges:
+        return branch(_any([]))
+    parts = [branch(r).subquery() for r in ranges]
+    merged = union(*(select(p.c.id, p.c.started_at) for p in parts)).subquery()
+    return (
+        select(merged.c.id, merged.c.started_at)
+        .order_by(merged.c.started_at.desc(), merged.c.id.desc())
+        .limit(limit)
+    )
+
+
+async def search_calls(
+    session: AsyncSession,
+    filters: CallFilter,
+    *,
+    signer: CursorSigner,
+    subjects: SubjectIndex | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> CallPage:
+    """One page of calls with their consent and recordings, and the next page's cursor.
+
+    ``subjects`` is needed for a number filter (the caller's subject key, the DID's
+    spellings); raises :class:`InvalidSearch` / :class:`InvalidCursor` for bad input.
+    """
+    filters.check()
+    after = None if cursor is None else signer.decode(cursor, filters)
+    query = page_query(filters, subjects=subjects, after=after, limit=check_limit(limit) + 1)
+    found = [Keyset(started, call_id) for call_id, started in (await session.execute(query))]
+    page, more = found[:limit], len(found) > limit
+    next_cursor = signer.encode(page[-1], filters) if more else None
+    if not page:
+        return CallPage([], None)
+    rows = {
+        call.id: call
+        for call in (await session.scalars(select(Call).where(Call.id.in_([k.id for k in page]))))
+    }
+    views = await call_views(session, [rows[k.id] for k in page if k.id in rows])
+    return CallPage(views, next_cursor)

@@ -22,6 +22,7 @@ from storage.backends.settings import BackendSettings
 from storage.envelope import EnvelopeEncryptor
 from storage.keyring import Keyring
 from storage.models import Recording
+from storage.playback import Player
 from storage.replication import Encryptor, SidecarFacts, Target
 
 LOCAL = "local"
@@ -91,6 +92,19 @@ def load_keyring(settings: StorageSettings, targets: list[Target]) -> Keyring | 
     if any(t.encrypt for t in targets) or settings.keys_dir is not None:
         return Keyring.load(settings.keys_dir)
     return None
+
+
+async def build_player(
+    settings: StorageSettings, sessions: async_sessionmaker[AsyncSession]
+) -> Player:
+    """The player for the web process: every configured backend, the targets first in
+    their configured order (the primary copy is tried first), and the master keys if any
+    (read in a thread). Close it (``Player.close``) when the process stops."""
+    backends = build_backends(settings)
+    ordered = {name: backends[name] for name in settings.targets if name in backends}
+    ordered.update(backends)
+    keyring = await asyncio.to_thread(load_keyring, settings, build_targets(settings, backends))
+    return Player(sessions, ordered, keyring)
 
 
 def build_encryptor(

@@ -117,6 +117,11 @@ class Player:
         self._backends = backends
         self._keyring = keyring
 
+    async def close(self) -> None:
+        """Close the backends it was given (S3 keeps a connection pool)."""
+        await asyncio.gather(*(b.close() for b in self._backends.values()),
+                             return_exceptions=True)
+
     async def open(self, recording_id: str) -> PlaybackSource:
         """The recording's first copy that opens; raises ``RecordingNotFound``,
         ``RecordingErased`` or ``NoPlayableCopy`` (naming each copy's problem)."""

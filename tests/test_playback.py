@@ -8,6 +8,7 @@ in-process by httpx. Every range's bytes are compared with the stored plaintext'
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -28,7 +29,9 @@ from starlette.routing import Route
 from storage_fakes import DirSource, db_url, sessions  # noqa: F401  (fixtures)
 
 from pbx_bridge.byte_ranges import RangeAnswer
+from pbx_bridge.config import StorageSettings
 from pbx_bridge.media_stream import media_endpoint, problem
+from pbx_bridge.storage_setup import build_player
 from storage import crypto
 from storage.backends.base import Backend
 from storage.backends.local import LocalBackend
@@ -69,6 +72,7 @@ class Stored:
     backends: dict[str, Backend]
     keyring: Keyring
     paths: dict[str, Path]  # backend -> the copy's file
+    master: bytes = field(repr=False)
     plays: list[tuple[str, str, int]] = field(default_factory=list)
 
     def player(self, *names: str) -> Player:
@@ -103,7 +107,8 @@ async def stored(
     local = LocalBackend(tmp_path / "local")
     vault = LocalBackend(tmp_path / "vault")
     local.name, vault.name = "local", "vault"
-    keyring = Keyring({"mk-test": os.urandom(32)}, "mk-test")
+    master = os.urandom(32)
+    keyring = Keyring({"mk-test": master}, "mk-test")
     pipeline = RecordingPipeline(
         sessions, source, tmp_path / "spool",
         [Target("local", local), Target("vault", vault, encrypt=True)],
@@ -135,7 +140,8 @@ async def stored(
     }
     plain = paths["local"].read_bytes()
     assert crypto.is_encrypted(paths["vault"]) and len(plain) == done.size_bytes
-    yield Stored(sessions, done, plain, {"local": local, "vault": vault}, keyring, paths)
+    yield Stored(sessions, done, plain, {"local": local, "vault": vault}, keyring, paths,
+                 master)
 
 
 def sha(data: bytes) -> str:
@@ -316,3 +322,25 @@ async def test_http_gone_missing_and_refused(stored: Stored) -> None:
         gone = await client.get(stored.url())
         assert gone.status_code == 410 and gone.json()["title"] == "Recording erased"
     assert stored.plays == []  # nothing was played, so no listen to record
+
+
+async def test_the_web_process_builds_its_player_from_the_config(
+    stored: Stored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded = base64.b64encode(stored.master).decode()
+    monkeypatch.setenv("PBX_BRIDGE_MASTER_KEY", f"mk-test:{encoded}")
+    settings = StorageSettings.model_validate({
+        "local": {"path": str(tmp_path / "local")},
+        "backends": {"vault": {"type": "local", "path": str(tmp_path / "vault"),
+                               "encrypt": True}},
+        "targets": ["vault", "local"],
+    })
+    player = await build_player(settings, stored.sessions)
+    try:
+        assert (await player.open(stored.row.id)).backend == "local"  # its location
+        stored.paths["local"].unlink()
+        source = await player.open(stored.row.id)
+        assert (source.backend, source.encrypted) == ("vault", True)
+        assert b"".join(await collect(source, 0, 99_999)) == stored.plain[:100_000]
+    finally:
+        await player.close()

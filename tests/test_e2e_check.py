@@ -325,3 +325,33 @@ def test_asterisk_recording_folder_missing(
     assert (f"Asterisk cannot use its recording folder {asterisk.chroot_base}/spool/recording"
             in line)
 
+
+
+def test_recordings_dir_is_confirmed_by_what_asterisk_lists(
+    admin: ServiceHarness, asterisk: AsteriskSandbox, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    folder = asterisk.recordings_dir
+    monkeypatch.setenv("PBX_BRIDGE_ARI__RECORDINGS_DIR", str(folder))
+    # Nothing recorded now, and the chrooted Asterisk names its folder otherwise.
+    code, lines = check(admin)
+    assert code == 0, "\n".join(lines)
+    assert any(line.startswith("WARN asterisk.recordings_dir: cannot confirm ")
+               for line in lines), lines
+    probe = folder / "pbxb-check-probe.wav"
+    probe.write_bytes(b"RIFF")  # Asterisk lists what its folder holds
+    try:
+        code, lines = check(admin)
+        assert f"OK   asterisk.recordings_dir: {folder} holds the 1 recording(s) Asterisk " \
+               "lists now: read there, not over ARI" in lines, lines
+        monkeypatch.setenv("PBX_BRIDGE_ARI__RECORDINGS_DIR", str(tmp_path))
+        code, lines = check(admin)
+        assert code == 0
+        assert f"WARN asterisk.recordings_dir: {tmp_path} holds 0 of the 1 recording(s) " \
+               "Asterisk lists now: is it this Asterisk's recording folder? Files not there " \
+               "are fetched over ARI" in lines, lines
+    finally:
+        probe.unlink()
+    monkeypatch.setenv("PBX_BRIDGE_ARI__RECORDINGS_DIR", str(tmp_path / "absent"))
+    line = assert_only_failure(admin, "FAIL asterisk.recordings_dir: ")
+    assert "is not a folder" in line

@@ -14,6 +14,8 @@ from test_ari_rest import Recorder, Reply, client
 
 from pbx_bridge.ari import AriClient
 from pbx_bridge.config import AriSettings, ConfigError
+from pbx_bridge.health_check.asterisk import check_recordings_dir_is_asterisks
+from pbx_bridge.health_check.findings import Status
 from pbx_bridge.recording_source import (
     AriRecordingSource,
     LocalRecordingSource,
@@ -23,6 +25,14 @@ from pbx_bridge.recording_source import (
 from storage.source import SourceMissing
 
 AUDIO = b"RIFF" + bytes(range(256)) * 40
+
+
+def recordings_in(folder: Path, *names: str) -> Path:
+    """A recording folder as Asterisk leaves it: ``name.wav`` for each name."""
+    folder.mkdir()
+    for name in names:
+        (folder / f"{name}.wav").write_bytes(AUDIO)
+    return folder
 
 
 @pytest.fixture
@@ -45,9 +55,7 @@ async def test_a_file_in_the_folder_is_copied_and_deleted_without_a_request(
     ari: tuple[Recorder, AriClient], tmp_path: Path
 ) -> None:
     rec, client_ = ari
-    folder = tmp_path / "recording"
-    folder.mkdir()
-    (folder / "pbxb-r1.wav").write_bytes(AUDIO)
+    folder = recordings_in(tmp_path / "recording", "pbxb-r1")
     source = LocalRecordingSource(AriRecordingSource(client_), folder)
     dest = tmp_path / "spooled.wav.part"
     assert await source.fetch("pbxb-r1", "wav", dest) == len(AUDIO)
@@ -107,3 +115,32 @@ def test_the_folder_is_checked_at_start(tmp_path: Path) -> None:
         check_recordings_dir(Path("var/spool"))
     with pytest.raises(ValidationError, match="absolute path"):
         AriSettings(recordings_dir=Path("relative/recording"))
+
+
+async def test_check_tells_whether_the_folder_is_asterisks(
+    ari: tuple[Recorder, AriClient], tmp_path: Path
+) -> None:
+    rec, client_ = ari
+    mine = recordings_in(tmp_path / "mine", "pbxb-a", "pbxb-b")
+    spool = tmp_path / "spool"
+    listed = [{"name": "pbxb-a", "format": "wav"}, {"name": "pbxb-b", "format": "wav"}]
+    rec.then(Reply(200, json=listed),
+             Reply(200, json=[*listed, {"name": "other", "format": "wav"}]),
+             Reply(200, json=[]), Reply(200, json={"value": str(spool)}),
+             Reply(200, json=[]), Reply(200, json={"value": "/var/spool/asterisk"}))
+    check = check_recordings_dir_is_asterisks
+    (holds,) = await check(client_, mine)
+    assert holds.status is Status.OK and "holds the 2 recording(s)" in holds.message
+    (partly,) = await check(client_, mine)
+    assert partly.status is Status.WARNING
+    assert "holds 2 of the 3 recording(s)" in partly.message
+    (absent,) = await check(client_, spool / "recording")
+    assert absent.status is Status.PROBLEM and "is not a folder" in absent.message
+    assert len(rec.requests) == 2  # refused before asking Asterisk
+    # Nothing recorded now: Asterisk's own name for its folder decides.
+    (spool / "recording").mkdir(parents=True)
+    (by_name,) = await check(client_, spool / "recording")
+    assert by_name.status is Status.OK and "by its ASTSPOOLDIR" in by_name.message
+    (unsure,) = await check(client_, mine)
+    assert unsure.status is Status.WARNING
+    assert "/var/spool/asterisk/recording" in unsure.message

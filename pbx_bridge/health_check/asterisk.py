@@ -10,12 +10,14 @@ import time
 import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pbx_bridge.ari.errors import AriAuthError, AriConnectionError, AriError, AriServerError
 from pbx_bridge.ari.rest import AriClient
 from pbx_bridge.ari.stream import EventStream
 from pbx_bridge.config import AriSettings
 from pbx_bridge.health_check.findings import Finding, ok, problem, warning
+from pbx_bridge.recording_source import RecordingsDirError, check_recordings_dir
 
 SUPPORTED_MAJOR = 22
 INBOUND_CONTEXT = "pbx-bridge-inbound"
@@ -146,6 +148,37 @@ async def check_recording_folder(ari: AriClient) -> list[Finding]:
                         "Asterisk runs as", folder=f"{spool}/recording")]
     return [ok("asterisk.recordings", f"Asterisk's recording folder is usable "
                f"({len(stored)} recording(s) there now)", waiting=len(stored))]
+
+
+async def check_recordings_dir_is_asterisks(ari: AriClient, folder: Path) -> list[Finding]:
+    """``[ari] recordings_dir`` is the admin's word that the folder is this Asterisk's.
+    The service falls back to ARI for any file not there, so a wrong folder loses
+    nothing but undoes the setting: told as a warning, proven by the recordings Asterisk
+    lists now being files there (by its ASTSPOOLDIR when it lists none)."""
+    name = "asterisk.recordings_dir"
+    try:
+        await asyncio.to_thread(check_recordings_dir, folder)
+    except RecordingsDirError as exc:
+        return [problem(name, str(exc), folder=str(folder))]
+    stored = await ari.list_stored_recordings()
+    if stored:
+        here = await asyncio.to_thread(
+            lambda: [r.name for r in stored if (folder / f"{r.name}.{r.format}").is_file()])
+        if len(here) == len(stored):
+            return [ok(name, f"{folder} holds the {len(stored)} recording(s) Asterisk lists "
+                       "now: read there, not over ARI", folder=str(folder))]
+        return [warning(name, f"{folder} holds {len(here)} of the {len(stored)} recording(s) "
+                        "Asterisk lists now: is it this Asterisk's recording folder? Files "
+                        "not there are fetched over ARI", folder=str(folder),
+                        listed=len(stored), present=len(here))]
+    spool = await ari.get_global_variable("ASTSPOOLDIR")
+    if spool and Path(spool) / "recording" == folder:
+        return [ok(name, f"{folder} is Asterisk's recording folder by its ASTSPOOLDIR",
+                   folder=str(folder))]
+    return [warning(name, f"cannot confirm {folder} is Asterisk's recording folder: Asterisk "
+                    f"names {spool or '(unknown)'}/recording and holds no recording to "
+                    "compare now (a container or chroot may name it differently); run the "
+                    "check again while a call is recorded", folder=str(folder))]
 
 
 async def check_clock(ari: AriClient, limit_s: float) -> list[Finding]:

@@ -75,6 +75,11 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
                 Check("asterisk.dialplan", lambda: asterisk.check_dialplan(
                     ari, settings.ari, timeout)),
             ]
+            local = settings.ari.recordings_dir
+            if local is not None:
+                second_checks.append(Check(
+                    "asterisk.recordings_dir",
+                    lambda: asterisk.check_recordings_dir_is_asterisks(ari, local)))
             if manifest:
                 second_checks.append(Check("prompts.asterisk", lambda: prompt_checks
                                            .check_visible(ari, manifest[0], settings.prompts)))
@@ -82,6 +87,8 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
             later += [skipped(n, ari_down) for n in
                       ("asterisk.modules", "asterisk.recordings", "asterisk.clock",
                        "asterisk.dialplan", "prompts.asterisk")]
+            if settings.ari.recordings_dir is not None:
+                later.append(skipped("asterisk.recordings_dir", ari_down))
         if db_ok:
             second_checks += [Check("storage.jurisdiction", jurisdiction),
                               Check("storage.master_keys", master_keys)]

@@ -38,7 +38,12 @@ async def due_report(
     sessions: async_sessionmaker[AsyncSession], *, now: datetime, soon_days: int
 ) -> DueReport:
     async with sessions() as session:
-        pending = await list_requests(session, due_within_days=soon_days, now=now)
+        return await read_due_report(session, now=now, soon_days=soon_days)
+
+
+async def read_due_report(session: AsyncSession, *, now: datetime, soon_days: int) -> DueReport:
+    """The same report in a session the caller holds (the web dashboard and its badge)."""
+    pending = await list_requests(session, due_within_days=soon_days, now=now)
     overdue, soon = [], []
     for request in pending:
         state = due_state(request, now, soon_days)

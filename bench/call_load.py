@@ -1,7 +1,7 @@
 """Calls at a given rate through a sandboxed Asterisk and `pbx-bridge run`; CPU per call.
 
     bench/run call_load [--calls 150] [--rate 5] [--sipp 1] [--talk-s 10] [--json]
-                        [--py-spy FILE] [--sandbox NAME] [--database URL]
+                        [--py-spy FILE] [--sandbox NAME] [--database URL] [--statements]
 
 Each caller presses 1 at ``--key-at`` seconds after answer (consent), is connected to
 agent 100 (one sipp agent process taking every call), talks ``--talk-s`` seconds and
@@ -16,7 +16,9 @@ conversation recording and a stored evidence clip), and reports for the load win
 - the service's peak RSS (VmHWM) and the most calls live at once.
 
 ``--py-spy FILE`` records a speedscope profile of the service during the load (py-spy
-must be installed in the venv). The service logs at INFO, as in production.
+must be installed in the venv). ``--statements`` counts the SQL statements (by kind) and
+commits the service sent during the load window, per call (``bench/statement_counter``
+loaded into the service process). The service logs at INFO, as in production.
 It shares its measures and its judgement of a call with bench/capacity.py, which runs
 the full side-by-side ladder; this one is the quick loop for profiling one load.
 """
@@ -48,6 +50,7 @@ from pbx_bridge.prompt_builder import build_prompts
 from pbx_bridge.sandbox import AsteriskSandbox, SandboxPorts, ensure_root, sipp
 
 REPO = Path(__file__).resolve().parent.parent
+STATEMENT_COUNTER = Path(__file__).resolve().parent / "statement_counter"
 DID = "2125550100"
 RTP_PORTS = 1000
 CALLER = "05321234567"
@@ -151,6 +154,8 @@ class LoadRun:
     peak_live_calls: int
     wall_s: float
     counts: dict[str, int]
+    # SQL statements by kind (and COMMIT, ROLLBACK) per call, with --statements.
+    statements_per_call: dict[str, float] | None = None
 
     @property
     def service_ms_per_call(self) -> float:
@@ -169,12 +174,31 @@ class LoadRun:
         }
 
 
+def read_statement_counts(service: ServiceHarness, out: Path) -> dict[str, int]:
+    """The service's statement counts so far (SIGUSR1 makes its counter write them)."""
+    out.unlink(missing_ok=True)
+    os.kill(service.pid, signal.SIGUSR1)
+    for _ in range(200):
+        if out.exists():
+            with contextlib.suppress(ValueError):
+                counts: dict[str, int] = json.loads(out.read_text(encoding="utf-8"))
+                return counts
+        time.sleep(0.05)
+    raise RuntimeError("the service's statement counter did not answer SIGUSR1")
+
+
+async def statement_counts(service: ServiceHarness, out: Path) -> dict[str, int]:
+    return await asyncio.to_thread(read_statement_counts, service, out)
+
+
 async def measure(
-    service: ServiceHarness, shape: LoadShape, logs: Path, py_spy: Path | None = None
+    service: ServiceHarness, shape: LoadShape, logs: Path, py_spy: Path | None = None,
+    statements: Path | None = None,
 ) -> LoadRun:
     asterisk_pid = service.asterisk.pid
     assert asterisk_pid is not None
     profiler = _start_py_spy(service.pid, py_spy) if py_spy else None
+    before = await statement_counts(service, statements) if statements else {}
     stop = asyncio.Event()
     peak = [0]
     watcher = asyncio.create_task(watch_live(service, stop, peak))
@@ -186,6 +210,7 @@ async def measure(
     cpu1 = (process_cpu_s(service.pid), process_cpu_s(asterisk_pid),
             main_thread_cpu_s(service.pid))
     wall = time.monotonic() - t0
+    after = await statement_counts(service, statements) if statements else {}
     stop.set()
     await watcher
     if profiler is not None:
@@ -199,6 +224,11 @@ async def measure(
         service_peak_rss_mib=round(status_mib(service.pid, "VmHWM"), 1),
         peak_live_calls=peak[0], wall_s=round(wall, 1),
         counts={**tally(calls)[1], **sipp_counts},
+        statements_per_call=(
+            {kind: round((after[kind] - before.get(kind, 0)) / shape.calls, 2)
+             for kind in sorted(after) if after[kind] != before.get(kind, 0)}
+            if statements else None
+        ),
     )
 
 
@@ -213,7 +243,8 @@ def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 @contextlib.contextmanager
 def sandboxed_service(
-    name: str, work: Path, database_url: str | None = None, rtp_ports: int = RTP_PORTS
+    name: str, work: Path, database_url: str | None = None, rtp_ports: int = RTP_PORTS,
+    env: dict[str, str] | None = None,
 ) -> Iterator[ServiceHarness]:
     """Built prompts, a sandboxed Asterisk and a migrated `pbx-bridge run` logging at INFO."""
     prompts = work / "prompts"
@@ -229,7 +260,7 @@ def sandboxed_service(
     )
     try:
         service.cli("db", "upgrade")
-        service.start()
+        service.start(env={**os.environ, **(env or {})})
         yield service
     finally:
         service.stop()
@@ -248,15 +279,25 @@ def main() -> None:
     parser.add_argument("--rtp-ports", type=int, default=RTP_PORTS,
                         help="Asterisk's RTP block (4 a connected call)")
     parser.add_argument("--py-spy", type=Path, default=None, help="speedscope profile out")
+    parser.add_argument("--statements", action="store_true",
+                        help="count the service's SQL statements and commits per call")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     shape = LoadShape(args.calls, args.rate, args.sipp, args.key_at, args.talk_s)
     work = Path(tempfile.mkdtemp(prefix="pbxb-load-"))
     (work / "service").mkdir()
+    counter = work / "statements.json" if args.statements else None
+    env = {}
+    if counter is not None:
+        path = os.pathsep.join(filter(None, [str(STATEMENT_COUNTER),
+                                             os.environ.get("PYTHONPATH")]))
+        env = {"PYTHONPATH": path, "PBXB_STATEMENTS": str(counter)}
     try:
-        with sandboxed_service(args.sandbox, work, args.database, args.rtp_ports) as service:
-            run = asyncio.run(measure(service, shape, work / "sipp", args.py_spy))
+        with sandboxed_service(
+            args.sandbox, work, args.database, args.rtp_ports, env
+        ) as service:
+            run = asyncio.run(measure(service, shape, work / "sipp", args.py_spy, counter))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -273,6 +314,13 @@ def main() -> None:
     ast_ms = summary["asterisk_ms_per_call"]
     print(f"  asterisk {run.asterisk_cpu_s:6.1f} CPU-s {ast_ms:6.1f} ms/call"
           f"  service/asterisk {summary['service_to_asterisk']:.2f}")
+    if run.statements_per_call is not None:
+        per_call = run.statements_per_call
+        total = sum(v for k, v in per_call.items() if k not in ("COMMIT", "ROLLBACK"))
+        print(f"  SQL per call: {total:.1f} statements, {per_call.get('COMMIT', 0):.1f} commits,"
+              f" {per_call.get('ROLLBACK', 0):.1f} rollbacks")
+        for kind, value in per_call.items():
+            print(f"    {value:6.2f}  {kind}")
     if args.keep:
         print(f"  work folder kept: {work}")
 

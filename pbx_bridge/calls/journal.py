@@ -1,7 +1,10 @@
 """The call's life as rows: opened when the caller arrives, closed when the last leg leaves.
 
 Each write is its own short transaction, committed before the flow moves on, so a crash
-leaves the database saying exactly how far the call got.
+leaves the database saying exactly how far the call got. Every call takes these writes,
+so each is a single Core statement where it can be (no unit of work, no identity map):
+an INSERT that decides on its conflict clause, an UPDATE that says with RETURNING
+whether it won (tests/test_journal_statements.py counts them).
 """
 
 from __future__ import annotations
@@ -9,17 +12,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.calls.history import JsonObject, iso
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.subjects.index import SubjectIndex
 from storage.audit_trail import record_event
-from storage.models import Recording, RecordingStatus, utcnow
+from storage.inserts import insert_if_absent
+from storage.models import Recording, RecordingStatus, new_id, utcnow
 
 DELETION_STATES = (RecordingStatus.DELETING, RecordingStatus.DELETED)
+_CALLS = cast(Table, Call.__table__)
+_CONSENTS = cast(Table, Consent.__table__)
 
 
 class CallNotFound(LookupError):
@@ -107,27 +114,35 @@ class CallJournal:
         Reuse matters after a restart: the same channel re-enters the flow and must not
         become a second call.
         """
+        values = {
+            "id": new_id(),
+            "linkedid": linkedid,
+            "channel_id": channel_id,
+            "direction": direction,
+            "caller": caller,
+            "caller_key": self._subjects.key_of(caller),
+            "did": did,
+            "extension": extension,
+            "announcement": announcement,
+            "legal_basis": legal_basis,
+            "retention_class": retention_class,
+            "language": language,
+            "started_at": utcnow(),
+        }
         async with self._sessions() as session, session.begin():
-            existing = await session.scalar(select(Call).where(Call.channel_id == channel_id))
-            if existing is not None:
-                return existing.id
-            call = Call(
-                linkedid=linkedid,
-                channel_id=channel_id,
-                direction=direction,
-                caller=caller,
-                caller_key=self._subjects.key_of(caller),
-                did=did,
-                extension=extension,
-                announcement=announcement,
-                legal_basis=legal_basis,
-                retention_class=retention_class,
-                language=language,
-                started_at=utcnow(),
+            # One INSERT on the way every call takes; the channel's unique key says
+            # whether it is new, and only a reused channel costs a second statement.
+            opened = await session.scalar(
+                insert_if_absent(session, _CALLS, ["channel_id"])
+                .values(values)
+                .returning(_CALLS.c.id)
             )
-            session.add(call)
-            await session.flush()
-            return call.id
+            if opened is not None:
+                return str(opened)
+            existing = await session.execute(
+                select(_CALLS.c.id).where(_CALLS.c.channel_id == channel_id)
+            )
+            return str(existing.scalar_one())
 
     async def answered(self, call_id: str, at: datetime | None = None) -> None:
         """The first answer counts; one UPDATE on the way every call takes."""
@@ -167,35 +182,40 @@ class CallJournal:
             return ended
 
     async def save_consent(self, call_id: str, caller: str | None, proof: ConsentProof) -> None:
+        row = {
+            "id": new_id(),
+            "call_id": call_id,
+            "caller": caller,
+            "caller_key": self._subjects.key_of(caller),
+            "decision": proof.decision,
+            "digit": proof.digit,
+            "language": proof.language,
+            "prompt_name": proof.prompt_name,
+            "prompt_version": proof.prompt_version,
+            "prompt_sha256": proof.prompt_sha256,
+            "prompt_text_sha256": proof.prompt_text_sha256,
+            "times_played": proof.times_played,
+            "evidence_recording_id": proof.evidence_recording_id,
+            "prompt_started_at": proof.prompt_started_at,
+            "decided_at": proof.decided_at,
+            "disclosure_started_at": proof.disclosure_started_at,
+            "answer_to_disclosure_s": proof.answer_to_disclosure_s,
+            "key_history": (
+                None
+                if proof.key_history is None
+                else json.dumps([key.to_json() for key in proof.key_history])
+            ),
+        }
         async with self._sessions() as session, session.begin():
-            existing = await session.scalar(select(Consent).where(Consent.call_id == call_id))
-            if existing is not None:
-                return
-            session.add(
-                Consent(
-                    call_id=call_id,
-                    caller=caller,
-                    caller_key=self._subjects.key_of(caller),
-                    decision=proof.decision,
-                    digit=proof.digit,
-                    language=proof.language,
-                    prompt_name=proof.prompt_name,
-                    prompt_version=proof.prompt_version,
-                    prompt_sha256=proof.prompt_sha256,
-                    prompt_text_sha256=proof.prompt_text_sha256,
-                    times_played=proof.times_played,
-                    evidence_recording_id=proof.evidence_recording_id,
-                    prompt_started_at=proof.prompt_started_at,
-                    decided_at=proof.decided_at,
-                    disclosure_started_at=proof.disclosure_started_at,
-                    answer_to_disclosure_s=proof.answer_to_disclosure_s,
-                    key_history=(
-                        None
-                        if proof.key_history is None
-                        else json.dumps([key.to_json() for key in proof.key_history])
-                    ),
-                )
+            # The first proof of a call stays (a resync may save it again): the call's
+            # unique key decides in the INSERT itself, and only a new proof is audited.
+            saved = await session.scalar(
+                insert_if_absent(session, _CONSENTS, ["call_id"])
+                .values(row)
+                .returning(_CONSENTS.c.id)
             )
+            if saved is None:
+                return
             # The proof and its audit entry commit together; never the number itself.
             await record_event(
                 session,

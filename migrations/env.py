@@ -15,7 +15,9 @@ from typing import Any, Literal
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import pbx_bridge.calls.models  # noqa: F401  (registers the upper layer's tables)
+# Register the upper layer's tables on Base.metadata: calls, and users/tokens/sessions.
+import pbx_bridge.calls.models
+import pbx_bridge.users.models  # noqa: F401
 from storage.models import Base, UTCDateTime
 
 config = context.config

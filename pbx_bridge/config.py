@@ -76,6 +76,15 @@ class Language(StrEnum):
     EN = "en"
 
 
+class Role(StrEnum):
+    """Who a console or API user is; what each may do is pbx_bridge/users/permissions.py."""
+
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    DPO = "dpo"
+    AUDITOR = "auditor"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -301,6 +310,33 @@ class CheckSettings(_Section):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
+class AuthSettings(_Section):
+    """Signing in to the console and the API: passwords, second factor, lockout, sessions."""
+
+    # A password shorter than this is refused (`users add`, `users reset-password`).
+    min_password_length: int = Field(default=12, ge=8, le=128)
+    # argon2id cost. Raising these rehashes each user's password at their next sign-in.
+    argon2_time_cost: int = Field(default=3, ge=1, le=20)
+    argon2_memory_kib: int = Field(default=65536, ge=8, le=4_194_304)
+    argon2_parallelism: int = Field(default=4, ge=1, le=64)
+    # Roles that must sign in with a TOTP code as well (a user's own --require-totp adds to it).
+    totp_required_roles: tuple[Role, ...] = ()
+    # The issuer name an authenticator app shows beside the account.
+    totp_issuer: str = Field(default="pbx-bridge", min_length=1, max_length=64)
+    # This many failed sign-ins in a row lock the account for lockout_minutes.
+    max_failures: int = Field(default=5, ge=1, le=100)
+    lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # At most this many failed sign-ins from one address within ip_window_minutes, whatever
+    # names they try; further attempts from it are refused unheard until the window passes.
+    ip_max_failures: int = Field(default=20, ge=1, le=10_000)
+    ip_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # A console session ends after this long idle, and in any case this long after sign-in.
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_max_hours: int = Field(default=12, ge=1, le=24 * 30)
+    # API tokens expire after this many days unless `tokens create --expires-days` says.
+    token_days: int = Field(default=90, ge=1, le=3650)
+
+
 class LogSettings(_Section):
     level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -399,6 +435,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     web: WebSettings = WebSettings()
+    auth: AuthSettings = AuthSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import shutil
 import sys
@@ -329,6 +330,32 @@ def test_numbers_are_masked_by_default(migrated: Path) -> None:
         assert "+9053***4567" in result.stdout, args
     unmasked = cli(migrated, "consents", "list", "--unmasked")
     assert "+905321234567" in unmasked.stdout
+
+
+def _audit(config: Path, action: str) -> list[dict[str, object]]:
+    result = cli(config, "audit", "list", "--action", action, "--json")
+    assert result.exit_code == 0, result.output
+    entries: list[dict[str, object]] = json.loads(result.stdout)
+    return entries
+
+
+def test_unmasked_listings_are_audited_and_masked_ones_are_not(migrated: Path) -> None:
+    _seed(migrated)
+    for group in ("calls", "recordings", "consents"):
+        assert cli(migrated, group, "list").exit_code == 0
+        assert _audit(migrated, f"{group}.unmasked") == []
+        result = cli(migrated, group, "list", "--unmasked", "--number", "05321234567")
+        assert result.exit_code == 0, result.output
+        [entry] = _audit(migrated, f"{group}.unmasked")
+        assert entry["actor"] == "cli:" + getpass.getuser()
+        assert entry["target"] == f"{group}:listing"
+        details = entry["details"]
+        assert isinstance(details, dict)
+        assert details["count"] == len(details["ids"]) > 0
+        assert details["filters"] == {"number": "0532***4567"}
+        assert "5321234567" not in json.dumps(entry)
+    [calls] = _audit(migrated, "calls.unmasked")
+    assert calls["details"]["ids"] == [CALL_ID]  # type: ignore[index]
 
 
 def test_calls_list_filters(migrated: Path) -> None:

@@ -198,6 +198,8 @@ def test_list_masks_and_reports_due_states(config: Path) -> None:
     ]
     masked = json.loads(cli(config, "dsar", "list", "--json").stdout)
     assert [r["number"] for r in masked] == ["0532***4567", "+4930***5678", "0212***0100"]
+    audited = json.loads(cli(config, "audit", "list", "--action", "dsar.unmasked", "--json").stdout)
+    assert [(e["target"], e["details"]["count"]) for e in audited] == [("dsar:listing", 3)]
 
 
 def test_list_by_status(config: Path) -> None:
@@ -284,6 +286,8 @@ def test_show_gives_the_request_its_due_state_and_the_subjects_holdings(config: 
     }
     unmasked = json.loads(cli(config, "dsar", "show", reference, "--json", "--unmasked").stdout)
     assert unmasked["number"] == NUMBER
+    shown = json.loads(cli(config, "audit", "list", "--action", "dsar.unmasked", "--json").stdout)
+    assert [e["details"]["count"] for e in shown] == [1]
 
 
 def test_show_prints_a_result_and_a_removed_number(config: Path) -> None:

@@ -135,6 +135,18 @@ def test_show_masks_the_caller_and_lists_copies(seeded: Path) -> None:
     assert "Traceback" not in missing.output
 
 
+def test_every_show_is_audited(seeded: Path) -> None:
+    assert cli(seeded, "recordings", "show", REC).exit_code == 0
+    assert cli(seeded, "recordings", "show", REC, "--unmasked", "--json").exit_code == 0
+    assert cli(seeded, "recordings", "show", "nope").exit_code == 2
+    result = cli(seeded, "audit", "list", "--action", "recording.viewed", "--json")
+    entries = json.loads(result.stdout)
+    assert [(e["target"], e["details"]) for e in reversed(entries)] == [
+        (f"recording:{REC}", {"unmasked": False}),
+        (f"recording:{REC}", {"unmasked": True}),
+    ]
+
+
 def test_get_writes_the_stored_bytes(seeded: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.wav"
     result = cli(seeded, "recordings", "get", REC, "--out", str(out))

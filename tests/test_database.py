@@ -19,7 +19,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from tcp_proxy import CuttableProxy
 
-import pbx_bridge.calls.models  # noqa: F401  (registers the call tables on Base.metadata)
+# Registers the call tables, and the users, tokens and sessions tables, on Base.metadata.
+import pbx_bridge.calls.models
+import pbx_bridge.users.models  # noqa: F401
 from storage.database import (
     DatabaseNotMigrated,
     DatabaseUnavailable,
@@ -52,6 +54,9 @@ EXPECTED_TABLES = {
     "retention_classes",
     "routes",
     "tombstones",
+    "users",
+    "api_tokens",
+    "web_sessions",
 }
 
 

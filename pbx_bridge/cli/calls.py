@@ -35,6 +35,7 @@ from pbx_bridge.cli.listing_options import (
     SinceOption,
     UnmaskedOption,
     parse_since,
+    record_unmasked,
     short_time,
 )
 from pbx_bridge.cli.table import render_table
@@ -100,11 +101,17 @@ def list_command(
 
         async def fetch() -> CallPage:
             async with session_for(settings) as session:
-                return await search_calls(
+                found = await search_calls(
                     session, filters, signer=CursorSigner.of_subjects(subjects),
                     subjects=subjects() if number is not None else None,
                     cursor=cursor, limit=limit,
                 )
+                if unmasked:
+                    await record_unmasked(
+                        session, "calls", [c.id for c in found.calls],
+                        number=number, since=filters.since,
+                    )
+                return found
 
         try:
             page = asyncio.run(fetch())

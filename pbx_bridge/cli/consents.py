@@ -52,5 +52,5 @@ def list_command(
         ctx,
         lambda session, n, s, lim: list_consents(session, number=n, since=s, limit=lim),
         headers=HEADERS, row=_row, as_json=as_json, number=number, since=since,
-        limit=limit, unmasked=unmasked,
+        limit=limit, unmasked=unmasked, kind="consents",
     )

@@ -23,7 +23,12 @@ from pbx_bridge.calls.models import DataSubjectRequest
 from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, sessions_for, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, EXIT_USAGE, fail, reporting_errors
-from pbx_bridge.cli.listing_options import JsonOption, UnmaskedOption, short_time
+from pbx_bridge.cli.listing_options import (
+    JsonOption,
+    UnmaskedOption,
+    record_unmasked,
+    short_time,
+)
 from pbx_bridge.cli.progress import Reporter, progress_for
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Settings
@@ -223,13 +228,16 @@ def list_command(
 
     async def fetch(settings: Settings, now: datetime) -> list[DataSubjectRequest]:
         async with session_for(settings) as session:
-            return await list_requests(
+            found = await list_requests(
                 session,
                 status=wanted,
                 overdue_only=overdue and not due_soon,
                 due_within_days=settings.privacy.due_soon_days if due_soon else None,
                 now=now,
             )
+            if unmasked:
+                await record_unmasked(session, "dsar", [r.id for r in found])
+            return found
 
     now = utcnow()
     with _dsar_errors():
@@ -394,7 +402,10 @@ def show_command(
     async def fetch(settings: Settings) -> _Shown:
         async with session_for(settings) as session:
             request = await get_request(session, ref)
-            return _Shown(request, await holdings_of(session, request.subject_key))
+            shown = _Shown(request, await holdings_of(session, request.subject_key))
+            if unmasked:
+                await record_unmasked(session, "dsar", [request.id])
+            return shown
 
     now = utcnow()
     with _dsar_errors():

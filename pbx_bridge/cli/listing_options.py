@@ -15,12 +15,18 @@ from typing import Annotated, Protocol, Self, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, settings_of
 from pbx_bridge.cli.errors import reporting_errors
 from pbx_bridge.cli.table import render_table
+from pbx_bridge.privacy import mask_number
+from storage.audit_trail import record_event
 
 
 class Listed(Protocol):
+    @property
+    def id(self) -> str: ...
+
     def masked(self) -> Self: ...
 
     def to_json(self) -> dict[str, object]: ...
@@ -41,13 +47,23 @@ def show_listing(
     since: str | None,
     limit: int,
     unmasked: bool,
+    kind: str,
 ) -> None:
-    """Fetch, mask unless asked not to (personal data), print as a table or JSON."""
+    """Fetch, mask unless asked not to (personal data), print as a table or JSON.
+
+    Numbers shown in the clear are an access to personal data: an audit entry
+    (``<kind>.unmasked``, with the ids shown) commits before anything is printed.
+    """
     since_at = parse_since(since)
 
     async def fetch() -> Sequence[V]:
         async with session_for(settings_of(ctx)) as session:
-            return await query(session, number, since_at, limit)
+            items = await query(session, number, since_at, limit)
+            if unmasked:
+                await record_unmasked(
+                    session, kind, [item.id for item in items], number=number, since=since_at
+                )
+            return items
 
     with reporting_errors():
         items = asyncio.run(fetch())
@@ -57,6 +73,30 @@ def show_listing(
         typer.echo(json.dumps([i.to_json() for i in items], indent=2, ensure_ascii=False))
         return
     typer.echo(render_table(headers, [row(item) for item in items]))
+
+
+async def record_unmasked(
+    session: AsyncSession,
+    kind: str,
+    ids: Sequence[str],
+    *,
+    number: str | None = None,
+    since: datetime | None = None,
+) -> None:
+    """``<kind>.unmasked``: who saw which rows' numbers in the clear (the filter's number
+    masked: the entry can never be erased)."""
+    filters: dict[str, object] = {}
+    if number is not None:
+        filters["number"] = mask_number(number)
+    if since is not None:
+        filters["since"] = since
+    await record_event(
+        session,
+        actor=cli_actor(),
+        action=f"{kind}.unmasked",
+        target=f"{kind}:listing",
+        details={"count": len(ids), "ids": list(ids), "filters": filters},
+    )
 
 
 def parse_since(value: str | None, option: str = "--since") -> datetime | None:

@@ -23,6 +23,8 @@ from pbx_bridge.cli import (
     retention,
     route,
     storage,
+    tokens,
+    users,
     web,
 )
 from pbx_bridge.cli.config_option import CONFIG_HELP, CONFIG_OPTION, ConfigEverywhereGroup
@@ -50,6 +52,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(storage.app, name="storage")
 app.add_typer(audit.app, name="audit")
 app.add_typer(dsar.app, name="dsar")
+app.add_typer(users.app, name="users")
+app.add_typer(tokens.app, name="tokens")
 app.command("purge")(purge.purge_command)
 app.command("check")(check.check_command)
 app.command("web")(web.web_command)

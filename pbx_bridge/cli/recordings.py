@@ -40,6 +40,7 @@ from pbx_bridge.recordings_admin import (
     fetch_recording,
     recording_detail,
 )
+from storage.audit_trail import record_event
 from storage.deletion import MANUAL_REASON, DeletionOutcome, DeletionRefused
 from storage.errors import RecordingNotFound, StorageError
 from storage.retention import HoldError, hold, release
@@ -92,7 +93,7 @@ def list_command(
         ctx,
         lambda session, n, s, lim: list_recordings(session, number=n, since=s, limit=lim),
         headers=LIST_HEADERS, row=_list_row, as_json=as_json, number=number, since=since,
-        limit=limit, unmasked=unmasked,
+        limit=limit, unmasked=unmasked, kind="recordings",
     )
 
 
@@ -254,7 +255,16 @@ def show_command(
 
     async def fetch(settings: Settings) -> RecordingDetail:
         async with session_for(settings) as session:
-            return await recording_detail(session, recording_id)
+            detail = await recording_detail(session, recording_id)
+            # Looking at a recording's facts is an access too: audited, like a download.
+            await record_event(
+                session,
+                actor=cli_actor(),
+                action="recording.viewed",
+                target=f"recording:{detail.recording.id}",
+                details={"unmasked": unmasked},
+            )
+            return detail
 
     with _recording_errors():
         detail = asyncio.run(fetch(settings_of(ctx)))

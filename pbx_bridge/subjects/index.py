@@ -49,6 +49,9 @@ class SubjectIndex:
         """The key of a caller id as Asterisk gave it; None for extensions and 'anonymous'."""
         return self._keyer.key_of(raw, self.default_region)
 
+    def derived_key(self, purpose: str) -> bytes:
+        return self._keyer.derive(purpose)
+
     def subject_key(self, raw: str) -> str:
         """Normalise and key a number an operator typed; raises :class:`InvalidNumber`."""
         return self.key(self.normalise(raw))

@@ -76,6 +76,12 @@ class SubjectKeyer:
     def key(self, e164: str) -> str:
         return hmac.new(self._secret, e164.encode(), hashlib.sha256).hexdigest()
 
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for another purpose (sealing TOTP secrets), independent of the
+        subject keys: HMAC of a label no number can produce, so one secret to back up."""
+        label = f"pbx-bridge/derived-key/1/{purpose}".encode()
+        return hmac.new(self._secret, label, hashlib.sha256).digest()
+
     def key_of(self, raw: str | None, default_region: str = "TR") -> str | None:
         """The subject key of a number as written, or None if it is no public number."""
         e164 = try_normalise(raw, default_region)

@@ -34,6 +34,9 @@ Sign-out::
 
     await end_web_session(sessions, cookie)
 
+The console's ``Accounts`` protocol (pbx_bridge/web/accounts.py) over all of this:
+``await UsersAccounts.from_settings(settings, sessions)`` (pbx_bridge/users/console_accounts.py).
+
 ``sessions`` is the ``async_sessionmaker`` of the database (storage.database). Sign-ins,
 failures, lockouts and sign-outs are audited here; the caller audits what the principal
 then does.

@@ -1,0 +1,82 @@
+"""The users module as the web console's ``Accounts`` (pbx_bridge/web/accounts.py).
+
+The console codes against that protocol; this is the one implementation, so wiring it in
+is one line in the web server::
+
+    accounts = await UsersAccounts.from_settings(settings, sessions)
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pbx_bridge.config import Settings
+from pbx_bridge.users import auth
+from pbx_bridge.users.auth import Action, AuthContext, Decision, Principal
+from pbx_bridge.web import accounts as console
+
+
+class UsersAccounts:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        context: AuthContext,
+        *,
+        four_eyes: bool,
+    ) -> None:
+        self._sessions = sessions
+        self._context = context
+        self._four_eyes = four_eyes
+
+    @classmethod
+    async def from_settings(
+        cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    ) -> UsersAccounts:
+        context = await AuthContext.from_settings(settings.auth, settings.privacy)
+        return cls(sessions, context, four_eyes=settings.web.four_eyes)
+
+    async def sign_in(self, attempt: console.SignInAttempt) -> console.WebSession:
+        try:
+            signed_in = await auth.authenticate(
+                self._sessions,
+                attempt.username,
+                attempt.password,
+                attempt.totp,
+                attempt.client,
+                context=self._context,
+            )
+        except auth.SignInRefused as refused:
+            # The values of Refusal are the console's reasons.
+            raise console.SignInRefused(refused.reason.value) from None
+        opened = await auth.open_web_session(
+            self._sessions,
+            signed_in,
+            auth=self._context.auth,
+            ip=attempt.client,
+            user_agent=attempt.user_agent,
+            replacing=attempt.replacing,
+        )
+        return console.WebSession(opened.id, signed_in.principal)
+
+    async def session_principal(self, session_id: str) -> Principal | None:
+        return await auth.session_principal(self._sessions, session_id, auth=self._context.auth)
+
+    async def sign_out(self, session_id: str) -> None:
+        await auth.end_web_session(self._sessions, session_id)
+
+    async def token_principal(self, token: str) -> Principal | None:
+        return await auth.token_principal(self._sessions, token)
+
+    async def allowed(self, principal: console.Principal, action: str) -> Decision:
+        if not isinstance(principal, Principal):
+            return Decision(False, "not a principal of the users module")
+        try:
+            known = Action(action)
+        except ValueError:
+            return Decision(False, f"unknown action {action!r}")
+        return auth.allowed(principal, known, four_eyes=self._four_eyes)
+
+
+def _conforms(accounts: UsersAccounts) -> console.Accounts:
+    """mypy checks here that UsersAccounts is what the console expects."""
+    return accounts

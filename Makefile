@@ -17,9 +17,13 @@ APT_PACKAGES := python3-venv mmdebstrap sip-tester espeak-ng sox libsndfile1 ca-
 demo: deps venv
 	$(BIN)/python -m pbx_bridge.sandbox.demo
 
+# Parallel workers (pytest-xdist), each with its own Asterisk sandbox (tests/sandbox_names.py):
+# most end-to-end time is real-time audio, so three workers fit on two cores.
+TEST_WORKERS ?= 3
+
 test: deps venv lint typecheck
 	bash .ci/ensure-postgres
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check pbx_bridge storage migrations tests $(wildcard bench)

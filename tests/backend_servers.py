@@ -21,6 +21,7 @@ import asyncio
 import atexit
 import contextlib
 import datetime
+import fcntl
 import ipaddress
 import os
 import pwd
@@ -118,8 +119,15 @@ def ensure_test_account() -> TestAccount:
 
     Its random password is made once and kept (root-only) in PASSWORD_FILE, so test runs
     that overlap (two sessions, or a benchmark beside the tests) never change it under
-    each other's running servers.
+    each other's running servers. Parallel workers take a lock: only one creates it.
     """
+    PASSWORD_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with (PASSWORD_FILE.parent / "account.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_test_account()
+
+
+def _ensure_test_account() -> TestAccount:
     try:
         pwd.getpwnam(TEST_USER)
     except KeyError:

@@ -8,11 +8,11 @@ failure to report, not a reason to pass quietly.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sandbox_names import sandbox_name
 
 pytest.register_assert_rewrite("backend_servers", "e2e_harness", "web_harness", "browser_fixtures")
 
@@ -35,7 +35,7 @@ def built_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def asterisk(built_prompts: Path) -> Iterator[AsteriskSandbox]:
     # Two test runs at once (two developers on one host) each need their own sandbox.
-    name = os.environ.get("PBX_BRIDGE_E2E_SANDBOX", "e2e")
+    name = sandbox_name()
     sandbox = AsteriskSandbox(name=name, prompts_dir=built_prompts)
     sandbox.start()
     # The cached root outlives test runs; start every run from an empty recording folder

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from sandbox_names import sandbox_name
 
 from pbx_bridge.ari import (
     AriAuthError,
@@ -63,7 +64,7 @@ def _ports() -> SandboxPorts:
 def sandbox() -> Iterator[AsteriskSandbox]:
     if os.geteuid() != 0 or shutil.which("chroot") is None:
         pytest.fail("the Asterisk sandbox needs root and chroot (run the tests as root)")
-    box = AsteriskSandbox(name="ari-live", ports=_ports())
+    box = AsteriskSandbox(name=sandbox_name("ari-live"), ports=_ports())
     try:
         box.start()
     except SandboxError as exc:

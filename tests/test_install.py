@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from e2e_harness import CLI, ServiceHarness, local_file, recordings_of
+from sandbox_names import sandbox_name
 from web_harness import WebConsole
 
 from pbx_bridge.sandbox import AsteriskSandbox, sipp
@@ -391,7 +392,7 @@ def install_as_the_readme_says(tmp_path: Path) -> tuple[ServiceHarness, list[str
     it left; returns the installed service (not started), the unit's ExecStart and folder."""
     prefix, clone = tmp_path / "prefix", tmp_path / "clone"
     copy_clone(clone, prefix)
-    name = os.environ.get("PBX_BRIDGE_E2E_SANDBOX", "e2e") + "-install"
+    name = sandbox_name("install")
     probe = AsteriskSandbox(name=name)
     site_asterisk_conf(prefix / "etc/asterisk", probe.root)
     before, after = (

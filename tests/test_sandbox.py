@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from sandbox_names import sandbox_name
 
 from pbx_bridge.sandbox import AsteriskSandbox, sipp
 from pbx_bridge.sandbox.audio import (
@@ -36,7 +37,7 @@ def prompts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sandbox(prompts_dir: Path) -> Iterator[AsteriskSandbox]:
-    with AsteriskSandbox("pytest-main", prompts_dir=prompts_dir) as instance:
+    with AsteriskSandbox(sandbox_name("main"), prompts_dir=prompts_dir) as instance:
         yield instance
 
 
@@ -235,7 +236,7 @@ def test_restart_keeps_recordings_and_answers_again(sandbox: AsteriskSandbox) ->
 
 
 def test_two_instances_run_side_by_side(sandbox: AsteriskSandbox) -> None:
-    with AsteriskSandbox("pytest-second") as second:
+    with AsteriskSandbox(sandbox_name("second")) as second:
         assert second.ports.ari != sandbox.ports.ari
         assert second.ports.sip != sandbox.ports.sip
         rtp = range(sandbox.ports.rtp_start, sandbox.ports.rtp_end + 1)
@@ -291,14 +292,13 @@ def test_extra_dialplan_takes_its_own_dids_and_leaves_the_rest_to_stasis(
     prompts_dir: Path,
 ) -> None:
     """A benchmark's baseline flow sits beside the shipped dialplan without changing it."""
-    import os
 
     from pbx_bridge.sandbox import SandboxPorts, ensure_root
 
     extra = "[pbx-bridge-inbound]\nexten => 5550199,1,Goto(bench-extra,s,1)\n\n" \
         "[bench-extra]\nexten => s,1,Answer()\n same => n,Hangup()\n"
     root = ensure_root()
-    name = os.environ.get("PBX_BRIDGE_E2E_SANDBOX", "pytest") + "-extra"
+    name = sandbox_name("extra")
     ports = SandboxPorts.pick_free(root, rtp_ports=1000, name=name)
     with AsteriskSandbox(name, ports, prompts_dir=prompts_dir, root=root,
                          extra_dialplan=extra) as instance:

@@ -59,7 +59,7 @@ class Route(Base):
 class Call(Base):
     __tablename__ = "calls"
     # The call search (calls/search.py) walks one of these newest first, by keyset: each
-    # filter it can drive by ends in (started_at, id). Migration 0008.
+    # filter it can drive by ends in (started_at, id). Migration 0007.
     __table_args__ = (
         Index("ix_calls_started_at_id", "started_at", "id"),
         Index("ix_calls_caller_key_started_at", "caller_key", "started_at", "id"),

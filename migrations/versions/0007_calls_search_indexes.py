@@ -4,7 +4,7 @@ so a page at 1,000,000 calls reads about a page of index entries, on SQLite and
 PostgreSQL. The single-column indexes on started_at, caller and caller_key are the
 leading columns of the new ones and go.
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-01
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -3,8 +3,8 @@ password hash, sealed TOTP secret and lockout state; API tokens (only a hash of 
 secret); server-side console sessions (only a hash of each id), so signing out or
 disabling a user ends a session at once.
 
-Revision ID: 0007
-Revises: 0008
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0008"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

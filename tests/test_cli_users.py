@@ -157,7 +157,9 @@ def _sign_in(config: Path, name: str, password: str, code: str | None = None) ->
 def test_disable_enable_and_reset_password(config: Path) -> None:
     _add(config, "ayse", "--role", "dpo")
     assert _sign_in(config, "ayse", PASSWORD) == "ayse"
+    assert cli(config, "users", "list").output.splitlines()[1].split()[7] == "active"
     assert cli(config, "users", "disable", "ayse").output.strip() == "user ayse disabled"
+    assert cli(config, "users", "list").output.splitlines()[1].split()[7] == "disabled"
     assert _sign_in(config, "ayse", PASSWORD) == "disabled"
     assert cli(config, "users", "enable", "ayse").output.strip() == "user ayse enabled"
     reset = cli(
@@ -176,6 +178,21 @@ def test_disable_enable_and_reset_password(config: Path) -> None:
         "user.created", "auth.signed_in", "user.disabled", "auth.sign_in_failed",
         "user.enabled", "user.password_reset", "auth.sign_in_failed", "auth.signed_in",
     ]
+
+
+def test_users_list_shows_a_lockout_and_enable_lifts_it(config: Path) -> None:
+    _add(config, "ayse", "--role", "dpo")
+    for _ in range(5):  # [auth] max_failures
+        _sign_in(config, "ayse", "not the password")
+    assert _sign_in(config, "ayse", PASSWORD) == "locked-out"
+    assert "locked until" in cli(config, "users", "list").output.splitlines()[1]
+    listed = json.loads(cli(config, "users", "list", "--json").output)
+    assert listed[0]["locked_until"] is not None
+    reset = cli(config, "users", "reset-password", "ayse", "--password-stdin",
+                input="the new long passphrase\n")
+    assert reset.exit_code == 0
+    assert _sign_in(config, "ayse", "the new long passphrase") == "ayse"
+    assert [e.action for e in _audit(config)].count("auth.locked") == 1
 
 
 def test_users_totp_prints_the_uri_once_and_stores_it_sealed(config: Path) -> None:

@@ -308,6 +308,23 @@ async def test_session_fixation_a_planted_id_never_becomes_a_session(
     assert opened.id not in stored and again.id not in stored and len(stored) == 2
 
 
+async def test_ended_sessions_are_cleared_at_the_next_sign_in(
+    sessions: Sessions, context: AuthContext
+) -> None:
+    await _add(sessions, context)
+    t0 = utcnow()
+    signed = await authenticate(sessions, "ayse", PASSWORD, None, None, context=context, now=t0)
+    for _ in range(3):
+        await open_web_session(sessions, signed, auth=context.auth, ip=None, user_agent=None,
+                               now=t0)
+    later = t0 + timedelta(hours=12)
+    await open_web_session(sessions, signed, auth=context.auth, ip=None, user_agent=None,
+                           now=later)
+    async with sessions() as session:
+        left = list((await session.scalars(select(WebSession.created_at))).all())
+    assert left == [later]
+
+
 async def test_a_replaced_pre_sign_in_session_ends(
     sessions: Sessions, context: AuthContext
 ) -> None:

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -34,6 +35,7 @@ from pbx_bridge.users.accounts import (
 from pbx_bridge.users.passwords import WeakPassword
 from pbx_bridge.users.permissions import InvalidScope
 from pbx_bridge.users.totp import TotpSealer
+from storage.models import utcnow
 
 app = typer.Typer(help="Console and API users: roles, passwords, second factor.")
 
@@ -137,6 +139,7 @@ def list_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         typer.echo(json.dumps([u.to_json() for u in users], indent=2, ensure_ascii=False))
         return
+    now = utcnow()
     typer.echo(
         render_table(
             ["NAME", "ROLE", "EXTENSIONS", "UNMASK", "LANG", "TOTP", "STATE", "LAST SIGN-IN"],
@@ -149,13 +152,21 @@ def list_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
                     u.language,
                     ("enrolled" if u.totp_enrolled else "not set")
                     + (" (required)" if u.totp_required else ""),
-                    "disabled" if u.disabled else "active",
+                    _state(u, now),
                     short_time(u.last_sign_in_at),
                 ]
                 for u in users
             ],
         )
     )
+
+
+def _state(user: UserInfo, now: datetime) -> str:
+    if user.disabled:
+        return "disabled"
+    if user.locked_until is not None and user.locked_until > now:
+        return f"locked until {short_time(user.locked_until)}"
+    return "active"
 
 
 def _set_disabled(ctx: typer.Context, name: str, disabled: bool) -> UserInfo:

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.config import AuthSettings
@@ -55,6 +55,14 @@ async def open_web_session(
     session_id = secrets.token_urlsafe(32)
     expires_at = now + timedelta(hours=auth.session_max_hours)
     async with sessions() as session:
+        # The user's sessions that can no longer be used go as a new one comes, so the
+        # table holds about one row per device per user, never the whole history (the
+        # sign-ins themselves are in the audit trail).
+        await session.execute(
+            delete(WebSession).where(
+                WebSession.user_id == signed_in.principal.user_id, WebSession.expires_at <= now
+            )
+        )
         if replacing:
             await session.execute(
                 update(WebSession)

@@ -125,6 +125,29 @@ def test_users_add_refuses_a_duplicate_and_a_bad_name(config: Path) -> None:
     )
 
 
+def test_users_set_changes_what_a_user_is_audited(config: Path) -> None:
+    _add(config, "selim", "--role", "supervisor", "--extensions", "100")
+    changed = cli(config, "users", "set", "selim", "--extensions", "100,101", "--unmask")
+    assert changed.exit_code == 0, changed.output
+    assert changed.output.strip() == (
+        "user selim: role supervisor, extensions 100,101, unmask, language tr"
+    )
+    unknown = cli(config, "users", "set", "selim", "--extensions", "999")
+    assert unknown.exit_code == 2 and "unknown extension(s) 999" in unknown.output
+    promoted = cli(config, "users", "set", "selim", "--role", "dpo", "--require-totp")
+    assert promoted.output.strip() == "user selim: role dpo, language tr, TOTP required"
+    back = cli(config, "users", "set", "selim", "--role", "supervisor")
+    assert back.exit_code == 2 and "a supervisor needs --extensions" in back.output
+    entries = [e for e in _audit(config) if e.action == "user.changed"]
+    assert [json.loads(e.details)["changes"] for e in entries] == [
+        {"extensions": {"from": ["100"], "to": ["100", "101"]},
+         "unmask": {"from": False, "to": True}},
+        {"role": {"from": "supervisor", "to": "dpo"}, "extensions": {"from": ["100", "101"],
+         "to": []}, "unmask": {"from": True, "to": False},
+         "totp_required": {"from": False, "to": True}},
+    ]
+
+
 def test_password_prompt_asks_twice(config: Path) -> None:
     result = cli(
         config, "users", "add", "ayse", "--role", "dpo", input=f"{PASSWORD}\n{PASSWORD}\n"

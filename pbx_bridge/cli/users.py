@@ -31,6 +31,7 @@ from pbx_bridge.users.accounts import (
     list_users,
     reset_password,
     set_disabled,
+    set_user,
 )
 from pbx_bridge.users.passwords import WeakPassword
 from pbx_bridge.users.permissions import InvalidScope
@@ -124,6 +125,48 @@ def add_command(
         settings = settings_of(ctx)
         user = asyncio.run(run(settings, read_password(password_stdin)))
     typer.echo(f"added {_describe(user)}")
+
+
+@app.command("set")
+def set_command(
+    ctx: typer.Context,
+    name: NameArgument,
+    role: Annotated[Role | None, typer.Option("--role", help="A new role.")] = None,
+    extensions: Annotated[
+        str | None,
+        typer.Option("--extensions", metavar="100,101", help="A supervisor's extensions (all)."),
+    ] = None,
+    unmask: Annotated[
+        bool | None,
+        typer.Option("--unmask/--no-unmask", help="A supervisor sees numbers in the clear."),
+    ] = None,
+    language: Annotated[
+        Language | None, typer.Option("--language", help="Console language.")
+    ] = None,
+    require_totp: Annotated[
+        bool | None,
+        typer.Option("--require-totp/--no-require-totp", help="A TOTP code at every sign-in."),
+    ] = None,
+) -> None:
+    """Change a user's role, extensions, unmask grant, language or TOTP requirement."""
+
+    async def run(settings: Settings) -> UserInfo:
+        async with session_for(settings) as session:
+            return await set_user(
+                session,
+                name,
+                actor=cli_actor(),
+                default_target=settings.default_route.target,
+                role=role,
+                extensions=None if extensions is None else extensions.split(","),
+                unmask=unmask,
+                language=language,
+                require_totp=require_totp,
+            )
+
+    with user_errors():
+        user = asyncio.run(run(settings_of(ctx)))
+    typer.echo(_describe(user))
 
 
 @app.command("list")

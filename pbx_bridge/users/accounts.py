@@ -17,6 +17,7 @@ from typing import TypeVar
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pbx_bridge.calls.changes import record_change
 from pbx_bridge.calls.history import iso
 from pbx_bridge.calls.models import Extension, Route
 from pbx_bridge.config import AuthSettings, Language, Role
@@ -212,6 +213,61 @@ async def add_user(
             "language": language.value,
             "totp_required": require_totp,
         },
+    )
+    return info(user)
+
+
+def _settings_of(user: User) -> dict[str, object]:
+    """What an admin may change and the audit trail records: never a hash or secret."""
+    return {
+        "role": user.role,
+        "extensions": list(split_extensions(user.extensions)),
+        "unmask": user.unmask,
+        "language": user.language,
+        "totp_required": user.totp_required,
+    }
+
+
+async def set_user(
+    session: AsyncSession,
+    name: str,
+    *,
+    actor: str,
+    default_target: str,
+    role: Role | None = None,
+    extensions: Iterable[str] | None = None,
+    unmask: bool | None = None,
+    language: Language | None = None,
+    require_totp: bool | None = None,
+) -> UserInfo:
+    """Change what a user is; ``None`` keeps a field. A user who stops being a supervisor
+    loses their extensions and unmask grant; one who becomes one needs extensions."""
+    user = await get_user(session, name)
+    before = _settings_of(user)
+    new_role = Role(user.role) if role is None else role
+    if extensions is not None:
+        wanted: Iterable[str] = extensions
+    elif new_role is Role.SUPERVISOR:
+        wanted = split_extensions(user.extensions)
+    else:
+        wanted = ()
+    assigned = await _checked_extensions(session, new_role, wanted, default_target)
+    new_unmask = (user.unmask if unmask is None else unmask) and new_role is Role.SUPERVISOR
+    if unmask and new_role is not Role.SUPERVISOR:
+        raise UserError(
+            f"--unmask is a supervisor's grant: a dpo always sees numbers, role "
+            f"{new_role.value} never"
+        )
+    user.role = new_role.value
+    user.extensions = ",".join(assigned)
+    user.unmask = new_unmask
+    if language is not None:
+        user.language = language.value
+    if require_totp is not None:
+        user.totp_required = require_totp
+    await record_change(
+        session, actor=actor, kind="user", key=user.name, before=before,
+        after=_settings_of(user),
     )
     return info(user)
 

@@ -130,12 +130,12 @@ def test_users_set_changes_what_a_user_is_audited(config: Path) -> None:
     changed = cli(config, "users", "set", "selim", "--extensions", "100,101", "--unmask")
     assert changed.exit_code == 0, changed.output
     assert changed.output.strip() == (
-        "user selim: role supervisor, extensions 100,101, unmask, language tr"
+        "user selim: role supervisor, extensions 100,101, unmask, language (browser's)"
     )
     unknown = cli(config, "users", "set", "selim", "--extensions", "999")
     assert unknown.exit_code == 2 and "unknown extension(s) 999" in unknown.output
     promoted = cli(config, "users", "set", "selim", "--role", "dpo", "--require-totp")
-    assert promoted.output.strip() == "user selim: role dpo, language tr, TOTP required"
+    assert promoted.output.strip() == "user selim: role dpo, language (browser's), TOTP required"
     back = cli(config, "users", "set", "selim", "--role", "supervisor")
     assert back.exit_code == 2 and "a supervisor needs --extensions" in back.output
     entries = [e for e in _audit(config) if e.action == "user.changed"]

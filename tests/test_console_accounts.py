@@ -51,6 +51,7 @@ async def test_sign_in_session_and_sign_out(users: UsersAccounts) -> None:
     signed = await users.sign_in(attempt("selim", replacing="planted-id"))
     assert signed.session_id != "planted-id"
     assert signed.principal.name == "selim" and signed.principal.role == "supervisor"
+    assert signed.principal.language is None  # none chosen: the console follows the browser
     assert await users.session_principal("planted-id") is None
     principal = await users.session_principal(signed.session_id)
     assert principal is not None and principal.name == "selim"

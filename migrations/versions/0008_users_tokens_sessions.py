@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("totp_required", sa.Boolean(), nullable=False),
         sa.Column("extensions", sa.Text(), nullable=False),
         sa.Column("unmask", sa.Boolean(), nullable=False),
-        sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column("language", sa.String(length=8), nullable=True),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("failed_attempts", sa.Integer(), nullable=False),
         sa.Column("locked_until", UTC_DATETIME, nullable=True),

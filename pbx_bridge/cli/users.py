@@ -40,6 +40,8 @@ from storage.models import utcnow
 
 app = typer.Typer(help="Console and API users: roles, passwords, second factor.")
 
+# A user without a language of their own gets the browser's (Accept-Language).
+BROWSERS = "(browser's)"
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The user's sign-in name.")]
 PasswordStdinOption = Annotated[
     bool,
@@ -73,7 +75,7 @@ def _describe(user: UserInfo) -> str:
         parts.append(f"extensions {','.join(user.extensions)}")
     if user.unmask:
         parts.append("unmask")
-    parts.append(f"language {user.language}")
+    parts.append(f"language {user.language or BROWSERS}")
     if user.totp_required:
         parts.append("TOTP required")
     if user.disabled:
@@ -97,8 +99,9 @@ def add_command(
         bool, typer.Option("--unmask", help="A supervisor sees numbers in the clear.")
     ] = False,
     language: Annotated[
-        Language, typer.Option("--language", help="Console language.")
-    ] = Language.TR,
+        Language | None,
+        typer.Option("--language", help="Console language (default: the browser's)."),
+    ] = None,
     require_totp: Annotated[
         bool, typer.Option("--require-totp", help="This user must sign in with a TOTP code.")
     ] = False,
@@ -192,7 +195,7 @@ def list_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
                     u.role.value,
                     ",".join(u.extensions) or None,
                     "yes" if u.unmask else "no",
-                    u.language,
+                    u.language or "browser",
                     ("enrolled" if u.totp_enrolled else "not set")
                     + (" (required)" if u.totp_required else ""),
                     _state(u, now),

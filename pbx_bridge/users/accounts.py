@@ -56,7 +56,7 @@ class UserInfo:
     role: Role
     extensions: tuple[str, ...]
     unmask: bool
-    language: str
+    language: str | None  # None: the browser's (Accept-Language)
     disabled: bool
     totp_enrolled: bool
     totp_required: bool
@@ -175,7 +175,7 @@ async def add_user(
     default_target: str,
     extensions: Iterable[str] = (),
     unmask: bool = False,
-    language: Language = Language.TR,
+    language: Language | None = None,
     require_totp: bool = False,
 ) -> UserInfo:
     """A new user; raises :class:`UserError` (or WeakPassword) naming what is wrong."""
@@ -195,7 +195,7 @@ async def add_user(
         totp_required=require_totp,
         extensions=",".join(assigned),
         unmask=unmask,
-        language=language.value,
+        language=None if language is None else language.value,
         disabled=False,
         failed_attempts=0,
     )
@@ -210,7 +210,7 @@ async def add_user(
             "role": role.value,
             "extensions": assigned,
             "unmask": unmask,
-            "language": language.value,
+            "language": None if language is None else language.value,
             "totp_required": require_totp,
         },
     )

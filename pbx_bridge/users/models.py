@@ -31,7 +31,8 @@ class User(Base):
     extensions: Mapped[str] = mapped_column(Text, default="")
     # A supervisor granted to see numbers in the clear (dpo always does; others never).
     unmask: Mapped[bool] = mapped_column(Boolean, default=False)
-    language: Mapped[str] = mapped_column(String(8), default="tr")
+    # tr or en; NULL: the console follows the browser (Accept-Language).
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

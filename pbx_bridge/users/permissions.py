@@ -147,7 +147,7 @@ class Principal:
     extensions: frozenset[str] = frozenset()
     # A supervisor's grant to see numbers in the clear.
     unmask: bool = False
-    language: str = "tr"
+    language: str | None = None  # None: the browser's
     # None for a console session (the whole role); a token's scopes otherwise.
     scopes: frozenset[str] | None = None
     token_id: str | None = None

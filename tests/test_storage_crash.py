@@ -43,7 +43,8 @@ async def run_child_until(stage: str, db: str, work: Path) -> tuple[str, str]:
     assert proc.stdout is not None
     recording_id = asterisk_name = ""
     try:
-        async with asyncio.timeout(15):
+        # A bound, not a timing: a child's imports alone take seconds on a loaded machine.
+        async with asyncio.timeout(90):
             while True:
                 line = (await proc.stdout.readline()).decode()
                 assert line, "child exited before reaching the stage"

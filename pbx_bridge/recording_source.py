@@ -91,8 +91,8 @@ def check_recordings_dir(folder: Path) -> None:
     if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
         raise RecordingsDirError(
             f"[ari] recordings_dir {folder}: this user may not read and delete files there "
-            "(add it to Asterisk's group, with group write on the folder, or leave it unset "
-            "to fetch over ARI)")
+            "(add it to Asterisk's group, with group write on the folder; under systemd also "
+            "ReadWritePaths= and SupplementaryGroups=; or leave it unset to fetch over ARI)")
 
 
 class LocalRecordingSource:

@@ -4,10 +4,10 @@ Through a real Asterisk 22 and sipp: the key is not consent (a consent route rec
 nothing), it stays in the consent row's history marked as before the disclosure, and the
 measured delay from answer to the disclosure's first audio is stored.
 
-On an idle machine the disclosure begins some 20 ms after the answer, before any real
-keypress can end; under load it begins seconds later. The slow point
-``evidence.before-await-started`` makes the evidence clip start 1 s late, as under load,
-so the key arrives while the clip waits for RecordingStarted.
+On an idle machine the disclosure begins a few ms after the answer (the evidence clip is
+already running by then), before any real keypress can end; under load it begins later.
+The slow point ``disclosure.after-answer`` holds the disclosure back 1 s after the
+answer, as a loaded event loop would, so the key arrives before it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ async def test_a_key_pressed_on_answer_is_kept_but_is_not_consent(
     service.cli("route", "set", DID, "--legal-basis", "consent", "--timeout-means", "hangup",
                 "--prompt-timeout", "2")
     service.cli("route", "set", DID_B, "--legal-basis", "consent")
-    service.start(failpoints=["evidence.before-await-started"])
+    service.start(failpoints=["disclosure.after-answer"])
     agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer")
     # Each digit starts with the first RTP packet after 200 OK and lasts 200 ms.
     only_early, early_then_informed = await asyncio.gather(

@@ -7,6 +7,7 @@ to the caller and the caller's own audio and keys.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -14,7 +15,6 @@ from pbx_bridge.ari import AriError, AriNotFound
 from pbx_bridge.ari import events as ev
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox
-from storage.failpoints import slow_point
 from storage.models import RecordingKind
 
 log = logging.getLogger(__name__)
@@ -53,16 +53,24 @@ class EvidenceClip:
             log.warning("call %s: evidence snoop failed: %s", self._call_id, exc)
             self._forget_snoop()
             return
-        if not await self._inbox.entered_app([snoop_id], _START_TIMEOUT_S):
-            log.warning("call %s: evidence snoop did not confirm entering the app", self._call_id)
-        recording = await self._ctx.pipeline.begin(
+        # The row is committed while the snoop enters the app: neither waits for the other.
+        row = asyncio.ensure_future(self._ctx.pipeline.begin(
             call_id=self._call_id,
             kind=RecordingKind.EVIDENCE,
             legal_basis=self._legal_basis,
             retention_class="evidence",
             retention_days=self._ctx.retention.evidence_days,
             format="wav",
-        )
+        ))
+        try:
+            entered = await self._inbox.entered_app([snoop_id], _START_TIMEOUT_S)
+        except BaseException:
+            # The caller left meanwhile: no recording will follow the committed row.
+            await self._ctx.pipeline.mark_failed((await row).id, "caller left before the clip")
+            raise
+        recording = await row
+        if not entered:
+            log.warning("call %s: evidence snoop did not confirm entering the app", self._call_id)
         self.recording_id = recording.id
         try:
             await self._ctx.ari.record(
@@ -75,7 +83,6 @@ class EvidenceClip:
             await self._hangup_snoop()
             return
         self._name = recording.asterisk_name
-        await slow_point("evidence.before-await-started")  # tests: the clip starts late
         await self._await_started(recording.asterisk_name)
 
     async def stop(self) -> None:
@@ -90,10 +97,12 @@ class EvidenceClip:
         await self._hangup_snoop()
 
     async def _await_started(self, name: str) -> None:
-        """Start the disclosure only once the clip is running, so it holds all of it.
+        """Answer the caller (and so start the disclosure) only once the clip is running,
+        so it holds all of it.
 
-        Keys the caller presses meanwhile stay in the inbox: the dialogue finds them,
-        early (before the disclosure began), and keeps them in the consent row.
+        A caller answered earlier (on-connect) may press keys meanwhile; they stay in the
+        inbox: the dialogue finds them, early (before the disclosure began), and keeps
+        them in the consent row.
         """
         started = await self._inbox.wait_for(
             lambda i: isinstance(i, ev.RecordingStarted) and i.recording.name == name,

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from pbx_bridge.ari import AriError, AriNotFound, Channel
 from pbx_bridge.ari import events as ev
-from pbx_bridge.calls.extensions import extension_recording, get_extension
+from pbx_bridge.calls.extensions import ExtensionInfo, extension_recording, get_extension
 from pbx_bridge.calls.journal import ConsentProof
 from pbx_bridge.calls.retention import class_days
 from pbx_bridge.calls.routes import ResolvedRoute, resolve_route
@@ -35,10 +35,12 @@ from pbx_bridge.flow.policy import (
     decide_recording,
 )
 from pbx_bridge.flow.recorder import ConversationRecorder, OnDemandKeys
+from pbx_bridge.flow.together import together
 from pbx_bridge.flow.withdrawal import on_do_not_record_list, withdraw_by_keypress
 from pbx_bridge.metrics import ANSWER_TO_DISCLOSURE, CALLS, CONSENT_DECISIONS
 from pbx_bridge.privacy import mask_number
 from storage.database import database_unavailable
+from storage.failpoints import slow_point
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -180,8 +182,7 @@ class CallSession:
             await self._answer_caller()
             consent = await self._confirm_do_not_record(route)
         if route.announcement is Announcement.BEFORE_CONNECT and consent is None:
-            await self._answer_caller()
-            consent = await self._ask_consent(route)
+            consent = await self._ask_consent(route)  # answers once the evidence clip runs
         elif route.announcement is Announcement.NOTICE_ONLY and consent is None:
             await self._answer_caller()
             consent = await self._play_notice(route)
@@ -193,7 +194,6 @@ class CallSession:
 
         if route.announcement is Announcement.ON_CONNECT and consent is None:
             await self._hold_agent(route)
-            await self._answer_caller()
             consent = await self._ask_consent(route)
         elif consent is None:
             consent = await self._record_not_asked(route)
@@ -206,20 +206,20 @@ class CallSession:
     # -- steps ----------------------------------------------------------------------------
 
     async def _open_call(self) -> ResolvedRoute:
-        async with self.ctx.sessions() as session:
-            route = await resolve_route(
-                session, self.did, self.ctx.default_route, self.ctx.default_language
-            )
-            extension = await get_extension(session, route.target)
+        # The look-ups need nothing of each other: under load each round trip waits its
+        # turn on the loop, and the caller is still ringing while they run.
+        self._subject_key = self.ctx.subjects.key_of(self.caller.caller.number or None)
+        (route, extension), linkedid, self._do_not_record = await together(
+            self._route_and_extension(),
+            # Asterisk's linkedid ties this call to its other legs in CDRs and CEL.
+            self._on_caller(self.ctx.ari.get_variable(self.caller.id, "CHANNEL(linkedid)")),
+            on_do_not_record_list(self.ctx, self._subject_key),
+        )
         # The extension's own class is the more specific rule (a sales desk kept longer).
         if extension is not None and extension.retention_class:
             self._retention_class = extension.retention_class
         else:
             self._retention_class = route.retention_class
-        # Asterisk's linkedid ties this call to its other legs in CDRs and CEL.
-        linkedid = await self._on_caller(
-            self.ctx.ari.get_variable(self.caller.id, "CHANNEL(linkedid)")
-        )
         self.call_id = await self.ctx.journal.open(
             linkedid=linkedid or self.caller.id,
             channel_id=self.caller.id,
@@ -232,8 +232,6 @@ class CallSession:
             retention_class=self._retention_class,
             language=route.language.value,
         )
-        self._subject_key = self.ctx.subjects.key_of(self.caller.caller.number or None)
-        self._do_not_record = await on_do_not_record_list(self.ctx, self._subject_key)
         log.info(
             "call %s: %s call from %s to DID %s, route %s",
             self.call_id,
@@ -243,6 +241,13 @@ class CallSession:
             "default" if route.is_default else route.did,
         )
         return route
+
+    async def _route_and_extension(self) -> tuple[ResolvedRoute, ExtensionInfo | None]:
+        async with self.ctx.sessions() as session:
+            route = await resolve_route(
+                session, self.did, self.ctx.default_route, self.ctx.default_language
+            )
+            return route, await get_extension(session, route.target)
 
     async def _answer_caller(self) -> None:
         if self._caller_answered:
@@ -256,6 +261,15 @@ class CallSession:
         self._answered_at = answering
 
     async def _ask_consent(self, route: ResolvedRoute) -> ConsentOutcome:
+        """Start the evidence clip, answer the caller, and ask.
+
+        The clip starts while the caller is still ringing, and the caller is answered
+        only once Asterisk says it is recording: so the clip holds the disclosure from
+        its first audio, and between the answer and the disclosure there is only the
+        answer's reply and the play request. A caller who knows the menu presses 1 as
+        soon as they are answered; every step left before the disclosure after the
+        answer is time in which that key comes too early to count (issue 9).
+        """
         assert self.call_id is not None
         lang = route.language.value
         disclosure = self.ctx.prompts.get(lang, "disclosure")
@@ -274,6 +288,8 @@ class CallSession:
         self._evidence = EvidenceClip(self.ctx, self.inbox, self.call_id, route.legal_basis.value)
         await self._evidence.start(self.caller.id)
         try:
+            await self._answer_caller()
+            await slow_point("disclosure.after-answer")  # tests: the disclosure starts late
             answer = await self._on_caller(dialogue.ask(self.caller.id))
         finally:
             await self._evidence.stop()

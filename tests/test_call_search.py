@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from database_fixtures import BACKENDS, PG_HOST, _reset_schema, pg_database
 from query_plans import prefer_indexes, query_plan
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from pbx_bridge.calls import search
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.calls.search import (
     MAX_LIMIT,
@@ -218,6 +219,19 @@ async def test_pages_are_those_of_the_plain_definition(
         assert await _all_pages(sessions, f, limit) == expected, (name, limit)
 
 
+@pytest.mark.parametrize("rare", [0, 5000], ids=["walked", "looked-up"])
+@pytest.mark.parametrize("name", ["consent", "no consent", "combined", "number, range, consent"])
+async def test_consent_pages_are_the_same_whichever_way_they_are_found(
+    loaded: Loaded, name: str, rare: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A common answer walks the calls; a rare one (at most RARE_CONSENT) is looked up."""
+    monkeypatch.setattr(search, "RARE_CONSENT", rare)
+    sessions, calls, consents = loaded
+    f = FILTERS[name]
+    for limit in (1, 7, 50):
+        assert await _all_pages(sessions, f, limit) == _expected(calls, consents, f), limit
+
+
 @pytest.mark.parametrize("name", ["all", "scope", "caller in any spelling", "combined"])
 async def test_a_page_of_one_crosses_every_boundary(
     loaded: Loaded,
@@ -332,6 +346,11 @@ async def test_each_page_is_read_along_an_index_in_page_order(
             # own range; without it (dropped in this transaction, rolled back) the range
             # must be usable in page order, with no sort.
             await session.execute(text("DROP INDEX ix_calls_started_at_id"))
+        if postgres and f.consent is not None:
+            # Hashing 170 answers is as cheap here as the walk of calls checking each
+            # call's (at a million, with an answer most calls have, it is not); the walk
+            # is what this plan is about.
+            await session.execute(text("DROP INDEX ix_consents_decision_call_id"))
         plan = await query_plan(session, query)
         await session.rollback()
     assert any(name in plan for name in index.split("|")), plan
@@ -349,3 +368,23 @@ async def test_each_page_is_read_along_an_index_in_page_order(
         if postgres:
             append = next(i for i, line in enumerate(lines) if "Append" in line)
             assert not any("Sort" in line for line in lines[append:]), plan
+
+
+async def test_a_rare_consent_answer_is_read_from_its_own_index(loaded: Loaded) -> None:
+    sessions, _, consents = loaded
+    withdrawn = [c["call_id"] for c in consents if c["decision"] == "withdrawn"]
+    f = FILTERS["consent"]
+    async with sessions() as session:
+        postgres = await prefer_indexes(session)
+        assert sorted(await search.rare_consent_calls(session, f, SUBJECTS) or []) == sorted(
+            withdrawn)
+        probe = await query_plan(session, select(Consent.call_id).where(
+            Consent.decision == "withdrawn").limit(search.RARE_CONSENT + 1))
+        page = await query_plan(session, page_query(f, consent_calls=withdrawn, limit=51))
+        # Something else drives: the answer is checked on that filter's calls instead.
+        assert await search.rare_consent_calls(session, FILTERS["combined"], SUBJECTS) is None
+    assert "ix_consents_decision_call_id" in probe, probe
+    assert "SCAN calls" not in page and "Seq Scan" not in page, page
+    assert "rare_consent" in page, page  # the few, materialised, then sorted
+    if not postgres:  # (PostgreSQL reads any index of 600 rows whole as cheaply)
+        assert "sqlite_autoindex_calls" in page, page

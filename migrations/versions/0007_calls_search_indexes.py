@@ -38,6 +38,7 @@ OLD = {
 
 
 LIVE = "ix_calls_live_started_at"
+DECISION = "ix_consents_decision_call_id"
 
 
 def upgrade() -> None:
@@ -48,11 +49,15 @@ def upgrade() -> None:
     live = sa.text("disposition IS NULL")
     op.create_index(LIVE, "calls", ["started_at", "id"], sqlite_where=live,
                     postgresql_where=live)
+    # A rare consent answer (withdrawn) is found from its few consent rows, not by
+    # walking every call: this index counts and lists them.
+    op.create_index(DECISION, "consents", ["decision", "call_id"])
     for name in OLD:
         op.drop_index(name, table_name="calls")
 
 
 def downgrade() -> None:
+    op.drop_index(DECISION, table_name="consents")
     for name, columns in OLD.items():
         op.create_index(name, "calls", columns)
     for name in (*NEW, LIVE):

@@ -105,6 +105,8 @@ class Call(Base):
 
 class Consent(Base):
     __tablename__ = "consents"
+    # How many calls have this answer, cheaply (the call search's rare-answer check).
+    __table_args__ = (Index("ix_consents_decision_call_id", "decision", "call_id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.id"), unique=True)

@@ -41,6 +41,9 @@ DISPOSITIONS = ("answered", "abandoned", "no-answer", "busy", "failed", "live")
 # "none": no consent row (the caller hung up before answering, or nobody was asked).
 CONSENT_FILTERS = (*(o.value for o in ConsentOutcome), "none")
 DIRECTIONS = ("inbound", "outbound")
+# At most this many calls with the consent answer filtered for: they drive the page
+# (looked up by id), instead of a walk of every call that checks each one's answer.
+RARE_CONSENT = 5000
 _MAX_TEXT = 64
 _CURSOR_VERSION = 1
 _MAC_BYTES = 16
@@ -211,12 +214,15 @@ def _consent(value: str) -> ColumnElement[bool]:
 
 
 def _plan(
-    filters: CallFilter, subjects: SubjectIndex | None
+    filters: CallFilter,
+    subjects: SubjectIndex | None,
+    consent_calls: Sequence[str] | None = None,
 ) -> tuple[list[ColumnElement[bool]] | None, list[ColumnElement[bool]]]:
     """(the driving filter's equality ranges, or None to walk started_at; the rest).
 
     The driver is the filter likely to match fewest calls: a number, one extension, the
-    scope, a DID, a disposition, a direction. An empty list of ranges matches nothing.
+    scope, a DID, a disposition, a direction, else the few calls of a rare consent
+    answer when the search found them first. An empty list of ranges matches nothing.
     """
     f = filters
     scope = None if f.extensions is None else sorted(f.extensions)
@@ -225,7 +231,7 @@ def _plan(
         others.append(Call.started_at >= f.since)
     if f.until is not None:
         others.append(Call.started_at < f.until)
-    if f.consent is not None:
+    if f.consent is not None and consent_calls is None:
         others.append(_consent(f.consent))
     candidates: list[tuple[list[ColumnElement[bool]], ColumnElement[bool]] | None] = []
     number = None if f.number is None else _number_conditions(f.number, subjects)
@@ -258,15 +264,18 @@ def page_query(
     subjects: SubjectIndex | None = None,
     after: Keyset | None = None,
     limit: int = DEFAULT_LIMIT,
+    consent_calls: Sequence[str] | None = None,
 ) -> Select[str, datetime]:
     """``(id, started_at)`` of up to ``limit`` calls after ``after``, newest first.
 
-    Public for the plan tests and the benchmark: what the database is asked, exactly.
+    ``consent_calls``: every call with the consent answer filtered for, when they are
+    few (:func:`rare_consent_calls`). Public for the plan tests and the benchmark: what
+    the database is asked, exactly.
     """
     filters.check()
     if limit < 1:
         raise InvalidSearch(f"limit: give at least 1, got {limit}")
-    ranges, others = _plan(filters, subjects)
+    ranges, others = _plan(filters, subjects, consent_calls)
     if after is not None:
         others.append(tuple_(Call.started_at, Call.id) < tuple_(after.started_at, after.id))
     newest = (Call.started_at.desc(), Call.id.desc())
@@ -277,6 +286,16 @@ def page_query(
             query = query.where(condition)
         return query.order_by(*newest).limit(limit)
 
+    if consent_calls is not None:
+        # Given the order, SQLite would walk started_at checking each id against the
+        # list; materialised first, the few calls are found by id and only they sorted.
+        few = select(Call.id, Call.started_at).where(*others, Call.id.in_(list(consent_calls)))
+        found = few.cte("rare_consent").prefix_with("MATERIALIZED")
+        return (
+            select(found.c.id, found.c.started_at)
+            .order_by(found.c.started_at.desc(), found.c.id.desc())
+            .limit(limit)
+        )
     if ranges is None or len(ranges) == 1:
         return branch(None if ranges is None else ranges[0])
     if not ranges:
@@ -288,6 +307,27 @@ def page_query(
         .order_by(merged.c.started_at.desc(), merged.c.id.desc())
         .limit(limit)
     )
+
+
+async def rare_consent_calls(
+    session: AsyncSession, filters: CallFilter, subjects: SubjectIndex | None
+) -> list[str] | None:
+    """The calls with the consent answer asked for, if nothing else drives and they are
+    at most :data:`RARE_CONSENT`; else None.
+
+    A consent answer lives on the consents table, so no index of calls drives it: the
+    search walks the calls newest first and checks each one's answer, which finds a page
+    of a common answer at once but reads the whole table for a rare one (withdrawals).
+    One bounded read of ``ix_consents_decision_call_id`` tells which case this is; the
+    few calls of a rare answer are then looked up by id and sorted.
+    """
+    if filters.consent in (None, "none") or _plan(filters, subjects)[0] is not None:
+        return None
+    found = list(await session.scalars(
+        select(Consent.call_id).where(Consent.decision == filters.consent)
+        .limit(RARE_CONSENT + 1)
+    ))
+    return found if len(found) <= RARE_CONSENT else None
 
 
 async def search_calls(
@@ -306,7 +346,8 @@ async def search_calls(
     """
     filters.check()
     after = None if cursor is None else signer.decode(cursor, filters)
-    query = page_query(filters, subjects=subjects, after=after, limit=check_limit(limit) + 1)
+    query = page_query(filters, subjects=subjects, after=after, limit=check_limit(limit) + 1,
+                       consent_calls=await rare_consent_calls(session, filters, subjects))
     found = [Keyset(started, call_id) for call_id, started in (await session.execute(query))]
     page, more = found[:limit], len(found) > limit
     next_cursor = signer.encode(page[-1], filters) if more else None

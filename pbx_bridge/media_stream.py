@@ -9,7 +9,14 @@ shorter than its Content-Length, never altered audio. ``Cache-Control: no-store`
 personal audio out of shared and browser caches.
 
 ``media_endpoint`` is the same as a Starlette endpoint, with the checks passed in, for a
-route ``.../{recording_id}/media``: errors are RFC 9457 problem JSON.
+route ``.../{recording_id}/media``: errors are RFC 9457 problem JSON. Wiring it by hand::
+
+    player = await build_player(settings.storage, sessions)   # start-up; player.close() at exit
+    source = await player.open(recording_id)     # after the role check: 404 / 410 / 503
+    answer = answer_range(request.headers.get("range"), source.size, ...)
+    ...audit "recording.played" with listen_details(source, answer)...
+    return await media_response(source, range_header=request.headers.get("range"),
+                                if_range=request.headers.get("if-range"))
 """
 
 from __future__ import annotations
@@ -88,6 +95,21 @@ async def _close(pieces: AsyncIterator[bytes]) -> None:
         await aclose()
 
 
+def listen_details(source: PlaybackSource, answer: RangeAnswer) -> dict[str, object]:
+    """The facts of one listen for its audit entry (``recording.played``): which copy,
+    which bytes of how many. Nothing personal: ids, sizes and the recording's hash."""
+    chosen = answer.range if answer.status != 416 else None
+    return {
+        "backend": source.backend,
+        "encrypted": source.encrypted,
+        "status": answer.status,
+        "range": None if chosen is None else f"{chosen.start}-{chosen.end}",
+        "bytes": 0 if chosen is None else chosen.length,
+        "size": source.size,
+        "sha256": source.sha256,
+    }
+
+
 def problem(status: int, title: str, detail: str) -> JSONResponse:
     return JSONResponse(
         {"type": "about:blank", "title": title, "status": status, "detail": detail},
@@ -140,4 +162,6 @@ def media_endpoint(
     return endpoint
 
 
-__all__ = ["Authorize", "OnPlay", "media_endpoint", "media_response", "problem"]
+__all__ = [
+    "Authorize", "OnPlay", "listen_details", "media_endpoint", "media_response", "problem",
+]

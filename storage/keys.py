@@ -176,6 +176,12 @@ async def rotate(
     return RotateReport(rewrapped, already_current, len(failed), tuple(failed))
 
 
+def unwrap_data_key(keyring: Keyring, row: DataKey) -> bytes:
+    """The key of a row the caller has already read (with the recording, in one session);
+    raises ``DataKeyDestroyed`` for a destroyed one."""
+    return _unwrap(keyring, row)
+
+
 def _unwrap(keyring: Keyring, row: DataKey) -> bytes:
     if row.destroyed_at is not None or row.wrapped_key is None or row.master_key_id is None:
         raise DataKeyDestroyed(

@@ -36,6 +36,7 @@ from storage.errors import (
     ChunkTampered,
     CopyChanged,
     DataKeyDestroyed,
+    DataKeyNotFound,
     DecryptionFailed,
     NoPlayableCopy,
     RecordingErased,
@@ -43,9 +44,9 @@ from storage.errors import (
     StorageError,
 )
 from storage.keyring import Keyring
-from storage.keys import load_data_key
+from storage.keys import unwrap_data_key
 from storage.legs import STEREO_LEGS, Layout
-from storage.models import CopyStatus, Recording, RecordingCopy, RecordingStatus
+from storage.models import CopyStatus, DataKey, Recording, RecordingCopy, RecordingStatus
 
 # Stored format (``recordings.format``) -> the media type a browser's <audio> expects.
 MEDIA_TYPES: dict[str, str] = {
@@ -139,6 +140,11 @@ class Player:
                     )
                 )
             ).all()
+            # Read with the rows, not in a session of its own: one query less per request.
+            key_row = (
+                await session.get(DataKey, recording_id)
+                if any(c.encrypted for c in copies) else None
+            )
         problems: list[str] = []
         data_key: bytes | None = None
         for copy in self._in_order(row, copies):
@@ -148,7 +154,7 @@ class Player:
                 continue
             try:
                 if copy.encrypted and data_key is None:
-                    data_key = await self._data_key(recording_id)
+                    data_key = self._data_key(recording_id, key_row)
                 opened, plain_size = await self._open_copy(
                     backend, copy, row, data_key if copy.encrypted else None
                 )
@@ -185,11 +191,14 @@ class Player:
             ),
         )
 
-    async def _data_key(self, recording_id: str) -> bytes:
+    def _data_key(self, recording_id: str, row: DataKey | None) -> bytes:
         if self._keyring is None:
             raise DecryptionFailed("the copy is encrypted and no master key is loaded")
+        if row is None:
+            raise DataKeyNotFound(f"recording {recording_id} has no data key")
         try:
-            return await load_data_key(self._sessions, self._keyring, recording_id)
+            # 32 bytes under AES-GCM: microseconds, fine on the loop.
+            return unwrap_data_key(self._keyring, row)
         except DataKeyDestroyed as exc:
             raise RecordingErased(f"recording {recording_id}: {exc}") from exc
 

@@ -30,7 +30,7 @@ from storage_fakes import DirSource, db_url, sessions  # noqa: F401  (fixtures)
 
 from pbx_bridge.byte_ranges import RangeAnswer
 from pbx_bridge.config import StorageSettings
-from pbx_bridge.media_stream import media_endpoint, problem
+from pbx_bridge.media_stream import listen_details, media_endpoint, problem
 from pbx_bridge.storage_setup import build_player
 from storage import crypto
 from storage.backends.base import Backend
@@ -73,7 +73,7 @@ class Stored:
     keyring: Keyring
     paths: dict[str, Path]  # backend -> the copy's file
     master: bytes = field(repr=False)
-    plays: list[tuple[str, str, int]] = field(default_factory=list)
+    plays: list[dict[str, object]] = field(default_factory=list)
 
     def player(self, *names: str) -> Player:
         chosen = {n: self.backends[n] for n in names} if names else self.backends
@@ -86,7 +86,7 @@ class Stored:
             return None
 
         async def on_play(request: Request, source: PlaybackSource, answer: RangeAnswer) -> None:
-            self.plays.append((source.recording_id, source.backend, answer.status))
+            self.plays.append({"id": source.recording_id, **listen_details(source, answer)})
 
         app = Starlette(routes=[
             Route(MEDIA, media_endpoint(player, authorize=authorize, on_play=on_play),
@@ -277,7 +277,13 @@ async def test_http_ranges_are_206_with_the_right_bytes(stored: Stored, copy: st
 
         head = await client.head(stored.url(), headers={"Range": "bytes=0-99"})
         assert head.status_code == 206 and head.headers["content-length"] == "100"
-    assert {backend for _, backend, _ in stored.plays} == {copy}
+    assert {str(play["backend"]) for play in stored.plays} == {copy}
+    first = stored.plays[0]
+    assert first == {
+        "id": stored.row.id, "backend": copy, "encrypted": copy == "vault", "status": 206,
+        "range": "0-0", "bytes": 1, "size": size, "sha256": sha(stored.plain),
+    }
+    assert [p["status"] for p in stored.plays if p["status"] != 206] == [200, 416]
 
 
 async def test_http_tampered_first_chunk_is_refused_not_206(stored: Stored) -> None:

@@ -1,8 +1,9 @@
 """The Stasis dispatcher: StasisStart of a caller becomes one CallSession task; every other
 event goes to the inbox of the call that owns its channel or bridge.
 
-Recording events are also handed to the storage pipeline directly, whether or not the
-call is still live, so a recording that finishes after its call is never forgotten.
+Recording ends are also handed to the storage pipeline (through ``RecordingEnds``, so
+storage's commit holds back no call's events), whether or not the call is still live, so
+a recording that finishes after its call is never forgotten.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pbx_bridge.calls.journal import CallNotFound
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox
 from pbx_bridge.flow.reconcile import Reconciler
+from pbx_bridge.flow.recording_ends import RecordingEnds
 from pbx_bridge.flow.resync import Resync
 from pbx_bridge.flow.session import CallEnd, CallSession, write_call_end
 from storage.database import database_unavailable
@@ -54,6 +56,9 @@ class StasisApp:
         self._sessions: dict[asyncio.Task[None], CallSession] = {}
         self._resync = Resync(ctx, ownership, self)
         self._reconciler = Reconciler(self._reconcile)
+        self._recording_ends = RecordingEnds(
+            ctx.pipeline, lambda exc: self._reconciler.owe("a recording's end", exc)
+        )
         # Ends of calls the database was away for, written before the next resync so
         # they keep their real end time and disposition.
         self._unwritten_ends: dict[str, CallEnd] = {}
@@ -75,8 +80,9 @@ class StasisApp:
 
     async def run(self, stream: AsyncIterator[StreamItem]) -> None:
         try:
-            async for item in stream:
-                await self._dispatch(item)
+            async with self._recording_ends:
+                async for item in stream:
+                    await self._dispatch(item)
         finally:
             await self._reconciler.close()
             await self.detach_all()
@@ -97,18 +103,8 @@ class StasisApp:
         if isinstance(item, ev.StasisStart) and self._ownership.owner(item.channel.id) is None:
             self._on_new_channel(item)
             return
-        try:
-            if isinstance(item, ev.RecordingFinished):
-                await self._ctx.pipeline.finished(item.recording.name)
-            elif isinstance(item, ev.RecordingFailed):
-                await self._ctx.pipeline.failed_by_name(
-                    item.recording.name, item.recording.cause or "Asterisk reported failure"
-                )
-        except Exception as exc:
-            if not database_unavailable(exc):
-                raise
-            # The row stays `recording`; the resync asks Asterisk about it later.
-            self._reconciler.owe("a recording's end", exc)
+        if isinstance(item, ev.RecordingFinished | ev.RecordingFailed):
+            self._recording_ends.put(item)
         for inbox in self._owners_of(item):
             inbox.put(item)
 

@@ -22,8 +22,12 @@ PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1366, "height": 768}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module, not session: Playwright's sync API keeps an event loop running in this
+    # thread while it is open, and every later test's asyncio.run() would then fail
+    # ("cannot be called from a running event loop"). A browser test module therefore
+    # holds sync tests only.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
         try:

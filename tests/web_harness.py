@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,8 @@ def web_config(state: Path, port: int, *, database_url: str | None = None) -> st
         f'[storage.local]\npath = "{state}/recordings"\n\n'
         f'[web]\nlisten = "127.0.0.1:{port}"\nbase_url = "http://127.0.0.1:{port}"\n'
         f'secret_key = "{SECRET_KEY}"\n'
+        # Cheap password hashes: the tests sign in often; the cost is not what they test.
+        '[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 8192\nargon2_parallelism = 1\n'
     )
 
 
@@ -88,7 +91,9 @@ class WebConsole:
             finally:
                 await engine.dispose()
 
-        return asyncio.run(insert())
+        # In a thread of its own: Playwright's sync API keeps a loop running in this one.
+        with ThreadPoolExecutor(1) as thread:
+            return thread.submit(asyncio.run, insert()).result()
 
     def start(
         self, command: Sequence[str] | None = None, *, cwd: Path | None = None,

@@ -115,6 +115,31 @@ def start_console(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the web console did not answer; see var/demo/web.log")
 
 
+DEMO_USER = "demo"
+
+
+def demo_login(env: dict[str, str]) -> str:
+    """A dpo named demo with a fresh password (each run: a new one), for the console."""
+    password = secrets.token_urlsafe(12)
+    added = subprocess.run(
+        [*CLI, "users", "add", DEMO_USER, "--role", "dpo", "--language", "en",
+         "--password-stdin"],
+        env=env, input=password + "\n", capture_output=True, text=True, check=False,
+    )
+    if added.returncode != 0:  # there from an earlier run
+        pbx_bridge_with_input(["users", "reset-password", DEMO_USER, "--password-stdin"],
+                              password, env)
+        pbx_bridge("users", "enable", DEMO_USER, env=env)
+    return password
+
+
+def pbx_bridge_with_input(args: list[str], text: str, env: dict[str, str]) -> None:
+    result = subprocess.run([*CLI, *args], env=env, input=text + "\n", capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"pbx-bridge {' '.join(args)} failed:\n{result.stderr}")
+
+
 def keep_console_open(url: str) -> None:
     """On a terminal the console stays up until Enter (or Ctrl-C); elsewhere the demo ends."""
     if not sys.stdin.isatty():
@@ -173,8 +198,10 @@ def main() -> None:
         print(pbx_bridge("route", "list", env=env).rstrip())
 
         step("starting the web console (log: var/demo/web.log)")
+        password = demo_login(env)
         console, console_url = start_console(env)
-        print(f"    {console_url}/ (sign-in page; calls list at {console_url}/calls)")
+        login = f"user {DEMO_USER}, password {password}"
+        print(f"    {console_url}/ ({login}; a dpo: sees every call unmasked)")
 
         step("starting the service (log: var/demo/service.log)")
         since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -194,7 +221,7 @@ def main() -> None:
         print(pbx_bridge("recordings", "list", "--since", since, env=env).rstrip())
         print(f"\nRecordings are under {VAR / 'recordings'}; the full JSON: "
               "pbx-bridge calls list --json")
-        print(f"The web console: {console_url}/")
+        print(f"The web console: {console_url}/ ({login})")
         keep_console_open(console_url)
     finally:
         if console is not None and console.poll() is None:

@@ -1,8 +1,9 @@
 """Who is asking: what the console needs from the users module, as a protocol.
 
 The console never reads users, passwords or sessions itself; it asks an ``Accounts``
-object, so the rules (argon2, TOTP, lockout, audit of every sign-in) live in one place
-(``pbx_bridge/users/``) and the pages cannot get them subtly different.
+object (``users_accounts.UsersAccounts`` on ``pbx_bridge/users/``), so the rules (argon2,
+TOTP, lockout, audit of every sign-in) live in one place and the pages cannot get them
+subtly different.
 """
 
 from __future__ import annotations
@@ -35,12 +36,6 @@ class Grant(Protocol):
     # When allowed: the extensions whose calls it covers (None: every call).
     @property
     def extensions(self) -> Collection[str] | None: ...
-
-
-@dataclass(frozen=True)
-class Refused:
-    allowed: bool = False
-    extensions: Collection[str] | None = None
 
 
 class SignInRefused(Exception):
@@ -94,22 +89,3 @@ class Accounts(Protocol):
     async def token_principal(self, token: str) -> Principal | None: ...
 
     async def allowed(self, principal: Principal, action: str) -> Grant: ...
-
-
-class NoAccounts:
-    """Until the users module is wired in: nobody can sign in, every token is unknown."""
-
-    async def sign_in(self, attempt: SignInAttempt) -> WebSession:
-        raise SignInRefused(WRONG_CREDENTIALS)
-
-    async def session_principal(self, session_id: str) -> Principal | None:
-        return None
-
-    async def sign_out(self, session_id: str) -> None:
-        return None
-
-    async def token_principal(self, token: str) -> Principal | None:
-        return None
-
-    async def allowed(self, principal: Principal, action: str) -> Grant:
-        return Refused()

@@ -19,7 +19,7 @@ def render(
     response = state.templates.TemplateResponse(
         request,
         template,
-        {"viewer": viewer, "t": viewer.t, "lang": viewer.language, **context},
+        {"viewer": viewer, "t": viewer.t, "lang": viewer.language, "active": None, **context},
         status_code=status_code,
     )
     if viewer.new_nonce is not None:

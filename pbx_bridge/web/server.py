@@ -21,8 +21,8 @@ from starlette.responses import Response
 
 from pbx_bridge.config import Settings
 from pbx_bridge.listener import bind_listener
-from pbx_bridge.web.accounts import NoAccounts
 from pbx_bridge.web.app import create_app, secret_key_of
+from pbx_bridge.web.users_accounts import UsersAccounts
 from storage.database import ensure_migrated, make_engine, make_session_factory
 
 log = logging.getLogger("pbx_bridge.web")
@@ -69,7 +69,8 @@ async def serve(settings: Settings) -> None:
     try:
         await ensure_migrated(engine)
         sessions = make_session_factory(engine)
-        app: FastAPI = create_app(settings, NoAccounts(), sessions)
+        accounts = await UsersAccounts.from_settings(settings, sessions)
+        app: FastAPI = create_app(settings, accounts, sessions)
         app.middleware("http")(_access_log)
         sock = await bind_listener(settings.web.listen, "web.listen")
         server = _ConsoleServer(

@@ -316,9 +316,11 @@ def main() -> None:
           f"  service/asterisk {summary['service_to_asterisk']:.2f}")
     if run.statements_per_call is not None:
         per_call = run.statements_per_call
-        total = sum(v for k, v in per_call.items() if k not in ("COMMIT", "ROLLBACK"))
+        skip = ("COMMIT", "ROLLBACK", "sqlite thread trips")
+        total = sum(v for k, v in per_call.items() if k not in skip)
         print(f"  SQL per call: {total:.1f} statements, {per_call.get('COMMIT', 0):.1f} commits,"
-              f" {per_call.get('ROLLBACK', 0):.1f} rollbacks")
+              f" {per_call.get('ROLLBACK', 0):.1f} rollbacks,"
+              f" {per_call.get('sqlite thread trips', 0):.1f} trips to aiosqlite's thread")
         for kind, value in per_call.items():
             print(f"    {value:6.2f}  {kind}")
     if args.keep:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 import migrations
+from storage.sqlite_driver import one_trip_dbapi
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -147,7 +148,8 @@ def make_engine(url: str) -> AsyncEngine:
         path = _sqlite_file(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        # One trip to aiosqlite's thread per statement (storage/sqlite_driver.py).
+        engine = create_async_engine(url, module=one_trip_dbapi())
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
     else:
         engine = create_async_engine(url, pool_pre_ping=True)

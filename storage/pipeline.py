@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audit import DEFAULT_AUDIT_LIMIT, AuditReport, audit_copies
@@ -296,13 +296,28 @@ class RecordingPipeline:
         Returns None for a name no row knows (not ours). A repeated event is harmless.
         """
         async with self._session() as session:
-            row = await row_for_source_name(session, asterisk_name)
-            if row is None:
-                log.warning("RecordingFinished for unknown recording name %s", asterisk_name)
-                return None
-            if row.layout != Layout.STEREO and row.status == RecordingStatus.RECORDING:
-                row.status = RecordingStatus.FINISHED.value
-                row.finished_at = utcnow()
+            # One statement on the way every recording takes: a mixed recording still
+            # being written moves to finished. Anything else (a stereo leg, an event
+            # repeated, a name not ours) is only looked up.
+            finished = (
+                await session.scalars(
+                    update(Recording)
+                    .where(
+                        Recording.asterisk_name == asterisk_name,
+                        Recording.layout != Layout.STEREO.value,
+                        Recording.status == RecordingStatus.RECORDING.value,
+                    )
+                    .values(status=RecordingStatus.FINISHED.value, finished_at=utcnow())
+                    .returning(Recording)
+                )
+            ).one_or_none()
+            if finished is None:
+                row = await row_for_source_name(session, asterisk_name)
+                if row is None:
+                    log.warning("RecordingFinished for unknown recording name %s", asterisk_name)
+                    return None
+            else:
+                row = finished
                 await session.commit()
                 log.info("recording %s finished", row.id)
                 crash_point("recording-finished")

@@ -2,9 +2,10 @@
 
 ``bench/run call_load --statements`` puts this folder on the service's PYTHONPATH with
 ``PBXB_STATEMENTS=FILE``: every engine's statements are counted by kind (``SELECT
-calls``, ``UPDATE audit_head``, ...), and SIGUSR1 writes the counts so far to FILE as
-JSON, so the benchmark takes the difference over its load window. Without the variable
-it does nothing.
+calls``, ``UPDATE audit_head``, ...), with COMMITs, ROLLBACKs and the jobs handed to
+aiosqlite's thread (``sqlite thread trips``), and SIGUSR1 writes the counts so far to
+FILE as JSON, so the benchmark takes the difference over its load window. Without the
+variable it does nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ def _install(out: Path) -> None:
     def count_rollback(_conn: Any) -> None:
         seen["ROLLBACK"] += 1
 
+    import aiosqlite
+
+    original = aiosqlite.Connection._execute
+
+    async def counted_trip(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        seen["sqlite thread trips"] += 1
+        return await original(self, fn, *args, **kwargs)
+
+    aiosqlite.Connection._execute = counted_trip  # type: ignore[method-assign]
     event.listen(Engine, "before_cursor_execute", count)
     event.listen(Engine, "commit", count_commit)
     event.listen(Engine, "rollback", count_rollback)

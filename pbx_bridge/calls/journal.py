@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 from pbx_bridge.calls.history import JsonObject, iso
 from pbx_bridge.calls.models import Call, Consent
@@ -27,6 +28,38 @@ from storage.models import Recording, RecordingStatus, new_id, utcnow
 DELETION_STATES = (RecordingStatus.DELETING, RecordingStatus.DELETED)
 _CALLS = cast(Table, Call.__table__)
 _CONSENTS = cast(Table, Consent.__table__)
+
+# Built once: on the way every call takes, building a statement (and the ORM's handling
+# of one) cost more CPU than running it (bench/README.md, "Database work per call").
+_ANSWER = (
+    update(_CALLS)
+    .where(_CALLS.c.id == bindparam("call"), _CALLS.c.answered_at.is_(None))
+    .values(answered_at=bindparam("at", type_=_CALLS.c.answered_at.type))
+    .returning(_CALLS.c.id)
+)
+_CLOSE = (
+    update(_CALLS)
+    .where(_CALLS.c.id == bindparam("call"), _CALLS.c.ended_at.is_(None))
+    .values(
+        ended_at=bindparam("at", type_=_CALLS.c.ended_at.type),
+        disposition=bindparam("how", type_=_CALLS.c.disposition.type),
+        hangup_cause=bindparam("cause", type_=_CALLS.c.hangup_cause.type),
+    )
+    .returning(_CALLS.c.ended_at)
+)
+_BY_CHANNEL = select(_CALLS.c.id).where(_CALLS.c.channel_id == bindparam("channel"))
+# INSERT ... ON CONFLICT DO NOTHING RETURNING id, per dialect: (table, key) -> statement.
+_FIRST_INSERTS: dict[tuple[str, str], Insert] = {}
+
+
+def _first_insert(session: AsyncSession, table: Table, key: str) -> Insert:
+    """The insert of a row that exists once per ``key``, built once per dialect."""
+    dialect = session.get_bind().dialect.name
+    statement = _FIRST_INSERTS.get((dialect, table.name))
+    if statement is None:
+        statement = insert_if_absent(session, table, [key]).returning(table.c.id)
+        _FIRST_INSERTS[(dialect, table.name)] = statement
+    return statement
 
 
 class CallNotFound(LookupError):
@@ -132,27 +165,16 @@ class CallJournal:
         async with self._sessions() as session, session.begin():
             # One INSERT on the way every call takes; the channel's unique key says
             # whether it is new, and only a reused channel costs a second statement.
-            opened = await session.scalar(
-                insert_if_absent(session, _CALLS, ["channel_id"])
-                .values(values)
-                .returning(_CALLS.c.id)
-            )
+            opened = await session.scalar(_first_insert(session, _CALLS, "channel_id"), values)
             if opened is not None:
                 return str(opened)
-            existing = await session.execute(
-                select(_CALLS.c.id).where(_CALLS.c.channel_id == channel_id)
-            )
+            existing = await session.execute(_BY_CHANNEL, {"channel": channel_id})
             return str(existing.scalar_one())
 
     async def answered(self, call_id: str, at: datetime | None = None) -> None:
         """The first answer counts; one UPDATE on the way every call takes."""
         async with self._sessions() as session, session.begin():
-            won = await session.scalar(
-                update(Call)
-                .where(Call.id == call_id, Call.answered_at.is_(None))
-                .values(answered_at=at or utcnow())
-                .returning(Call.id)
-            )
+            won = await session.scalar(_ANSWER, {"call": call_id, "at": at or utcnow()})
             if won is None:
                 await self._get(session, call_id)  # answered already, or no such call
 
@@ -169,12 +191,10 @@ class CallJournal:
         if ended_at is not None and ended_at.tzinfo is None:
             raise ValueError("ended_at must be timezone-aware")
         async with self._sessions() as session, session.begin():
-            ended = await session.scalar(
-                update(Call)
-                .where(Call.id == call_id, Call.ended_at.is_(None))
-                .values(ended_at=ended_at or utcnow(), disposition=disposition,
-                        hangup_cause=cause)
-                .returning(Call.ended_at)
+            ended: datetime | None = await session.scalar(
+                _CLOSE,
+                {"call": call_id, "at": ended_at or utcnow(), "how": disposition,
+                 "cause": cause},
             )
             if ended is None:  # closed already (keep its end), or no such call
                 ended = (await self._get(session, call_id)).ended_at
@@ -209,11 +229,7 @@ class CallJournal:
         async with self._sessions() as session, session.begin():
             # The first proof of a call stays (a resync may save it again): the call's
             # unique key decides in the INSERT itself, and only a new proof is audited.
-            saved = await session.scalar(
-                insert_if_absent(session, _CONSENTS, ["call_id"])
-                .values(row)
-                .returning(_CONSENTS.c.id)
-            )
+            saved = await session.scalar(_first_insert(session, _CONSENTS, "call_id"), row)
             if saved is None:
                 return
             # The proof and its audit entry commit together; never the number itself.

@@ -9,12 +9,21 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.config import Settings, WebSettings
-from pbx_bridge.web import api_calls, calls_page, error_handlers, health, sign_in
+from pbx_bridge.web import (
+    api_calls,
+    api_recordings,
+    call_page,
+    calls_page,
+    error_handlers,
+    health,
+    sign_in,
+)
 from pbx_bridge.web.accounts import Accounts
 from pbx_bridge.web.cookies import CookieNames
 from pbx_bridge.web.i18n import Catalogue
 from pbx_bridge.web.security_headers import add_security_headers
 from pbx_bridge.web.web_state import STATIC_DIR, WebState, make_templates
+from storage.playback import Player
 
 
 class SecretKeyMissing(ValueError):
@@ -31,8 +40,13 @@ def secret_key_of(web: WebSettings) -> bytes:
 
 
 def create_app(
-    settings: Settings, accounts: Accounts, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    accounts: Accounts,
+    sessions: async_sessionmaker[AsyncSession],
+    player: Player | None = None,
 ) -> FastAPI:
+    """``player``: recordings for listening (``storage_setup.build_player``); without
+    one the media URLs answer 503."""
     web = settings.web
     secret_key = secret_key_of(web)
     app = FastAPI(
@@ -54,11 +68,14 @@ def create_app(
         cookies=CookieNames(web),
         templates=make_templates(),
     )
+    app.state.player = player
     app.middleware("http")(add_security_headers)
     error_handlers.install(app)
     app.include_router(health.router)
     app.include_router(api_calls.router)
+    app.include_router(api_recordings.router)
     app.include_router(sign_in.router)
     app.include_router(calls_page.router)
+    app.include_router(call_page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -4,3 +4,5 @@ from __future__ import annotations
 
 CALLS_READ = "calls.read"
 NUMBERS_UNMASK = "numbers.unmask"
+RECORDINGS_READ = "recordings.read"
+RECORDINGS_LISTEN = "recordings.listen"

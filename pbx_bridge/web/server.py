@@ -21,9 +21,11 @@ from starlette.responses import Response
 
 from pbx_bridge.config import Settings
 from pbx_bridge.listener import bind_listener
+from pbx_bridge.storage_setup import build_player
 from pbx_bridge.web.app import create_app, secret_key_of
 from pbx_bridge.web.users_accounts import UsersAccounts
 from storage.database import ensure_migrated, make_engine, make_session_factory
+from storage.playback import Player
 
 log = logging.getLogger("pbx_bridge.web")
 
@@ -66,11 +68,13 @@ async def serve(settings: Settings) -> None:
     """Serve the console on ``[web] listen`` until stopped."""
     secret_key_of(settings.web)  # before anything else: the first thing to fix
     engine = make_engine(settings.database.url)
+    player: Player | None = None
     try:
         await ensure_migrated(engine)
         sessions = make_session_factory(engine)
         accounts = await UsersAccounts.from_settings(settings, sessions)
-        app: FastAPI = create_app(settings, accounts, sessions)
+        player = await build_player(settings.storage, sessions)
+        app: FastAPI = create_app(settings, accounts, sessions, player)
         app.middleware("http")(_access_log)
         sock = await bind_listener(settings.web.listen, "web.listen")
         server = _ConsoleServer(
@@ -88,4 +92,6 @@ async def serve(settings: Settings) -> None:
                  settings.web.listen)
         await server.serve(sockets=[sock])
     finally:
+        if player is not None:
+            await player.close()
         await engine.dispose()

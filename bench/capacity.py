@@ -30,6 +30,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import sys
@@ -318,11 +319,18 @@ class Bench:
         return tally(calls)
 
     def _calls_since(self, since: str) -> list[dict[str, Any]]:
-        out = self.service.cli(
-            "calls", "list", "--json", "--since", since, "--limit", "100000"
-        ).stdout
-        calls: list[dict[str, Any]] = json.loads(out)
-        return calls
+        """Every call since ``since``, a page (at most 1,000) at a time, as an admin pages."""
+        calls: list[dict[str, Any]] = []
+        cursor: list[str] = []
+        while True:
+            done = self.service.cli(
+                "calls", "list", "--json", "--since", since, "--limit", "1000", *cursor
+            )
+            calls.extend(json.loads(done.stdout))
+            more = re.search(r"next page: --cursor (\S+)", done.stderr)
+            if more is None:
+                return calls
+            cursor = ["--cursor", more.group(1)]
 
 
 def _settled(call: dict[str, Any]) -> bool:

@@ -145,7 +145,7 @@ async def web(
         await pipeline.wait_idle()
     async with sessions() as session:
         session.add(Consent(
-            call_id=call_id, caller=CALLER, decision="accepted", digit="1", language="tr",
+            call_id=call_id, caller=CALLER, decision="granted", digit="1", language="tr",
             prompt_name="consent", prompt_version="v3", prompt_sha256="ab" * 32,
             times_played=1,
         ))

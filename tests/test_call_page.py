@@ -36,6 +36,7 @@ from storage.models import AuditEntry, Recording, RecordingCopy, RecordingKind
 from storage.pipeline import RecordingPipeline
 from storage.playback import Player
 from storage.replication import Target
+from storage.retention import hold
 
 __all__ = ["db_url", "sessions"]  # fixtures
 
@@ -307,3 +308,24 @@ async def test_storage_failures_tell_a_supervisor_nothing_of_backends(web: Conso
     dpo = await web.client.get(url, headers=web.api("deniz"))
     assert dpo.status_code == 503 and "local" in dpo.json()["detail"]
     assert await web.played() == []
+
+
+async def test_a_hold_shows_on_the_page_its_reason_only_to_the_dpo(web: Console) -> None:
+    await hold(web.sessions, web.recording_id, "court order 2026/17", actor="cli:dpo")
+    supervisor = await web.client.get(
+        f"/calls/{web.call_id}", headers=await web.signed_in("selim")
+    )
+    assert "cli:dpo" in supervisor.text and "court order" not in supervisor.text
+    dpo = await web.client.get(
+        f"/calls/{web.call_id}",
+        headers={**await web.signed_in("deniz"), "Accept-Language": "tr"},
+    )
+    assert dpo.status_code == 200 and dpo.headers["content-language"] == "tr"
+    assert "court order 2026/17" in dpo.text and CALLER in dpo.text
+    assert "Rıza kanıtı" in dpo.text  # noqa: RUF001 (Turkish)
+    assert "solda arayan, sağda temsilci" in dpo.text
+    assert "recording.held" in dpo.text  # the hold is in the call's audit
+    metadata = await web.client.get(
+        f"/api/v1/recordings/{web.recording_id}", headers=web.api("selim")
+    )
+    assert metadata.json()["on_hold"] is True

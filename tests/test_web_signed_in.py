@@ -194,3 +194,44 @@ def test_the_api_lists_what_calls_list_json_lists_for_the_tokens_role(
     assert bad.status_code == 422 and "since" in bad.json()["detail"]
     admin = token_for(console, "ayse", "routes.read")
     assert api_calls(console, admin).status_code == 403
+
+
+def test_the_api_pages_by_cursor_like_calls_list(console: WebConsole) -> None:
+    dpo = token_for(console, "dilek", "calls.read", "numbers.unmask")
+    seen: list[object] = []
+    params = {"limit": "1"}
+    while True:
+        page = api_calls(console, dpo, **params)
+        assert page.status_code == 200 and len(page.json()) == 1
+        seen.extend(call["id"] for call in page.json())
+        following = page.headers.get("next-cursor")
+        if following is None:
+            break
+        assert page.headers["link"].endswith('rel="next"')
+        params = {"limit": "1", "cursor": following}
+    assert seen == [call["id"] for call in cli_calls(console, "--unmasked")]
+    # A cursor is signed with the filters it was made for.
+    first = api_calls(console, dpo, limit="1")
+    other = api_calls(console, dpo, limit="1", extension="101",
+                      cursor=first.headers["next-cursor"])
+    assert other.status_code == 422 and "cursor" in other.json()["detail"]
+    assert api_calls(console, dpo, disposition="maybe").status_code == 422
+
+
+def test_the_page_filters_pages_and_audits_who_saw_numbers(
+    browser: Browser, console: WebConsole
+) -> None:
+    page = sign_in(browser, console, "dilek")
+    page.goto(console.url + "/calls?limit=2")
+    assert len(table_rows(page)) == 2
+    page.get_by_role("link", name="Older calls").click()
+    assert len(table_rows(page)) == 1
+    page.get_by_label("Extension").fill("102")
+    page.get_by_role("button", name="Apply").click()
+    assert [row[1] for row in table_rows(page)] == ["+905441112233"]
+    page.get_by_label("Disposition").select_option("busy")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.get_by_text("No calls match.")).to_be_visible()
+    page.context.close()
+    trail = console.cli("audit", "list", "--action", "calls.unmasked")
+    assert "user:dilek" in trail

@@ -20,7 +20,9 @@ import httpx
 import pytest
 
 from pbx_bridge.calls.models import Call
+from pbx_bridge.config import PrivacySettings
 from pbx_bridge.sandbox.ports import free_ports
+from pbx_bridge.subjects.index import subject_index_from_settings
 from storage.database import make_engine, make_session_factory
 
 CLI = [str(Path(sys.executable).parent / "pbx-bridge")]
@@ -78,11 +80,17 @@ class WebConsole:
 
     def add_calls(self, *calls: dict[str, object]) -> list[str]:
         """Rows in the calls table as the call flow writes them (fields as Call's); ids."""
+        subjects = subject_index_from_settings(
+            PrivacySettings(subject_key_file=self.state / "subject.key")
+        )
+
         async def insert() -> list[str]:
             engine = make_engine(self.database_url)
             try:
                 async with make_session_factory(engine)() as session:
                     rows = [Call(**{**CALL_DEFAULTS, **fields}) for fields in calls]
+                    for row in rows:  # as the call journal keys them, for number searches
+                        row.caller_key = subjects.key_of(row.caller)
                     for index, row in enumerate(rows):
                         row.channel_id = row.linkedid = f"{time.time_ns()}.{index}"
                     session.add_all(rows)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -244,32 +244,6 @@ def _check_limit(limit: int) -> int:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     return limit
-
-
-async def list_calls(
-    session: AsyncSession,
-    *,
-    number: str | None = None,
-    since: datetime | None = None,
-    limit: int = DEFAULT_LIMIT,
-    extensions: Collection[str] | None = None,
-) -> list[CallView]:
-    """Newest first, each with its consent and recordings; with ``extensions``, only
-    calls to those (a supervisor's own; an empty collection finds nothing).
-
-    Superseded by ``pbx_bridge.calls.search.search_calls`` (keyset pages, every filter,
-    numbers by subject key); kept only until the web console's listing moves onto it.
-    """
-    query = select(Call)
-    if number is not None:
-        query = query.where(_number_matches(Call.caller, number))
-    if extensions is not None:
-        query = query.where(Call.extension.in_(list(extensions)))
-    if since is not None:
-        query = query.where(Call.started_at >= since)
-    query = query.order_by(Call.started_at.desc(), Call.id.desc()).limit(_check_limit(limit))
-    calls: Sequence[Call] = (await session.scalars(query)).all()
-    return await call_views(session, calls)
 
 
 async def call_views(session: AsyncSession, calls: Sequence[Call]) -> list[CallView]:

@@ -26,6 +26,10 @@ class Principal(Protocol):
     @property
     def language(self) -> str | None: ...
 
+    # Who the audit trail names for what this principal does.
+    @property
+    def actor(self) -> str: ...
+
 
 class Grant(Protocol):
     """The answer to "may this principal do that?", with the extensions it covers."""

@@ -19,6 +19,7 @@ from pbx_bridge.web import (
     sign_in,
 )
 from pbx_bridge.web.accounts import Accounts
+from pbx_bridge.web.call_search_setup import Subjects, cursor_signer
 from pbx_bridge.web.cookies import CookieNames
 from pbx_bridge.web.i18n import Catalogue
 from pbx_bridge.web.security_headers import add_security_headers
@@ -67,6 +68,8 @@ def create_app(
         catalogue=Catalogue.load(settings.prompts.default_language.value),
         cookies=CookieNames(web),
         templates=make_templates(),
+        cursor_signer=cursor_signer(secret_key),
+        subjects=Subjects(settings.privacy),
     )
     app.state.player = player
     app.middleware("http")(add_security_headers)

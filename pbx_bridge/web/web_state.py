@@ -11,8 +11,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
+from pbx_bridge.calls.search import CursorSigner
 from pbx_bridge.config import WebSettings
 from pbx_bridge.web.accounts import Accounts
+from pbx_bridge.web.call_search_setup import Subjects
 from pbx_bridge.web.cookies import CookieNames
 from pbx_bridge.web.i18n import Catalogue
 
@@ -42,6 +44,8 @@ class WebState:
     catalogue: Catalogue
     cookies: CookieNames
     templates: Jinja2Templates
+    cursor_signer: CursorSigner
+    subjects: Subjects
 
 
 def web_state(request: Request) -> WebState:

@@ -25,9 +25,9 @@ from pbx_bridge.calls.extensions import set_extension
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.config import RecordingMode, Role, Settings
 from pbx_bridge.users import accounts, tokens
+from pbx_bridge.users.console_accounts import UsersAccounts
 from pbx_bridge.web import accounts as console
 from pbx_bridge.web.app import create_app
-from pbx_bridge.web.users_accounts import UsersAccounts
 from storage.backends.local import LocalBackend
 from storage.envelope import EnvelopeEncryptor
 from storage.keyring import Keyring

@@ -1,7 +1,7 @@
 """Who is asking: what the console needs from the users module, as a protocol.
 
 The console never reads users, passwords or sessions itself; it asks an ``Accounts``
-object (``users_accounts.UsersAccounts`` on ``pbx_bridge/users/``), so the rules (argon2,
+object (``UsersAccounts``, pbx_bridge/users/console_accounts.py), so the rules (argon2,
 TOTP, lockout, audit of every sign-in) live in one place and the pages cannot get them
 subtly different.
 """

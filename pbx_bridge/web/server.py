@@ -22,8 +22,8 @@ from starlette.responses import Response
 from pbx_bridge.config import Settings
 from pbx_bridge.listener import bind_listener
 from pbx_bridge.storage_setup import build_player
+from pbx_bridge.users.console_accounts import UsersAccounts
 from pbx_bridge.web.app import create_app, secret_key_of
-from pbx_bridge.web.users_accounts import UsersAccounts
 from storage.database import ensure_migrated, make_engine, make_session_factory
 from storage.playback import Player
 

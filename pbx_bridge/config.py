@@ -373,6 +373,9 @@ class WebSettings(_Section):
     secret_key: SecretStr | None = None
     # Erasure, bulk export and un-hold need a second DPO's approval.
     four_eyes: bool = False
+    # The dashboard's numbers are computed in the background at most this often per
+    # scope (about 1 s at 1,000,000 calls); pages show the last result and its time.
+    dashboard_refresh_s: float = Field(default=60.0, ge=1.0, le=3600.0)
 
     @field_validator("listen")
     @classmethod

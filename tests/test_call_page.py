@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile
+from console_clients import bearer_header, session_cookie
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage_fakes import DirSource, db_url, sessions
@@ -26,7 +27,6 @@ from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.config import RecordingMode, Role, Settings
 from pbx_bridge.users import accounts, tokens
 from pbx_bridge.users.console_accounts import UsersAccounts
-from pbx_bridge.web import accounts as console
 from pbx_bridge.web.app import create_app
 from storage.backends.local import LocalBackend
 from storage.envelope import EnvelopeEncryptor
@@ -74,14 +74,10 @@ class Console:
     files: list[Path]  # the recording's stored copies
 
     def api(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.bearer[user]}"}
+        return bearer_header(self.bearer[user])
 
     async def signed_in(self, user: str) -> dict[str, str]:
-        """Cookie header of a fresh console session of ``user``."""
-        opened = await self.users.sign_in(
-            console.SignInAttempt(user, PASSWORD, None, "192.0.2.1", "test", None)
-        )
-        return {"Cookie": f"pbxb_session={opened.session_id}"}
+        return await session_cookie(self.users, user, PASSWORD)
 
     async def played(self) -> list[AuditEntry]:
         async with self.sessions() as session:

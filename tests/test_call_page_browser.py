@@ -79,7 +79,8 @@ def sign_in(browser: Browser, console: WebConsole, name: str) -> Any:
     page.locator("#username").fill(name)
     page.locator("#password").fill(PASSWORD)
     page.locator("form.stacked button[type=submit]").click()
-    expect(page).to_have_url(console.url + "/calls")
+    expect(page).to_have_url(console.url + "/dashboard")  # the page after sign-in
+    page.goto(console.url + "/calls")
     return page
 
 

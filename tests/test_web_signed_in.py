@@ -73,7 +73,8 @@ def test_a_dpo_signs_in_and_sees_every_call_unmasked_in_their_own_language(
 ) -> None:
     # The browser asks for Turkish; the user chose English: the user's choice wins.
     page = sign_in(browser, console, "dilek", locale="tr-TR")
-    expect(page).to_have_url(console.url + "/calls")
+    expect(page).to_have_url(console.url + "/dashboard")  # the page after sign-in
+    page.goto(console.url + "/calls")
     expect(page.get_by_role("heading", level=1)).to_have_text("Calls")
     expect(page.get_by_text("Signed in as dilek (dpo)")).to_be_visible()
     callers = sorted(row[1] for row in table_rows(page))
@@ -88,11 +89,29 @@ def test_a_dpo_signs_in_and_sees_every_call_unmasked_in_their_own_language(
     page.context.close()
 
 
+def test_the_dashboard_after_sign_in_draws_both_charts_with_their_numbers(
+    browser: Browser, console: WebConsole
+) -> None:
+    page = sign_in(browser, console, "selim", locale="en-GB")  # Turkish, by choice
+    expect(page).to_have_url(console.url + "/dashboard")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Özet")
+    expect(page.get_by_role("img", name="Günlük görüşmeler, son 30 gün")).to_be_visible()
+    expect(page.get_by_role("img", name="Günlük rıza oranı, son 30 gün")).to_be_visible()  # noqa: RUF001
+    expect(page.locator("#calls-window")).to_have_text("2")  # only extension 101's
+    # The DID with markup is text in the per-route table.
+    expect(page.get_by_role("rowheader", name=MARKUP_DID)).to_be_visible()
+    assert page.locator("table.per-route b").count() == 0
+    expect(page.locator(".dsar-badge")).to_have_count(0)
+    screenshot(page, "dashboard-supervisor-tr")
+    page.context.close()
+
+
 def test_a_supervisor_sees_only_their_extensions_calls_masked(
     browser: Browser, console: WebConsole
 ) -> None:
     page = sign_in(browser, console, "selim", locale="en-GB")
-    expect(page).to_have_url(console.url + "/calls")
+    expect(page).to_have_url(console.url + "/dashboard")  # the page after sign-in
+    page.goto(console.url + "/calls")
     expect(page.get_by_role("heading", level=1)).to_have_text("Görüşmeler")
     rows = table_rows(page)
     assert sorted(row[3] for row in rows) == ["101", "101"]
@@ -124,7 +143,7 @@ def test_a_session_id_planted_before_sign_in_is_never_the_signed_in_one(
     page.locator("#username").fill("dilek")
     page.locator("#password").fill(PASSWORD)
     page.locator("form.stacked button[type=submit]").click()
-    expect(page).to_have_url(console.url + "/calls")
+    expect(page).to_have_url(console.url + "/dashboard")
     (session,) = [c for c in page.context.cookies() if c["name"] == "pbxb_session"]
     assert session["value"] != "planted" and session["httpOnly"]
     assert session["sameSite"] == "Lax"

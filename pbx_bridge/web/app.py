@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pbx_bridge.config import Settings, WebSettings
 from pbx_bridge.web import (
     api_calls,
+    api_dashboard,
     api_recordings,
     call_page,
     calls_page,
+    dashboard_page,
     error_handlers,
     health,
     sign_in,
@@ -21,6 +23,7 @@ from pbx_bridge.web import (
 from pbx_bridge.web.accounts import Accounts
 from pbx_bridge.web.call_search_setup import Subjects, cursor_signer
 from pbx_bridge.web.cookies import CookieNames
+from pbx_bridge.web.dashboard_numbers import DashboardNumbers
 from pbx_bridge.web.i18n import Catalogue
 from pbx_bridge.web.security_headers import add_security_headers
 from pbx_bridge.web.web_state import STATIC_DIR, WebState, make_templates
@@ -70,14 +73,20 @@ def create_app(
         templates=make_templates(),
         cursor_signer=cursor_signer(secret_key),
         subjects=Subjects(settings.privacy),
+        dashboard=DashboardNumbers(
+            sessions, accounts, soon_days=settings.privacy.due_soon_days,
+            refresh_s=web.dashboard_refresh_s,
+        ),
     )
     app.state.player = player
     app.middleware("http")(add_security_headers)
     error_handlers.install(app)
     app.include_router(health.router)
     app.include_router(api_calls.router)
+    app.include_router(api_dashboard.router)
     app.include_router(api_recordings.router)
     app.include_router(sign_in.router)
+    app.include_router(dashboard_page.router)
     app.include_router(calls_page.router)
     app.include_router(call_page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

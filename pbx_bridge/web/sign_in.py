@@ -20,7 +20,7 @@ from pbx_bridge.web.web_state import web_state
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_checked)])
 
-HOME = "/calls"
+HOME = "/dashboard"
 # Long enough for any name people use, short enough that a pasted novel is refused.
 MAX_FIELD = 256
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from pbx_bridge.calls.dashboard import DsarStats
 from pbx_bridge.web import csrf
 from pbx_bridge.web.accounts import Principal
 from pbx_bridge.web.web_state import WebState, web_state
@@ -33,6 +34,9 @@ class Viewer:
     csrf_token: str
     # A nonce made for this request (the browser had none): set as a cookie on the answer.
     new_nonce: str | None
+    # The requests overdue and due soon, for the badge of every page (None: the role may
+    # not see the register).
+    dsar_badge: DsarStats | None = None
 
 
 async def viewer_of(request: Request) -> Viewer:
@@ -44,13 +48,18 @@ async def viewer_of(request: Request) -> Viewer:
     principal = None
     if session_id is not None:
         principal = await state.accounts.session_principal(session_id)
-    viewer = _viewer(request, state, principal, session_id)
+    badge = None if principal is None else await state.dashboard.badge(principal)
+    viewer = _viewer(request, state, principal, session_id, badge)
     request.state.viewer = viewer
     return viewer
 
 
 def _viewer(
-    request: Request, state: WebState, principal: Principal | None, session_id: str | None
+    request: Request,
+    state: WebState,
+    principal: Principal | None,
+    session_id: str | None,
+    badge: DsarStats | None,
 ) -> Viewer:
     nonce = state.cookies.csrf_nonce(request)
     new_nonce = None
@@ -66,6 +75,7 @@ def _viewer(
         t=state.catalogue.translator(language),
         csrf_token=csrf.token_for(state.secret_key, nonce, session_id),
         new_nonce=new_nonce,
+        dsar_badge=badge,
     )
 
 

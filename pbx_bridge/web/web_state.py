@@ -1,5 +1,6 @@
 """What every request handler shares, kept on ``app.state.web``: settings, the database,
-the users module (as ``Accounts``), the message catalogue, templates and cookie names."""
+the users module (as ``Accounts``), the message catalogue, templates, cookie names and
+the dashboard's cached numbers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pbx_bridge.config import WebSettings
 from pbx_bridge.web.accounts import Accounts
 from pbx_bridge.web.call_search_setup import Subjects
 from pbx_bridge.web.cookies import CookieNames
+from pbx_bridge.web.dashboard_numbers import DashboardNumbers
 from pbx_bridge.web.i18n import Catalogue
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -46,6 +48,7 @@ class WebState:
     templates: Jinja2Templates
     cursor_signer: CursorSigner
     subjects: Subjects
+    dashboard: DashboardNumbers
 
 
 def web_state(request: Request) -> WebState:

@@ -15,9 +15,10 @@ from typing import Any, Literal
 from alembic import context
 from sqlalchemy.engine import Connection
 
-# Register the upper layer's tables on Base.metadata: calls, and users/tokens/sessions.
+# Register the upper layer's tables on Base.metadata: calls, users/tokens/sessions, share links.
 import pbx_bridge.calls.models
-import pbx_bridge.users.models  # noqa: F401
+import pbx_bridge.users.models
+import pbx_bridge.web.share_models  # noqa: F401
 from storage.models import Base, UTCDateTime
 
 config = context.config

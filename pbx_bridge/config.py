@@ -376,6 +376,8 @@ class WebSettings(_Section):
     # The dashboard's numbers are computed in the background at most this often per
     # scope (about 1 s at 1,000,000 calls); pages show the last result and its time.
     dashboard_refresh_s: float = Field(default=60.0, ge=1.0, le=3600.0)
+    # Share links: the default lifetime in days; a link may ask for 1..MAX_SHARE_DAYS.
+    share_days: int = Field(default=7, ge=1, le=30)
 
     @field_validator("listen")
     @classmethod

@@ -57,6 +57,7 @@ EXPECTED_TABLES = {
     "users",
     "api_tokens",
     "web_sessions",
+    "share_links",
 }
 
 

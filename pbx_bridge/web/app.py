@@ -13,11 +13,13 @@ from pbx_bridge.web import (
     api_calls,
     api_dashboard,
     api_recordings,
+    api_shares,
     call_page,
     calls_page,
     dashboard_page,
     error_handlers,
     health,
+    shares_page,
     sign_in,
 )
 from pbx_bridge.web.accounts import Accounts
@@ -85,9 +87,11 @@ def create_app(
     app.include_router(api_calls.router)
     app.include_router(api_dashboard.router)
     app.include_router(api_recordings.router)
+    app.include_router(api_shares.router)
     app.include_router(sign_in.router)
     app.include_router(dashboard_page.router)
     app.include_router(calls_page.router)
     app.include_router(call_page.router)
+    app.include_router(shares_page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

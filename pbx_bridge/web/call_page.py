@@ -42,6 +42,7 @@ async def call_page(
         request, viewer, "call.html",
         record=record, call=record.call, consent=consent, evidence=evidence,
         media_url=media_url, short_time=short_time,
+        share_days=web_state(request).settings.share_days,
     )
 
 

@@ -18,7 +18,12 @@ from sqlalchemy import or_, select
 from pbx_bridge.calls.history import CallView, call_views
 from pbx_bridge.calls.models import Call
 from pbx_bridge.web.accounts import Grant, Principal
-from pbx_bridge.web.permissions import CALLS_READ, NUMBERS_UNMASK, RECORDINGS_LISTEN
+from pbx_bridge.web.permissions import (
+    CALLS_READ,
+    NUMBERS_UNMASK,
+    RECORDINGS_LISTEN,
+    RECORDINGS_SHARE,
+)
 from pbx_bridge.web.viewer import Forbidden
 from pbx_bridge.web.web_state import WebState
 from storage.models import AuditEntry, Recording
@@ -55,6 +60,7 @@ class CallRecord:
     call: CallView  # masked unless ``unmasked``
     unmasked: bool
     may_listen: bool
+    may_share: bool
     holds: dict[str, Hold]
     audit: list[AuditLine]
 
@@ -84,6 +90,7 @@ async def load_call(
     reading = await _grant(state, principal, CALLS_READ)
     unmasked = (await state.accounts.allowed(principal, NUMBERS_UNMASK)).allowed
     listening = await state.accounts.allowed(principal, RECORDINGS_LISTEN)
+    sharing = await state.accounts.allowed(principal, RECORDINGS_SHARE)
     async with state.sessions() as session:
         row = await session.get(Call, call_id)
         if row is None:
@@ -113,6 +120,7 @@ async def load_call(
         call=view if unmasked else view.masked(),
         unmasked=unmasked,
         may_listen=covers(listening, row.extension),
+        may_share=covers(sharing, row.extension),
         holds=holds,
         audit=audit,
     )

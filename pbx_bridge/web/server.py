@@ -52,13 +52,21 @@ class _ConsoleServer(uvicorn.Server):
         self.should_exit = True
 
 
+def logged_path(path: str) -> str:
+    """A share link's path carries its secret: the log shows ``/s/…`` instead."""
+    if path.startswith("/s/"):
+        return "/s/…" + ("/media" if path.endswith("/media") else "")
+    return path
+
+
 async def _access_log(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
     started = time.perf_counter()
     response = await call_next(request)
     log.info(
-        "%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
+        "%s %s %d %.1f ms", request.method, logged_path(request.url.path),
+        response.status_code,
         (time.perf_counter() - started) * 1000,
     )
     return response

@@ -18,7 +18,7 @@ from pbx_bridge.ari import AriError, AriNotFound
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox, LegGone
 from storage.legs import Layout, leg_names, source_names
-from storage.models import Recording, RecordingKind
+from storage.models import RecordingKind
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ class ConversationRecorder:
         self._caller_id = caller_id
         self._agent_id = agent_id
         self._live: _Live | None = None
-        self._prepared: Recording | None = None  # the row begun before the parties met
 
     @property
     def recording(self) -> bool:
@@ -80,34 +79,14 @@ class ConversationRecorder:
         snoops = tuple(snoop_id_for(n) for n in names) if layout == Layout.STEREO else ()
         self._live = _Live(names, snoops)
 
-    async def prepare(self) -> None:
-        """Commit the conversation's row ahead of ``start``, while the bridge is built.
-
-        Every step between the join and the record request is conversation the
-        recording misses, and under load each waits its turn on the loop; the row is
-        the one that needs no bridge. It is still a row before Asterisk is asked to
-        record (README "Crash safety"); a call that ends before ``start`` marks it failed.
-        """
-        if self._prepared is None and self._live is None:
-            self._prepared = await self._begin_row()
-
     async def start(self) -> bool:
         if self._live is not None:
             return True
-        if self._ctx.call.stereo and self._agent_id is None:
-            log.error("call %s: no agent leg to record in stereo", self._call_id)
-            return False
-        row, self._prepared = self._prepared, None
-        if row is None:
-            row = await self._begin_row()
         if self._ctx.call.stereo:
-            return await self._start_stereo(row)
-        return await self._start_mixed(row)
+            return await self._start_stereo()
+        return await self._start_mixed()
 
     async def stop(self) -> None:
-        if self._prepared is not None:
-            row, self._prepared = self._prepared, None
-            await self._ctx.pipeline.mark_failed(row.id, "call ended before the recording began")
         if self._live is None:
             return
         live, self._live = self._live, None
@@ -122,18 +101,15 @@ class ConversationRecorder:
 
     # -- mixed: the bridge ------------------------------------------------------------------
 
-    async def _begin_row(self) -> Recording:
-        return await self._ctx.pipeline.begin(
+    async def _start_mixed(self) -> bool:
+        row = await self._ctx.pipeline.begin(
             call_id=self._call_id,
             kind=RecordingKind.CONVERSATION,
             legal_basis=self._legal_basis,
             retention_class=self._retention_class,
             retention_days=self._retention_days,
             format="wav",
-            layout=Layout.STEREO if self._ctx.call.stereo else Layout.MIXED,
         )
-
-    async def _start_mixed(self, row: Recording) -> bool:
         try:
             await self._ctx.ari.record_bridge(
                 self._bridge_id, row.asterisk_name, format="wav", if_exists="fail"
@@ -148,8 +124,19 @@ class ConversationRecorder:
 
     # -- stereo: one snoop per party ------------------------------------------------------
 
-    async def _start_stereo(self, row: Recording) -> bool:
-        assert self._agent_id is not None
+    async def _start_stereo(self) -> bool:
+        if self._agent_id is None:
+            log.error("call %s: no agent leg to record in stereo", self._call_id)
+            return False
+        row = await self._ctx.pipeline.begin(
+            call_id=self._call_id,
+            kind=RecordingKind.CONVERSATION,
+            legal_basis=self._legal_basis,
+            retention_class=self._retention_class,
+            retention_days=self._retention_days,
+            format="wav",
+            layout=Layout.STEREO,
+        )
         names = leg_names(row)  # caller, agent: the channel order of the stored file
         parties = (self._caller_id, self._agent_id)
         snoops: list[str] = []

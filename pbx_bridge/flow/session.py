@@ -16,11 +16,11 @@ from typing import TypeVar
 
 from pbx_bridge.ari import AriError, AriNotFound, Channel
 from pbx_bridge.ari import events as ev
-from pbx_bridge.calls.extensions import DEFAULT_RECORDING_MODE, get_extension
+from pbx_bridge.calls.extensions import ExtensionInfo, extension_recording, get_extension
 from pbx_bridge.calls.journal import ConsentProof
 from pbx_bridge.calls.retention import class_days
 from pbx_bridge.calls.routes import ResolvedRoute, resolve_route
-from pbx_bridge.config import Announcement, LegalBasis, TimeoutRule
+from pbx_bridge.config import Announcement, LegalBasis, RecordingMode, TimeoutRule
 from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.dial import AgentDialer, DialResult
@@ -138,9 +138,6 @@ class CallSession:
         self._joined = False  # caller and agent are in the bridge
         self.unwritten_end: CallEnd | None = None
         self._retention_class = ctx.default_route.retention_class
-        # Read with the route when the call opens: the join must not wait for them.
-        self._retention_days: int | None = None
-        self._recording_mode = DEFAULT_RECORDING_MODE
         # The caller's subject key, and whether they are on the do-not-record list.
         self._subject_key: str | None = None
         self._do_not_record = False
@@ -202,8 +199,8 @@ class CallSession:
             consent = await self._record_not_asked(route)
 
         await self._answer_caller()
-        decision = self._decide(route, consent)
-        await self._join(decision)
+        await self._join(route)
+        decision = await self._decide(route, consent)
         return await self._converse(route, decision)
 
     # -- steps ----------------------------------------------------------------------------
@@ -212,12 +209,17 @@ class CallSession:
         # The look-ups need nothing of each other: under load each round trip waits its
         # turn on the loop, and the caller is still ringing while they run.
         self._subject_key = self.ctx.subjects.key_of(self.caller.caller.number or None)
-        route, linkedid, self._do_not_record = await together(
-            self._route_and_rules(),
+        (route, extension), linkedid, self._do_not_record = await together(
+            self._route_and_extension(),
             # Asterisk's linkedid ties this call to its other legs in CDRs and CEL.
             self._on_caller(self.ctx.ari.get_variable(self.caller.id, "CHANNEL(linkedid)")),
             on_do_not_record_list(self.ctx, self._subject_key),
         )
+        # The extension's own class is the more specific rule (a sales desk kept longer).
+        if extension is not None and extension.retention_class:
+            self._retention_class = extension.retention_class
+        else:
+            self._retention_class = route.retention_class
         self.call_id = await self.ctx.journal.open(
             linkedid=linkedid or self.caller.id,
             channel_id=self.caller.id,
@@ -240,28 +242,12 @@ class CallSession:
         )
         return route
 
-    async def _route_and_rules(self) -> ResolvedRoute:
-        """The route, and the extension's recording mode and retention, in one session.
-
-        They do not change during a call, and read now (while the caller rings) nothing
-        is left to read between the join and the recording's start.
-        """
+    async def _route_and_extension(self) -> tuple[ResolvedRoute, ExtensionInfo | None]:
         async with self.ctx.sessions() as session:
             route = await resolve_route(
                 session, self.did, self.ctx.default_route, self.ctx.default_language
             )
-            extension = await get_extension(session, route.target)
-            if extension is not None:
-                self._recording_mode = extension.recording
-            # The extension's own class is the more specific rule (a sales desk kept longer).
-            if extension is not None and extension.retention_class:
-                self._retention_class = extension.retention_class
-            else:
-                self._retention_class = route.retention_class
-            self._retention_days = await class_days(
-                session, self._retention_class, self.ctx.retention
-            )
-            return route
+            return route, await get_extension(session, route.target)
 
     async def _answer_caller(self) -> None:
         if self._caller_answered:
@@ -305,12 +291,10 @@ class CallSession:
             await self._answer_caller()
             await slow_point("disclosure.after-answer")  # tests: the disclosure starts late
             answer = await self._on_caller(dialogue.ask(self.caller.id))
-        except BaseException:
+        finally:
             await self._evidence.stop()
-            raise
-        # The clip holds the disclosure up to the key; ending it and keeping the answer
-        # need nothing of each other, and the caller waits for both (issue 9).
-        _, listed = await together(self._evidence.stop(), self._keep_answer(route, answer))
+        listed = answer.outcome is ConsentOutcome.WITHDRAWN and await self._withdraw()
+        await self._save_consent(answer.outcome, answer, disclosure_name="disclosure", route=route)
         early = " ".join(key.digit for key in answer.keys if key.early)
         log.info("call %s: consent %s%s", self.call_id, answer.outcome.value,
                  f" (pressed before the disclosure, no answer: {early})" if early else "")
@@ -325,12 +309,6 @@ class CallSession:
         if confirmation is not None:
             await self._play_to_caller(route, confirmation)
         return answer.outcome
-
-    async def _keep_answer(self, route: ResolvedRoute, answer: ConsentAnswer) -> bool:
-        """Save the caller's answer; True if they pressed 8 and are now on the list."""
-        listed = answer.outcome is ConsentOutcome.WITHDRAWN and await self._withdraw()
-        await self._save_consent(answer.outcome, answer, disclosure_name="disclosure", route=route)
-        return listed
 
     def _skips_recording(self, route: ResolvedRoute) -> bool:
         """On the do-not-record list, and the route does not record under a legal duty."""
@@ -391,22 +369,16 @@ class CallSession:
             await self._on_caller(self.ctx.ari.ring(self.caller.id))
         try:
             result = await self._dialer.dial(self.caller.id, route.target)
-        except BaseException:
-            await self._stop_ringback(ringback)
-            raise
+        finally:
+            if ringback is not None:
+                await self.player.stop(ringback)
         if result is DialResult.ANSWERED:
             self.inbox.agent_id = self._dialer.agent_id
             self._answered = True
-            # The join waits for both; neither waits for the other.
-            await together(self._stop_ringback(ringback), self.ctx.journal.answered(self.call_id))
-        else:
-            await self._stop_ringback(ringback)
+            assert self.call_id is not None
+            await self.ctx.journal.answered(self.call_id)
         log.info("call %s: extension %s %s", self.call_id, route.target, result.value)
         return result
-
-    async def _stop_ringback(self, ringback: str | None) -> None:
-        if ringback is not None:
-            await self.player.stop(ringback)
 
     async def _hold_agent(self, route: ResolvedRoute) -> None:
         """On-connect: the agent is told to hold while the caller hears the disclosure."""
@@ -414,49 +386,35 @@ class CallSession:
         prompt = self.ctx.prompts.get(route.language.value, "agent-connecting")
         await self.player.start(self._dialer.agent_id, prompt.media)
 
-    async def _join(self, decision: RecordingDecision) -> None:
-        """Bridge caller and agent; the conversation's row is committed meanwhile.
-
-        The recording starts (in ``_converse``) right after Asterisk says the bridge
-        holds both legs, as close to the join as the dialplan's MixMonitor.
-        """
+    async def _join(self, route: ResolvedRoute) -> None:
         assert self.call_id is not None and self._dialer is not None
-        assert self._dialer.agent_id is not None and self._recorder is not None
-        bridge_id = self._bridge_name()
+        assert self._dialer.agent_id is not None
+        bridge_id = f"pbxb-call-{self.call_id}"
         self.ctx.ownership.claim(bridge_id, self.inbox)
         self._bridge_id = bridge_id
-        await together(
-            self.ctx.ari.create_bridge(type=BRIDGE_TYPE, bridge_id=bridge_id,
-                                       name=f"pbx-bridge {self.call_id}"),
-            self._prepare_recording(decision),
-        )
+        await self.ctx.ari.create_bridge(type=BRIDGE_TYPE, bridge_id=bridge_id,
+                                         name=f"pbx-bridge {self.call_id}")
         await self._on_caller(
             self.ctx.ari.add_channel(bridge_id, [self.caller.id, self._dialer.agent_id])
         )
         self._joined = True
 
-    async def _prepare_recording(self, decision: RecordingDecision) -> None:
-        if decision.plan is RecordingPlan.RECORD:
-            assert self._recorder is not None
-            await self._recorder.prepare()
-
-    def _bridge_name(self) -> str:
-        return self._bridge_id or f"pbxb-call-{self.call_id}"
-
-    def _decide(self, route: ResolvedRoute, consent: ConsentOutcome) -> RecordingDecision:
-        assert self.call_id is not None and self._retention_days is not None
+    async def _decide(self, route: ResolvedRoute, consent: ConsentOutcome) -> RecordingDecision:
+        async with self.ctx.sessions() as session:
+            mode = await extension_recording(session, route.target)
+            days = await class_days(session, self._retention_class, self.ctx.retention)
+        assert self.call_id is not None and self._bridge_id is not None
         decision = decide_recording(
-            route.legal_basis, consent, self._recording_mode,
-            do_not_record=self._do_not_record,
+            route.legal_basis, consent, RecordingMode(mode), do_not_record=self._do_not_record
         )
         log.info("call %s: recording %s (%s)", self.call_id, decision.plan.value, decision.reason)
         self._recorder = ConversationRecorder(
             self.ctx,
             self.call_id,
-            self._bridge_name(),
+            self._bridge_id,
             legal_basis=route.legal_basis.value,
             retention_class=self._retention_class,
-            retention_days=self._retention_days,
+            retention_days=days,
             inbox=self.inbox,
             caller_id=self.caller.id,
             agent_id=self._dialer.agent_id if self._dialer is not None else None,
@@ -512,7 +470,7 @@ class CallSession:
             self.inbox.agent_id = self._adoption.agent_id
         self._answered = True
         self._joined = True
-        decision = self._decide(route, consent)
+        decision = await self._decide(route, consent)
         assert self._recorder is not None
         if self._adoption.recording_name is not None:
             self._recorder.adopt(

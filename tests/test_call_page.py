@@ -6,7 +6,6 @@ not UUIDs, 206 ranges and the ``recording.played`` entry of every listen."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import AsyncIterator
@@ -14,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-import soundfile
 from console_clients import bearer_header, session_cookie
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage_fakes import DirSource, db_url, sessions
+from test_playback import noise_wav
 
 from pbx_bridge.calls.extensions import set_extension
 from pbx_bridge.calls.models import Call, Consent
@@ -51,14 +49,6 @@ USERS = [
     ("ayse", Role.ADMIN, [], False),
     ("aydin", Role.AUDITOR, [], False),
 ]
-
-
-def noise_wav(seconds: float, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    samples = rng.integers(-20000, 20000, round(seconds * 8000), dtype=np.int16)
-    buf = io.BytesIO()
-    soundfile.write(buf, samples, 8000, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
 
 
 @dataclass

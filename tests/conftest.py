@@ -33,7 +33,7 @@ def built_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def asterisk(built_prompts: Path) -> Iterator[AsteriskSandbox]:
+def asterisk_sandbox(built_prompts: Path) -> Iterator[AsteriskSandbox]:
     # Two test runs at once (two developers on one host) each need their own sandbox.
     name = sandbox_name()
     sandbox = AsteriskSandbox(name=name, prompts_dir=built_prompts)
@@ -49,12 +49,19 @@ def asterisk(built_prompts: Path) -> Iterator[AsteriskSandbox]:
 
 
 @pytest.fixture
+def asterisk(asterisk_sandbox: AsteriskSandbox) -> AsteriskSandbox:
+    """This worker's Asterisk, running: a test that crashed or stopped it (and failed
+    before starting it again) must not leave the next test without one."""
+    if not asterisk_sandbox.is_running():
+        asterisk_sandbox.start()
+    return asterisk_sandbox
+
+
+@pytest.fixture
 def service(
     asterisk: AsteriskSandbox, built_prompts: Path, tmp_path: Path
 ) -> Iterator[ServiceHarness]:
     """A migrated, configured service; the test sets routes and then calls start()."""
-    if not asterisk.is_running():
-        asterisk.start()
     harness = ServiceHarness(asterisk, tmp_path, built_prompts)
     harness.cli("db", "upgrade")
     try:

@@ -45,8 +45,6 @@ def called(
 ) -> Iterator[tuple[ServiceHarness, WebConsole, dict[str, Any]]]:
     """The service after one consenting call to extension 100, and the console on its
     config (same database, same recordings)."""
-    if not asterisk.is_running():
-        asterisk.start()
     console = WebConsole(tmp_path / "web")
     web = (f'[web]\nlisten = "127.0.0.1:{console.port}"\n'
            f'base_url = "{console.url}"\nsecret_key = "{SECRET_KEY}"\n')

@@ -22,11 +22,13 @@ pytestmark = pytest.mark.asterisk
 
 @pytest.fixture(scope="module")
 def installation(
-    asterisk: AsteriskSandbox, built_prompts: Path, tmp_path_factory: pytest.TempPathFactory
+    asterisk_sandbox: AsteriskSandbox, built_prompts: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> ServiceHarness:
     """A migrated installation beside the sandbox, with `check` told where Asterisk's
     configuration and sounds are and how to reach its CLI. The service need not run;
     each test varies it through the environment only, so they can share it."""
+    asterisk = asterisk_sandbox
     harness = ServiceHarness(asterisk, tmp_path_factory.mktemp("check"), built_prompts,
                              extra_config=f"""
 [check]
@@ -46,8 +48,6 @@ def admin(
     for name in list(os.environ):
         if name.startswith("PBX_BRIDGE_") and name != "PBX_BRIDGE_E2E_SANDBOX":
             monkeypatch.delenv(name)
-    if not asterisk.is_running():
-        asterisk.start()
     return installation
 
 

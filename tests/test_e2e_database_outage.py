@@ -28,8 +28,6 @@ __all__ = ["pg_database", "pg_url"]  # fixtures, imported for pytest
 def proxied_service(
     asterisk: AsteriskSandbox, built_prompts: Path, tmp_path: Path, pg_url: str
 ) -> Iterator[tuple[ServiceHarness, ThreadedProxy]]:
-    if not asterisk.is_running():
-        asterisk.start()
     direct = make_url(pg_url)
     assert direct.host is not None and direct.port is not None
     with ThreadedProxy(direct.host, direct.port) as proxy:

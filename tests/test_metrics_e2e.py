@@ -39,8 +39,6 @@ def serving_metrics(
     asterisk: AsteriskSandbox, workdir: Path, prompts: Path, database_url: str | None = None
 ) -> Iterator[ServiceHarness]:
     """A migrated service with /metrics on a free port (``metrics_url``), refreshing fast."""
-    if not asterisk.is_running():
-        asterisk.start()
     listen = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
     harness = ServiceHarness(
         asterisk, workdir, prompts, database_url=database_url,

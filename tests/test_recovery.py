@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 
@@ -116,9 +115,7 @@ async def test_asterisk_crash_mid_call_closes_the_call_and_keeps_its_audio(
     await wait_until_recording(service)
     await asyncio.sleep(3.0)
 
-    asterisk_pid = service.asterisk.pid
-    assert asterisk_pid is not None
-    os.kill(asterisk_pid, signal.SIGKILL)
+    service.asterisk.kill()
     await asyncio.to_thread(service.asterisk.start)
     await asyncio.to_thread(service.wait_ready)
 

@@ -232,6 +232,21 @@ class AsteriskSandbox:
                 self._wait_exit(pid, 5.0)
         self._forget()
 
+    def kill(self) -> None:
+        """Crash Asterisk (SIGKILL, no shutdown) and return only once it is gone: the
+        signal is delivered asynchronously, and a start() in that window would see the
+        dying process still alive and start nothing."""
+        pid = self._pid
+        if pid is None or not _alive(pid):
+            self._forget()
+            return
+        _signal_group(pid, signal.SIGKILL)
+        if not self._wait_exit(pid, STOP_TIMEOUT_S):
+            raise SandboxError(
+                f"Asterisk (pid {pid}) still alive {STOP_TIMEOUT_S:.0f}s after SIGKILL"
+            )
+        self._forget()
+
     def restart(self, timeout_s: float = START_TIMEOUT_S) -> None:
         self.stop()
         self.start(timeout_s)

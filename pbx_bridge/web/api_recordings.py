@@ -77,16 +77,19 @@ async def get_recording(
     return {**view.to_json(), "channels": channels, "on_hold": row.hold_reason is not None}
 
 
-@router.api_route(
-    "/recordings/{recording_id}/media",
-    methods=["GET", "HEAD"],
-    response_class=Response,
-    responses={
-        200: {"content": {"audio/wav": {}}, "description": "The whole recording."},
-        206: {"content": {"audio/wav": {}}, "description": "The asked range."},
-        **problem_responses(410, 416, 502, 503),
-    },
-)
+MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"audio/wav": {}}, "description": "The whole recording."},
+    206: {"content": {"audio/wav": {}}, "description": "The asked range."},
+    **problem_responses(410, 416, 502, 503),
+}
+
+
+# GET and HEAD as two operations: one route with both would give the document one
+# operationId twice.
+@router.head("/recordings/{recording_id}/media", response_class=Response,
+             responses=MEDIA_RESPONSES, operation_id="head_recording_media")
+@router.get("/recordings/{recording_id}/media", response_class=Response,
+            responses=MEDIA_RESPONSES, operation_id="get_recording_media")
 async def get_recording_media(
     request: Request,
     principal: Annotated[Principal, Depends(api_principal)],

@@ -19,6 +19,7 @@ from pbx_bridge.web import (
     dashboard_page,
     error_handlers,
     health,
+    openapi_document,
     shares_page,
     sign_in,
 )
@@ -83,6 +84,7 @@ def create_app(
     app.state.player = player
     app.middleware("http")(add_security_headers)
     error_handlers.install(app)
+    openapi_document.install(app)
     app.include_router(health.router)
     app.include_router(api_calls.router)
     app.include_router(api_dashboard.router)

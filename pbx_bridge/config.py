@@ -8,6 +8,7 @@ environment variables (``PBX_BRIDGE_ARI__URL`` style) and one TOML file.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -226,12 +227,28 @@ class PromptSettings(_Section):
     # Built prompts are installed under Asterisk's sounds folder in this sub-folder and
     # played as sound:{sound_prefix}/{language}/{name}.
     sound_prefix: str = Field(default="pbx-bridge", pattern=r"^[A-Za-z0-9_/-]+$")
+    # Routes with language_by_country: the caller's country (by their number) picks the
+    # language, e.g. {GB = "en", DE = "de"}; a country not listed hears the route's own.
+    country_languages: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("country_languages")
+    @classmethod
+    def _country_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        for region, language in value.items():
+            if not re.fullmatch(r"[A-Z]{2}", region):
+                raise ValueError(f"{region!r}: a country is a two-letter code such as GB")
+            if not re.fullmatch(r"[a-z]{2,3}", language):
+                raise ValueError(f"{region} = {language!r}: a language code such as en")
+        return value
 
 
 class CallSettings(_Section):
     dial_template: str = "PJSIP/{ext}"
     ring_timeout_s: int = Field(default=30, ge=1, le=600)
     max_repeats: int = Field(default=2, ge=0, le=10)
+    # Notice-only routes: after the notice, how long a caller has to press 0 for the
+    # full notice (0: only while the notice plays).
+    notice_key_wait_s: float = Field(default=3.0, ge=0, le=30)
     # Agent's on-demand recording codes: "*" then the digit, within this many seconds.
     on_demand_digit_window_s: float = Field(default=3.0, gt=0)
     # Record caller and agent on separate channels (caller left, agent right) instead of
@@ -259,6 +276,18 @@ class RouteSettings(_Section):
     # Callers may press 8 at the disclosure to withdraw consent for good: a withdrawal
     # request is opened for their number and they go on the do-not-record list.
     offer_withdrawal: bool = False
+
+    @model_validator(mode="after")
+    def _truthful(self) -> RouteSettings:
+        """The default route must not make the prompt lie either (as ``route set``)."""
+        from pbx_bridge.disclosure import untruthful  # it imports this module's enums
+
+        problems = untruthful(
+            self.announcement, self.legal_basis, offer_withdrawal=self.offer_withdrawal
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class PrivacySettings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -28,4 +29,24 @@ def cli(config: Path, *args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(app, ["--config", str(config), *args], input=input)
 
 
-__all__ = ["clean_pbx_env", "cli"]
+def migrated_config(
+    folder: Path, sections: str = "", *, subject_key: bytes | None = None
+) -> Path:
+    """A config on a migrated SQLite database under ``folder`` (plus ``sections``, TOML),
+    with the subject key in a file when given."""
+    if subject_key is not None:
+        key = folder / "keys" / "subject.key"
+        key.parent.mkdir(exist_ok=True)
+        key.write_text(base64.b64encode(subject_key).decode() + "\n")
+        key.chmod(0o600)
+        sections = f'[privacy]\nsubject_key_file = "{key}"\n{sections}'
+    path = folder / "pbx-bridge.toml"
+    path.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{folder}/var/pbx-bridge.db"\n{sections}'
+    )
+    result = cli(path, "db", "upgrade")
+    assert result.exit_code == 0, result.output
+    return path
+
+
+__all__ = ["clean_pbx_env", "cli", "migrated_config"]

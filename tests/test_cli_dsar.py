@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import getpass
 import json
 import stat
@@ -13,7 +12,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from cli_support import clean_pbx_env, cli  # noqa: F401  (clean_pbx_env: autouse fixture)
+from cli_support import (  # noqa: F401  (clean_pbx_env: autouse fixture)
+    clean_pbx_env,
+    cli,
+    migrated_config,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import Result
@@ -33,18 +36,7 @@ T = TypeVar("T")
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    key = tmp_path / "keys" / "subject.key"
-    key.parent.mkdir()
-    key.write_text(base64.b64encode(SECRET).decode() + "\n")
-    key.chmod(0o600)
-    path = tmp_path / "pbx-bridge.toml"
-    path.write_text(
-        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/var/pbx-bridge.db"\n'
-        f'[privacy]\nsubject_key_file = "{key}"\ndue_days = 30\ndue_soon_days = 7\n'
-    )
-    result = cli(path, "db", "upgrade")
-    assert result.exit_code == 0, result.output
-    return path
+    return migrated_config(tmp_path, "due_days = 30\ndue_soon_days = 7\n", subject_key=SECRET)
 
 
 def in_db(config: Path, work: Callable[[AsyncSession], Awaitable[T]]) -> T:

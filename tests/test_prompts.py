@@ -75,7 +75,8 @@ def test_every_required_prompt_is_telephone_audio(real_build: tuple[Path, Manife
             assert entry.file == f"{lang}/{name}.wav"
             rate, channels, width, duration = _wav(path)
             assert (rate, channels, width) == (8000, 1, 2)
-            assert duration > 0.8
+            # A number ("5") is one short word; everything else is at least a phrase.
+            assert duration > (0.25 if name.startswith("number-") else 0.8), (lang, name)
             assert entry.duration_s == pytest.approx(duration, abs=0.01)
             assert entry.source == "espeak-ng"
             # Not silence: speech has real energy.

@@ -628,8 +628,9 @@ class AriClient:
 
 
 def _media(media: str | Sequence[str]) -> str:
-    """ARI takes several media URIs as one comma-separated `media` parameter."""
-    items = [media] if isinstance(media, str) else list(media)
+    """ARI takes several media URIs as one comma-separated `media` parameter; a string
+    may already be such a list (a composed prompt's media), as Asterisk splits it so."""
+    items = media.split(",") if isinstance(media, str) else list(media)
     if not items or any(not m or "," in m for m in items):
         raise ValueError("media must be one or more non-empty URIs without commas")
     return ",".join(items)

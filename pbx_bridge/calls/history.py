@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from pbx_bridge.calls.models import Call, Consent
+from pbx_bridge.calls.reference import parse_reference
 from pbx_bridge.privacy import mask_number
 from storage.models import Recording
 
@@ -53,6 +54,8 @@ class ConsentView:
     answer_to_disclosure_s: float | None = None
     # The dialogue's keys in order; "before_disclosure" marks an early key (no answer).
     key_history: tuple[JsonObject, ...] = ()
+    # Every prompt segment heard, in order: name, version, audio_sha256, text_sha256.
+    prompt_segments: tuple[JsonObject, ...] = ()
 
     @property
     def early_keys(self) -> list[str]:
@@ -76,6 +79,7 @@ class ConsentView:
             "answer_to_disclosure_s": self.answer_to_disclosure_s,
             "early_keys": self.early_keys,
             "key_history": list(self.key_history),
+            "prompt_segments": list(self.prompt_segments),
         }
         if with_call:
             data = {"id": self.id, "call_id": self.call_id, "caller": self.caller, **data}
@@ -130,6 +134,8 @@ class RecordingView:
 @dataclass(frozen=True)
 class CallView:
     id: str
+    # Nine digits the caller heard and may quote (None: a call from before 0011).
+    reference: str | None
     linkedid: str
     direction: str
     caller: str | None
@@ -157,6 +163,7 @@ class CallView:
     def to_json(self) -> JsonObject:
         return {
             "id": self.id,
+            "reference": self.reference,
             "linkedid": self.linkedid,
             "direction": self.direction,
             "caller": self.caller,
@@ -207,6 +214,7 @@ def _consent_view(row: Consent) -> ConsentView:
         disclosure_started_at=row.disclosure_started_at,
         answer_to_disclosure_s=row.answer_to_disclosure_s,
         key_history=key_history_of(row),
+        prompt_segments=tuple(json.loads(row.prompt_segments)) if row.prompt_segments else (),
     )
 
 
@@ -267,6 +275,7 @@ async def call_views(session: AsyncSession, calls: Sequence[Call]) -> list[CallV
     return [
         CallView(
             id=call.id,
+            reference=call.reference,
             linkedid=call.linkedid,
             direction=call.direction,
             caller=call.caller,
@@ -322,3 +331,23 @@ async def list_consents(
         query = query.where(Consent.decided_at >= since)
     query = query.order_by(Consent.decided_at.desc(), Consent.id.desc()).limit(_check_limit(limit))
     return [_consent_view(row) for row in (await session.scalars(query)).all()]
+
+
+class ReferenceNotFound(LookupError):
+    """No call has this reference, or the call keeps no number to act on."""
+
+
+async def caller_of_reference(session: AsyncSession, reference: str) -> str:
+    """The caller's number of the call with this reference (checked, any spacing), for
+    a request the caller made quoting it; raises ``InvalidReference`` for a mistyped one
+    and :class:`ReferenceNotFound` when no call has it or its number is gone."""
+    digits = parse_reference(reference)
+    row = (await session.execute(
+        select(Call.caller, Call.redaction).where(Call.reference == digits)
+    )).first()
+    if row is None:
+        raise ReferenceNotFound(f"reference {digits}: no call has this reference")
+    if row.caller is None:
+        why = f"its number was {row.redaction}" if row.redaction else "the caller was anonymous"
+        raise ReferenceNotFound(f"reference {digits}: the call has no caller number ({why})")
+    return str(row.caller)

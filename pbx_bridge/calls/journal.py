@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,6 +20,7 @@ from sqlalchemy.sql.dml import Insert
 
 from pbx_bridge.calls.history import JsonObject, iso
 from pbx_bridge.calls.models import Call, Consent
+from pbx_bridge.calls.reference import new_reference
 from pbx_bridge.subjects.index import SubjectIndex
 from storage.audit_trail import record_event
 from storage.inserts import insert_if_absent
@@ -47,7 +48,12 @@ _CLOSE = (
     )
     .returning(_CALLS.c.ended_at)
 )
-_BY_CHANNEL = select(_CALLS.c.id).where(_CALLS.c.channel_id == bindparam("channel"))
+_BY_CHANNEL = select(_CALLS.c.id, _CALLS.c.reference).where(
+    _CALLS.c.channel_id == bindparam("channel")
+)
+# A fresh reference collides with a stored one about once in 10**8 / calls-stored draws;
+# so many in a row means something else is wrong.
+_REFERENCE_DRAWS = 8
 # INSERT ... ON CONFLICT DO NOTHING RETURNING id, per dialect: (table, key) -> statement.
 _FIRST_INSERTS: dict[tuple[str, str], Insert] = {}
 
@@ -60,6 +66,29 @@ def _first_insert(session: AsyncSession, table: Table, key: str) -> Insert:
         statement = insert_if_absent(session, table, [key]).returning(table.c.id)
         _FIRST_INSERTS[(dialect, table.name)] = statement
     return statement
+
+
+def _call_insert(session: AsyncSession) -> Insert:
+    """The call's INSERT, doing nothing on any unique key (its channel, its reference),
+    built once per dialect."""
+    dialect = session.get_bind().dialect.name
+    statement = _FIRST_INSERTS.get((dialect, "calls:any"))
+    if statement is None:
+        statement = insert_if_absent(session, _CALLS).returning(_CALLS.c.id)
+        _FIRST_INSERTS[(dialect, "calls:any")] = statement
+    return statement
+
+
+class ReferencesExhausted(RuntimeError):
+    """Every drawn reference was taken: never expected below billions of calls."""
+
+
+@dataclass(frozen=True)
+class OpenedCall:
+    """The call's row: its id and the reference the caller hears (None: an old call)."""
+
+    id: str
+    reference: str | None
 
 
 class CallNotFound(LookupError):
@@ -77,6 +106,20 @@ class CallerKey:
 
     def to_json(self) -> JsonObject:
         return {"digit": self.digit, "at": iso(self.at), "before_disclosure": self.early}
+
+
+@dataclass(frozen=True)
+class HeardSegment:
+    """One prompt of a composed disclosure as the caller heard it (its proof)."""
+
+    name: str
+    version: str
+    audio_sha256: str
+    text_sha256: str
+
+    def to_json(self) -> JsonObject:
+        return {"name": self.name, "version": self.version,
+                "audio_sha256": self.audio_sha256, "text_sha256": self.text_sha256}
 
 
 @dataclass(frozen=True)
@@ -99,6 +142,8 @@ class ConsentProof:
     answer_to_disclosure_s: float | None = None
     # Every key of the dialogue in order, early ones included (None: nobody was asked).
     key_history: tuple[CallerKey, ...] | None = None
+    # Every segment of the composed disclosure (or notice) heard, in order.
+    prompt_segments: tuple[HeardSegment, ...] | None = None
 
 
 def _early_keys(proof: ConsentProof) -> JsonObject:
@@ -128,7 +173,11 @@ class CallJournal:
         # an access or erasure request finds it without scanning numbers.
         self._subjects = subjects
 
-    async def open(
+    async def open(self, **facts: Any) -> str:
+        """:meth:`open_call` (the same keywords), for who needs only the id."""
+        return (await self.open_call(**facts)).id
+
+    async def open_call(
         self,
         *,
         linkedid: str,
@@ -141,8 +190,9 @@ class CallJournal:
         legal_basis: str,
         retention_class: str,
         language: str,
-    ) -> str:
-        """Record the caller's arrival; a call already known by its channel is reused.
+    ) -> OpenedCall:
+        """Record the caller's arrival with a new reference; a call already known by its
+        channel is reused, with the reference it was given.
 
         Reuse matters after a restart: the same channel re-enters the flow and must not
         become a second call.
@@ -163,13 +213,22 @@ class CallJournal:
             "started_at": utcnow(),
         }
         async with self._sessions() as session, session.begin():
-            # One INSERT on the way every call takes; the channel's unique key says
-            # whether it is new, and only a reused channel costs a second statement.
-            opened = await session.scalar(_first_insert(session, _CALLS, "channel_id"), values)
-            if opened is not None:
-                return str(opened)
-            existing = await session.execute(_BY_CHANNEL, {"channel": channel_id})
-            return str(existing.scalar_one())
+            for _ in range(_REFERENCE_DRAWS):
+                reference = new_reference()
+                # One INSERT on the way every call takes; the unique keys say whether it
+                # is new, and only a reused channel (or a reference drawn twice) costs
+                # another statement.
+                opened = await session.scalar(
+                    _call_insert(session), {**values, "reference": reference}
+                )
+                if opened is not None:
+                    return OpenedCall(str(opened), reference)
+                existing = (await session.execute(_BY_CHANNEL, {"channel": channel_id})).first()
+                if existing is not None:
+                    return OpenedCall(str(existing.id), existing.reference)
+        raise ReferencesExhausted(
+            f"no free call reference in {_REFERENCE_DRAWS} draws; check ux_calls_reference"
+        )
 
     async def answered(self, call_id: str, at: datetime | None = None) -> None:
         """The first answer counts; one UPDATE on the way every call takes."""
@@ -224,6 +283,11 @@ class CallJournal:
                 None
                 if proof.key_history is None
                 else json.dumps([key.to_json() for key in proof.key_history])
+            ),
+            "prompt_segments": (
+                None
+                if proof.prompt_segments is None
+                else json.dumps([segment.to_json() for segment in proof.prompt_segments])
             ),
         }
         async with self._sessions() as session, session.begin():

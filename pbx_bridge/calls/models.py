@@ -53,6 +53,11 @@ class Route(Base):
     require_jurisdiction: Mapped[str | None] = mapped_column(String(2), nullable=True)
     # Pressing 8 at the disclosure withdraws consent (opens a withdrawal request).
     offer_withdrawal: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Language choice (migration 0011): the languages offered ("tr,en"; NULL: only
+    # ``language``), the key for each ("1,3"), or the caller's country decides.
+    languages: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    language_keys: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    language_by_country: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
@@ -62,6 +67,7 @@ class Call(Base):
     # filter it can drive by ends in (started_at, id). Migration 0007.
     __table_args__ = (
         Index("ix_calls_started_at_id", "started_at", "id"),
+        Index("ux_calls_reference", "reference", unique=True),
         Index("ix_calls_caller_key_started_at", "caller_key", "started_at", "id"),
         Index("ix_calls_caller_started_at", "caller", "started_at", "id"),
         Index("ix_calls_did_started_at", "did", "started_at", "id"),
@@ -76,6 +82,9 @@ class Call(Base):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # Eight digits and a check digit (calls/reference.py), spoken in the notice; the
+    # caller quotes it in a request. NULL for calls made before migration 0011.
+    reference: Mapped[str | None] = mapped_column(String(9), nullable=True)
     linkedid: Mapped[str] = mapped_column(String(64), index=True)
     # The caller's channel id in Asterisk; a resync after reconnect finds the call by it.
     channel_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -130,6 +139,9 @@ class Consent(Base):
     answer_to_disclosure_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     # JSON list of the dialogue's keys in order: {"digit", "at", "before_disclosure"}.
     key_history: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # JSON list of every prompt segment the caller heard, in order: {"name", "version",
+    # "audio_sha256", "text_sha256"} (the disclosure is composed per route; 0011).
+    prompt_segments: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     call: Mapped[Call] = relationship(back_populates="consent")
 

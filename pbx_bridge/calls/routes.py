@@ -17,9 +17,12 @@ from pbx_bridge.calls.extensions import validate_extension
 from pbx_bridge.calls.models import Route
 from pbx_bridge.calls.retention import require_class
 from pbx_bridge.config import Announcement, Language, LegalBasis, RouteSettings, TimeoutRule
+from pbx_bridge.disclosure import UntruthfulRoute, check_truthful
 from storage.models import utcnow
 
 DID_PATTERN = re.compile(r"^[A-Za-z0-9_+*#-]{1,64}$")
+LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}$")
+MAX_LANGUAGES = 9
 PROMPT_TIMEOUT_RANGE = (1, 60)
 
 
@@ -42,6 +45,11 @@ class ResolvedRoute:
     require_jurisdiction: str | None = None
     # Callers may press 8 at the disclosure to withdraw consent (do-not-record list).
     offer_withdrawal: bool = False
+    # Language choice: the languages offered, in order, and the key of each ("For
+    # English, press 3"); empty: ``language`` only. Or the caller's country decides.
+    languages: tuple[str, ...] = ()
+    language_keys: tuple[str, ...] = ()
+    language_by_country: bool = False
 
 
 def validate_did(did: str) -> str:
@@ -57,6 +65,34 @@ def _validate_prompt_timeout(seconds: int) -> int:
     return seconds
 
 
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part for part in (value or "").split(",") if part)
+
+
+def validate_languages(
+    languages: tuple[str, ...], keys: tuple[str, ...] | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The languages offered and their keys (default 1, 2, 3 ...), checked."""
+    if len(languages) > MAX_LANGUAGES:
+        raise InvalidRoute(f"--languages: at most {MAX_LANGUAGES} (one key each)")
+    for code in languages:
+        if not LANGUAGE_PATTERN.fullmatch(code):
+            raise InvalidRoute(f"--languages: {code!r} is not a language code such as tr, en")
+    if len(set(languages)) != len(languages):
+        raise InvalidRoute(f"--languages: {','.join(languages)} names a language twice")
+    chosen = keys if keys else tuple(str(n) for n in range(1, len(languages) + 1))
+    if len(chosen) != len(languages):
+        raise InvalidRoute(
+            f"--language-keys: {len(chosen)} keys for {len(languages)} languages; give one "
+            "key per language, in the same order"
+        )
+    if any(len(key) != 1 or not key.isdigit() for key in chosen) or len(set(chosen)) != len(
+        chosen
+    ):
+        raise InvalidRoute(f"--language-keys: {','.join(chosen)}: one distinct digit each")
+    return languages, chosen
+
+
 def _from_row(row: Route) -> ResolvedRoute:
     return ResolvedRoute(
         did=row.did,
@@ -70,6 +106,9 @@ def _from_row(row: Route) -> ResolvedRoute:
         is_default=False,
         require_jurisdiction=row.require_jurisdiction,
         offer_withdrawal=row.offer_withdrawal,
+        languages=_split(row.languages),
+        language_keys=_split(row.language_keys),
+        language_by_country=row.language_by_country,
     )
 
 
@@ -103,12 +142,18 @@ async def set_route(
     prompt_timeout_s: int | None = None,
     require_jurisdiction: str | None = None,
     offer_withdrawal: bool | None = None,
+    languages: tuple[str, ...] | None = None,
+    language_keys: tuple[str, ...] | None = None,
+    language_by_country: bool | None = None,
     actor: str = SYSTEM_ACTOR,
 ) -> ResolvedRoute:
     """Create or partially update a route; a new route takes unset fields from ``default``.
 
     ``require_jurisdiction``: a country code, or "" to remove the requirement; the caller
-    checks it against the storage targets (``pbx_bridge.jurisdiction``).
+    checks it against the storage targets (``pbx_bridge.jurisdiction``). ``languages``:
+    the languages the caller chooses from (``()`` removes the choice), with
+    ``language_keys`` (default 1, 2, ...). Settings that would make the prompt lie are
+    refused (``disclosure.untruthful``), naming why.
     """
     validate_did(did)
     if target is not None:
@@ -155,6 +200,28 @@ async def set_route(
         row.require_jurisdiction = require_jurisdiction or None
     if offer_withdrawal is not None:
         row.offer_withdrawal = offer_withdrawal
+    if languages is not None or language_keys is not None:
+        offered, keys = validate_languages(
+            languages if languages is not None else _split(row.languages),
+            language_keys if language_keys is not None else (
+                None if languages is not None else _split(row.language_keys)),
+        )
+        row.languages = ",".join(offered) or None
+        row.language_keys = ",".join(keys) or None
+    if language_by_country is not None:
+        row.language_by_country = language_by_country
+    if row.languages and row.language not in _split(row.languages):
+        raise InvalidRoute(
+            f"route {did}: --language {row.language} is not among --languages "
+            f"{row.languages}; the route's language is the one heard without a choice"
+        )
+    try:
+        check_truthful(
+            Announcement(row.announcement), LegalBasis(row.legal_basis),
+            offer_withdrawal=row.offer_withdrawal,
+        )
+    except UntruthfulRoute as exc:
+        raise InvalidRoute(f"route {did}: {exc}") from exc
     row.updated_at = utcnow()
     await session.flush()
     await record_change(

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pbx_bridge.calls.history import CallView, call_views
 from pbx_bridge.calls.models import Call, Consent
+from pbx_bridge.calls.reference import InvalidReference, parse_reference
 from pbx_bridge.flow.policy import ConsentOutcome
 from pbx_bridge.subjects.index import SubjectIndex
 from pbx_bridge.subjects.numbers import try_normalise
@@ -75,6 +76,8 @@ class CallFilter:
     disposition: str | None = None  # one of DISPOSITIONS ("live": not ended yet)
     consent: str | None = None  # one of CONSENT_FILTERS
     direction: str | None = None
+    # A call's reference number (nine digits with its check digit; spacing allowed).
+    reference: str | None = None
     extensions: frozenset[str] | None = None
 
     def check(self) -> None:
@@ -90,6 +93,11 @@ class CallFilter:
             value = getattr(self, name)
             if value is not None and not 0 < len(value.strip()) <= _MAX_TEXT:
                 raise InvalidSearch(f"{name}: give 1 to {_MAX_TEXT} characters")
+        if self.reference is not None:
+            try:
+                parse_reference(self.reference)
+            except InvalidReference as exc:
+                raise InvalidSearch(str(exc)) from exc
         for name, allowed in (("disposition", DISPOSITIONS), ("consent", CONSENT_FILTERS),
                               ("direction", DIRECTIONS)):
             value = getattr(self, name)
@@ -220,9 +228,10 @@ def _plan(
 ) -> tuple[list[ColumnElement[bool]] | None, list[ColumnElement[bool]]]:
     """(the driving filter's equality ranges, or None to walk started_at; the rest).
 
-    The driver is the filter likely to match fewest calls: a number, one extension, the
-    scope, a DID, a disposition, a direction, else the few calls of a rare consent
-    answer when the search found them first. An empty list of ranges matches nothing.
+    The driver is the filter likely to match fewest calls: a reference (one call), a
+    number, one extension, the scope, a DID, a disposition, a direction, else the few
+    calls of a rare consent answer when the search found them first. An empty list of
+    ranges matches nothing.
     """
     f = filters
     scope = None if f.extensions is None else sorted(f.extensions)
@@ -234,6 +243,9 @@ def _plan(
     if f.consent is not None and consent_calls is None:
         others.append(_consent(f.consent))
     candidates: list[tuple[list[ColumnElement[bool]], ColumnElement[bool]] | None] = []
+    if f.reference is not None:  # unique: at most one call, found by ux_calls_reference
+        only = Call.reference == parse_reference(f.reference)
+        candidates.append(([only], only))
     number = None if f.number is None else _number_conditions(f.number, subjects)
     candidates.append(None if number is None else (number, _any(number)))
     if f.extension is not None:

@@ -43,7 +43,9 @@ from pbx_bridge.subjects.index import SubjectIndex, SubjectKeyError, subject_ind
 
 app = typer.Typer(help="Call history (numbers masked unless --unmasked).")
 
-HEADERS = ["STARTED (UTC)", "CALLER", "DID", "EXT", "DISPOSITION", "CONSENT", "RECS", "ID"]
+HEADERS = [
+    "STARTED (UTC)", "CALLER", "DID", "EXT", "DISPOSITION", "CONSENT", "RECS", "REFERENCE", "ID",
+]
 
 
 def _row(call: CallView) -> list[object]:
@@ -55,6 +57,7 @@ def _row(call: CallView) -> list[object]:
         call.disposition or "(live)",
         call.consent.decision if call.consent else None,
         len(call.recordings),
+        call.reference,
         call.id,
     ]
 
@@ -79,6 +82,10 @@ def list_command(
     direction: Annotated[
         str | None, typer.Option("--direction", help=f"One of {', '.join(DIRECTIONS)}.")
     ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option("--reference", help="The call's reference number (9 digits)."),
+    ] = None,
     limit: LimitOption = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
@@ -90,7 +97,7 @@ def list_command(
     filters = CallFilter(
         since=parse_since(since), until=parse_since(until, "--until"), number=number,
         did=did, extension=extension, disposition=disposition, consent=consent,
-        direction=direction,
+        direction=direction, reference=reference,
     )
     with reporting_errors():
         settings = settings_of(ctx)

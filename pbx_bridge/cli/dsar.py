@@ -18,8 +18,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from pbx_bridge.calls.history import iso
+from pbx_bridge.calls.history import ReferenceNotFound, caller_of_reference, iso
 from pbx_bridge.calls.models import DataSubjectRequest
+from pbx_bridge.calls.reference import InvalidReference, parse_reference
 from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, sessions_for, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, EXIT_USAGE, fail, reporting_errors
@@ -90,8 +91,17 @@ def _dsar_errors() -> Iterator[None]:
     with reporting_errors():
         try:
             yield
-        except (InvalidNumber, RequestNotFound, RequestStateError, SubjectKeyError) as exc:
+        except (InvalidNumber, RequestNotFound, RequestStateError, SubjectKeyError,
+                InvalidReference, ReferenceNotFound) as exc:
             fail(str(exc), EXIT_USAGE)
+
+
+def _with_call_reference(note: str | None, reference: str | None) -> str | None:
+    """The request keeps which call it was opened from (the caller quoted it)."""
+    if reference is None:
+        return note
+    quoted = f"opened from call reference {parse_reference(reference)}"
+    return f"{note.strip()} ({quoted})" if note and note.strip() else quoted
 
 
 def _number(request: DataSubjectRequest, unmasked: bool) -> str:
@@ -141,9 +151,6 @@ def _result(request: DataSubjectRequest, unmasked: bool) -> object:
 @app.command("open")
 def open_command(
     ctx: typer.Context,
-    number: Annotated[
-        str, typer.Option("--number", metavar="N", help="The subject's phone number, any format.")
-    ],
     type_: Annotated[
         str,
         typer.Option(
@@ -156,26 +163,44 @@ def open_command(
         str,
         typer.Option("--channel", metavar="CHANNEL", help="phone | email | web | letter"),
     ],
+    number: Annotated[
+        str | None,
+        typer.Option("--number", metavar="N", help="The subject's phone number, any format."),
+    ] = None,
+    call_reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference", metavar="REF",
+            help="Instead of --number: the reference number of one of the subject's calls.",
+        ),
+    ] = None,
     note: Annotated[
         str | None, typer.Option("--note", metavar="TEXT", help="Anything worth keeping.")
     ] = None,
 ) -> None:
     """Register a request received now; prints its reference and due date."""
+    if (number is None) == (call_reference is None):
+        fail("give the subject as --number N or as --reference REF (a call's), not both",
+             EXIT_USAGE)
     request_type = _choice(type_, list(RequestType), "--type")
     request_channel = _choice(channel, CLI_CHANNELS, "--channel")
 
     async def run(settings: Settings) -> DataSubjectRequest:
         index = await asyncio.to_thread(_index, settings)
         async with session_for(settings) as session:
+            subject = number
+            if call_reference is not None:
+                subject = await caller_of_reference(session, call_reference)
+            assert subject is not None
             return await open_request(
                 session,
                 index,
-                number=number,
+                number=subject,
                 type=request_type,
                 channel=request_channel,
                 actor=cli_actor(),
                 due_days=settings.privacy.due_days,
-                note=note,
+                note=_with_call_reference(note, call_reference),
             )
 
     with _dsar_errors():

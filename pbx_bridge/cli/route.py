@@ -51,6 +51,21 @@ def _row(did: str, route: ResolvedRoute) -> list[object]:
     ]
 
 
+def _codes(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _require_prompts_folder(settings: Settings, code: str) -> None:
+    """A language is offered only once its prompts exist (adding one is adding a folder)."""
+    folder = settings.prompts.dir / code
+    if re.fullmatch(r"[a-z]{2,3}", code) and not folder.is_dir():
+        raise InvalidRoute(
+            f"--languages {code}: no prompts folder {folder}; add the texts there "
+            "(a copy of another language's folder, translated) and run `pbx-bridge prompts "
+            "build`"
+        )
+
+
 @app.command("list")
 def list_command(ctx: typer.Context) -> None:
     """List routes, and the configured default used for every other DID."""
@@ -128,6 +143,26 @@ def set_command(
             help="Callers may press 8 at the disclosure to withdraw consent for good.",
         ),
     ] = None,
+    languages: Annotated[
+        str | None,
+        typer.Option(
+            "--languages", metavar="tr,en",
+            help='Languages the caller chooses from by key (a prompts folder each); "" '
+            "removes the choice.",
+        ),
+    ] = None,
+    language_keys: Annotated[
+        str | None,
+        typer.Option("--language-keys", metavar="1,3",
+                     help="The key of each of --languages, in order (default 1,2,...)."),
+    ] = None,
+    language_by_country: Annotated[
+        bool | None,
+        typer.Option(
+            "--language-by-country/--no-language-by-country",
+            help="The caller's country ([prompts] country_languages) picks the language.",
+        ),
+    ] = None,
 ) -> None:
     """Create a route (unset fields from the default route) or change some of its fields."""
 
@@ -147,14 +182,21 @@ def set_command(
                 prompt_timeout_s=prompt_timeout,
                 require_jurisdiction=country,
                 offer_withdrawal=offer_withdrawal,
+                languages=offered,
+                language_keys=keys,
+                language_by_country=language_by_country,
                 actor=cli_actor(),
             )
             check_routes([route], settings.storage)
             return route
 
     country = require_jurisdiction.strip().upper() if require_jurisdiction is not None else None
+    offered = None if languages is None else _codes(languages)
+    keys = None if language_keys is None else _codes(language_keys)
     with reporting_errors():
         validate_did(did)
+        for code in offered or ():
+            _require_prompts_folder(settings_of(ctx), code)
         if country and not re.fullmatch(r"[A-Z]{2}", country):
             raise InvalidRoute(f"--require-jurisdiction {require_jurisdiction!r}: use a "
                                "two-letter country code such as TR")
@@ -162,3 +204,9 @@ def set_command(
     typer.echo(render_table(HEADERS, [_row(route.did, route)]))
     if route.offer_withdrawal:
         typer.echo("withdrawal by keypress (8) offered")
+    if route.languages:
+        choice = ", ".join(f"{key}: {code}" for code, key in
+                           zip(route.languages, route.language_keys, strict=True))
+        typer.echo(f"language chosen by key ({choice})")
+    if route.language_by_country:
+        typer.echo("language follows the caller's country")

@@ -9,11 +9,14 @@ touches the disk to find its prompts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from pbx_bridge.disclosure import SEGMENT_PROMPTS
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -37,6 +40,11 @@ REQUIRED_PROMPTS: tuple[str, ...] = (
     "agent-recording-started",
     "agent-recording-stopped",
     "agent-recording-not-allowed",
+    # The disclosure composed per route (pbx_bridge/disclosure.py), the re-ask of routes
+    # where 2 objects, and the language choice ("For English, press" + a number).
+    *SEGMENT_PROMPTS,
+    "invalid-choice-objection",
+    "language-choice",
 )
 
 _BUILD_HINT = "run `pbx-bridge prompts build`"
@@ -119,7 +127,15 @@ class Prompt:
     audio_sha256: str
     text_sha256: str
     duration_s: float
-    media: str  # ARI media URI, e.g. "sound:pbx-bridge/tr/disclosure"
+    media: str  # ARI media URI, e.g. "sound:pbx-bridge/tr/disclosure-intro"
+    # A composed prompt (the disclosure of a route): the prompts it plays in order, as one
+    # playback (``media`` lists them comma-separated). Empty for a single prompt.
+    segments: tuple[Prompt, ...] = ()
+
+    @property
+    def heard(self) -> tuple[Prompt, ...]:
+        """The single prompts the caller hears, in order (the proof keeps each)."""
+        return self.segments or (self,)
 
 
 class PromptCatalogue:
@@ -156,6 +172,33 @@ class PromptCatalogue:
                 f"prompt {language}/{name} is not built"
                 f"{self._where()}; add prompts/{language}/{name}.txt and {_BUILD_HINT}"
             ) from None
+
+    def compose(
+        self, name: str, parts: Iterable[tuple[str, str]], language: str
+    ) -> Prompt:
+        """One prompt playing ``parts`` (``(language, name)`` each) back to back.
+
+        Its version and hashes are those of the sequence (sha256 over the parts', in
+        order), so a different composition or a changed segment is a different version;
+        ``segments`` keeps each part for the proof.
+        """
+        segments = tuple(self.get(lang, part) for lang, part in parts)
+        if not segments:
+            raise PromptMissing(f"prompt {language}/{name}: nothing to compose")
+
+        def digest(values: Iterable[str]) -> str:
+            return hashlib.sha256("\n".join(values).encode()).hexdigest()
+
+        return Prompt(
+            name=name,
+            language=language,
+            version=digest(s.version for s in segments)[:12],
+            audio_sha256=digest(s.audio_sha256 for s in segments),
+            text_sha256=digest(s.text_sha256 for s in segments),
+            duration_s=round(sum(s.duration_s for s in segments), 3),
+            media=",".join(s.media for s in segments),
+            segments=segments,
+        )
 
     @property
     def languages(self) -> frozenset[str]:

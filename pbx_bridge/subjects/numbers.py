@@ -55,6 +55,16 @@ def normalise(raw: str, default_region: str = "TR") -> str:
     )
 
 
+def region_of(raw: str | None, default_region: str = "TR") -> str | None:
+    """The country (ISO 3166 code, e.g. ``GB``) a number belongs to, None if no public
+    number: a caller's language may follow it."""
+    e164 = try_normalise(raw, default_region)
+    if e164 is None:
+        return None
+    region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    return str(region) if region and region != "ZZ" else None
+
+
 def try_normalise(raw: str | None, default_region: str = "TR") -> str | None:
     """E.164, or None for what is no public number (an extension, 'anonymous', empty)."""
     if not raw:

@@ -39,6 +39,10 @@ async def list_calls_api(
     disposition: Text = None,
     consent: Text = None,
     direction: Text = None,
+    reference: Annotated[
+        str | None,
+        Query(max_length=32, description="The call's reference number (9 digits)."),
+    ] = None,
     cursor: Annotated[
         str | None, Query(max_length=512, description="The previous page's Next-Cursor.")
     ] = None,
@@ -49,6 +53,7 @@ async def list_calls_api(
         filters = call_filter(
             number=number, since=since, until=until, did=did, extension=extension,
             disposition=disposition, consent=consent, direction=direction,
+            reference=reference,
         )
         page, _ = await visible_calls(
             web_state(request), principal, filters, cursor=cursor, limit=limit

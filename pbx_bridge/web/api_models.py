@@ -22,6 +22,7 @@ class ConsentOut(BaseModel):
     answer_to_disclosure_s: float | None
     early_keys: list[str]
     key_history: list[dict[str, Any]]
+    prompt_segments: list[dict[str, Any]]
 
 
 class RecordingOut(BaseModel):
@@ -42,6 +43,7 @@ class RecordingOut(BaseModel):
 
 class CallOut(BaseModel):
     id: str
+    reference: str | None
     linkedid: str
     direction: str
     caller: str | None

@@ -19,6 +19,7 @@ from pbx_bridge.web import (
     dashboard_page,
     error_handlers,
     health,
+    input_guard,
     openapi_document,
     shares_page,
     sign_in,
@@ -82,6 +83,8 @@ def create_app(
         ),
     )
     app.state.player = player
+    # Inside the headers' middleware, so its refusals carry them too.
+    app.middleware("http")(input_guard.refuse_nul)
     app.middleware("http")(add_security_headers)
     error_handlers.install(app)
     openapi_document.install(app)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
@@ -46,3 +46,13 @@ def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def play_until(page: Page, audio: Locator, seconds: float = 0.5) -> None:
+    """Press play on a media element (after a click in the page, a user gesture, so the
+    browser allows it) and wait until its time has advanced past ``seconds``."""
+    page.locator("h1").click()
+    audio.evaluate("a => a.play()")
+    page.wait_for_function(
+        f"a => a.currentTime > {seconds}", arg=audio.element_handle(), timeout=20_000
+    )

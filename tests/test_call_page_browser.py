@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from browser_fixtures import browser, new_page, screenshot
+from browser_fixtures import browser, new_page, play_until, screenshot
 from e2e_harness import ServiceHarness, recordings_of
 from playwright.sync_api import Browser, Response, expect
 from test_storage_e2e import place_consenting_call
@@ -102,11 +102,7 @@ def test_a_supervisor_plays_the_recording_on_the_call_page(
     audio = page.locator(f'li[data-recording-id="{conversation["id"]}"] audio')
     expect(audio).to_have_attribute("preload", "none")
     assert media == []  # opening the page fetched no audio
-    page.locator("h1").click()  # a user gesture, so play() is allowed
-    audio.evaluate("a => a.play()")
-    page.wait_for_function(
-        "a => a.currentTime > 0.5", arg=audio.element_handle(), timeout=20_000
-    )
+    play_until(page, audio)
     screenshot(page, "call-page-playing-en")
     assert media and all(r.status == 206 for r in media), [(r.url, r.status) for r in media]
     assert all(r.url.endswith(f"/recordings/{conversation['id']}/media") for r in media)

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 import pytest
-from browser_fixtures import browser, new_page, screenshot
+from browser_fixtures import browser, new_page, play_until, screenshot
 from e2e_harness import ServiceHarness, recordings_of
 from playwright.sync_api import Browser, Response, expect
 from test_call_page_browser import called, sign_in
@@ -62,11 +62,7 @@ def test_a_supervisor_shares_a_recording_it_plays_signed_out_and_revoked_is_410(
     assert call["caller"] not in recipient.content() and "insurer" not in recipient.content()
     audio = recipient.locator("#shared-audio")
     expect(audio).to_have_attribute("preload", "none")
-    recipient.locator("h1").click()  # a user gesture, so play() is allowed
-    audio.evaluate("a => a.play()")
-    recipient.wait_for_function(
-        "a => a.currentTime > 0.5", arg=audio.element_handle(), timeout=20_000
-    )
+    play_until(recipient, audio)
     screenshot(recipient, "share-link-playing-en")
     assert media and all(r.status == 206 for r in media), [(r.url, r.status) for r in media]
 

@@ -550,6 +550,43 @@ async def test_a_narrow_token_reaches_only_its_scopes_and_a_revoked_one_nothing(
     assert await site.web.played() == []
 
 
+# --- every view of a call or recording audited --------------------------------------
+
+VIEWS = [e for e in ENDPOINTS if e.method == "GET" and not e.path.endswith("/media")
+         and set(e.params) & {"call_id", "recording_id"}]
+
+
+@SQLITE
+@pytest.mark.parametrize("endpoint", VIEWS, ids=_ids)
+async def test_every_view_of_a_call_or_recording_is_audited_with_the_viewer(
+    site: Site, endpoint: Endpoint
+) -> None:
+    """Personal data shown is personal data accessed: the call page, the call's and the
+    recording's API documents each leave an entry naming who saw it and whether
+    unmasked (as ``recordings show`` does); a refusal leaves none."""
+    targets = {f"call:{site.web.call_id}", f"recording:{site.web.recording_id}"}
+    for user, unmasked in (("deniz", True), ("selim", False)):
+        before = await site.audit_count()
+        answer = await site.request(endpoint, endpoint.url(**site.own_ids()), user=user)
+        assert answer.status_code == 200, (endpoint, user, answer.status_code)
+        async with site.web.sessions() as session:
+            new = list((await session.scalars(
+                select(AuditEntry).where(AuditEntry.seq > before)
+                .where(AuditEntry.action.like("%.viewed")))).all())
+        assert [e.target for e in new if e.target in targets], (endpoint, user)
+        (entry,) = new
+        assert entry.actor.endswith(f"({user})") or entry.actor == f"user:{user}"
+        details = json.loads(entry.details)
+        assert details["unmasked"] is unmasked
+        assert details["via"] == ("api" if endpoint.is_api else "console")
+    refused = await site.request(endpoint, endpoint.url(**site.foreign_ids()), user="selim")
+    assert refused.status_code == 403
+    viewed = [e.target for e in await site.audited("call.viewed")]
+    viewed += [e.target for e in await site.audited("recording.viewed")]
+    assert not {f"call:{site.web.other_call_id}", f"recording:{site.other_recording_id}"} & set(
+        viewed)
+
+
 # --- markup shown as text, security headers ------------------------------------------
 
 PAGES = [e for e in page_endpoints(APP) if e.method == "GET"]

@@ -16,7 +16,7 @@ from pbx_bridge.calls.history import recording_view
 from pbx_bridge.web.accounts import Principal
 from pbx_bridge.web.api_auth import api_principal
 from pbx_bridge.web.api_models import CallOut, RecordingOut, problem_responses
-from pbx_bridge.web.call_record import CallNotFound, load_call, recording_call
+from pbx_bridge.web.call_record import CallNotFound, audit_view, load_call, recording_call
 from pbx_bridge.web.listening import listen
 from pbx_bridge.web.permissions import NUMBERS_UNMASK, RECORDINGS_READ
 from pbx_bridge.web.viewer import Forbidden
@@ -52,7 +52,8 @@ async def get_call(
     """One call with its consent proof and recordings; numbers masked unless the token's
     role may unmask. 403 for a call of an extension not assigned to a supervisor."""
     try:
-        record = await load_call(web_state(request), principal, str(call_id), with_audit=False)
+        record = await load_call(web_state(request), principal, str(call_id),
+                                 with_audit=False, via="api")
     except (CallNotFound, Forbidden) as exc:
         raise _refused(exc) from exc
     return record.call.to_json()
@@ -71,8 +72,12 @@ async def get_recording(
     except (CallNotFound, Forbidden) as exc:
         raise _refused(exc) from exc
     view = recording_view(row, None if call is None else call.caller)
-    if not (await state.accounts.allowed(principal, NUMBERS_UNMASK)).allowed:
+    unmasked = (await state.accounts.allowed(principal, NUMBERS_UNMASK)).allowed
+    if not unmasked:
         view = view.masked()
+    async with state.sessions() as session:
+        await audit_view(session, principal, f"recording:{row.id}", unmasked=unmasked, via="api")
+        await session.commit()
     channels = [str(leg) for leg in STEREO_LEGS] if row.layout == "stereo" else ["mixed"]
     return {**view.to_json(), "channels": channels, "on_hold": row.hold_reason is not None}
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pbx_bridge.calls.history import CallView, call_views
 from pbx_bridge.calls.models import Call
@@ -26,6 +27,7 @@ from pbx_bridge.web.permissions import (
 )
 from pbx_bridge.web.viewer import Forbidden
 from pbx_bridge.web.web_state import WebState
+from storage.audit_trail import record_event
 from storage.models import AuditEntry, Recording
 
 # The newest entries about the call and its recordings shown with it.
@@ -83,10 +85,25 @@ async def _grant(state: WebState, principal: Principal, action: str) -> Grant:
     return grant
 
 
+async def audit_view(
+    session: AsyncSession, principal: Principal, target: str, *, unmasked: bool, via: str
+) -> None:
+    """A call or a recording's facts were shown (``call.viewed``, ``recording.viewed``,
+    as ``recordings show`` writes): who, whether the numbers were unmasked, where
+    (``console`` or ``api``). The caller commits."""
+    kind = target.split(":", 1)[0]
+    await record_event(
+        session, actor=actor_of(principal), action=f"{kind}.viewed", target=target,
+        details={"unmasked": unmasked, "via": via},
+    )
+
+
 async def load_call(
-    state: WebState, principal: Principal, call_id: str, *, with_audit: bool = True
+    state: WebState, principal: Principal, call_id: str, *, with_audit: bool = True,
+    via: str = "console",
 ) -> CallRecord:
-    """The call for this principal; ``CallNotFound`` or ``Forbidden``."""
+    """The call for this principal, its view audited (``call.viewed``); ``CallNotFound``
+    or ``Forbidden``."""
     reading = await _grant(state, principal, CALLS_READ)
     unmasked = (await state.accounts.allowed(principal, NUMBERS_UNMASK)).allowed
     listening = await state.accounts.allowed(principal, RECORDINGS_LISTEN)
@@ -116,6 +133,8 @@ async def load_call(
                 .limit(AUDIT_LIMIT)
             )
             audit = [_line(entry) for entry in entries.all()]
+        await audit_view(session, principal, f"call:{call_id}", unmasked=unmasked, via=via)
+        await session.commit()
     return CallRecord(
         call=view if unmasked else view.masked(),
         unmasked=unmasked,

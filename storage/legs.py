@@ -13,6 +13,17 @@ from enum import StrEnum
 
 from storage.models import Recording
 
+# Every Asterisk object this service names starts so (pbx_bridge/flow/names.py builds and
+# reads the others'); a recording is the prefix and its row's id.
+ASTERISK_NAME_PREFIX = "pbxb-"
+
+
+def recording_name(recording_id: str) -> str:
+    """The Asterisk name of a row's recording (of a stereo row: the legs' common stem)."""
+    if not recording_id:
+        raise ValueError("a recording name needs the row's id")
+    return f"{ASTERISK_NAME_PREFIX}{recording_id}"
+
 
 class Layout(StrEnum):
     MIXED = "mixed"
@@ -70,6 +81,7 @@ def belongs_to(name: str, asterisk_name: str, layout: str) -> bool:
 
 
 __all__ = [
+    "ASTERISK_NAME_PREFIX",
     "STEREO_LEGS",
     "Layout",
     "Leg",
@@ -78,5 +90,6 @@ __all__ = [
     "candidate_names",
     "leg_name",
     "leg_names",
+    "recording_name",
     "source_names",
 ]

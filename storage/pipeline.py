@@ -42,7 +42,7 @@ from storage.errors import (
 from storage.failpoints import crash_point
 from storage.intake import LOST_IN_ASTERISK, WAV_FORMATS, Intake
 from storage.keyring import Keyring
-from storage.legs import STEREO_LEGS, Layout, leg_names
+from storage.legs import STEREO_LEGS, Layout, leg_names, recording_name
 from storage.models import (
     CopyStatus,
     Recording,
@@ -62,7 +62,6 @@ from storage.transitions import move_row, move_status
 
 log = logging.getLogger(__name__)
 
-ASTERISK_NAME_PREFIX = "pbxb-"
 # Call ids become a folder in every backend key: keep them to one harmless path segment.
 _CALL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,35}$")
 _FORMAT_RE = re.compile(r"^[a-z0-9]{1,16}$")
@@ -274,7 +273,7 @@ class RecordingPipeline:
             call_id=call_id,
             kind=RecordingKind(kind).value,
             status=RecordingStatus.RECORDING.value,
-            asterisk_name=f"{ASTERISK_NAME_PREFIX}{recording_id}",
+            asterisk_name=recording_name(recording_id),
             legal_basis=legal_basis,
             retention_class=retention_class,
             retention_days=retention_days,

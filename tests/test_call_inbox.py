@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from fake_ari import Parties
 
 from pbx_bridge.ari import events as ev
 from pbx_bridge.ari.events import parse_event
@@ -28,7 +29,7 @@ def event(type_: str, **fields: Any) -> ev.Event:
 
 
 async def test_entered_app_waits_for_each_channel_and_keeps_the_rest() -> None:
-    inbox = CallInbox()
+    inbox = CallInbox(Parties())
     digit = event("ChannelDtmfReceived", digit="1", duration_ms=120, channel=channel("caller"))
     inbox.put(event("StasisStart", args=["snoop"], channel=channel("snoop-a")))
     inbox.put(digit)
@@ -45,13 +46,13 @@ async def test_entered_app_waits_for_each_channel_and_keeps_the_rest() -> None:
 
 
 async def test_entered_app_gives_up_after_its_limit() -> None:
-    inbox = CallInbox()
+    inbox = CallInbox(Parties())
     assert not await inbox.entered_app(["snoop-x"], 0.05)
 
 
 async def test_wait_for_keeps_what_it_passes_over_in_order() -> None:
     """A key pressed while the flow waits for something else is still there afterwards."""
-    inbox = CallInbox()
+    inbox = CallInbox(Parties())
     first = event("ChannelDtmfReceived", digit="1", duration_ms=120, channel=channel("caller"))
     second = event("ChannelDtmfReceived", digit="2", duration_ms=120, channel=channel("caller"))
     wanted = event("StasisStart", args=["snoop"], channel=channel("snoop-a"))
@@ -70,8 +71,7 @@ async def test_wait_for_keeps_what_it_passes_over_in_order() -> None:
 
 
 async def test_a_caller_hangup_passed_over_still_ends_the_wait() -> None:
-    inbox = CallInbox()
-    inbox.caller_id = "caller"
+    inbox = CallInbox(Parties(caller_id="caller"))
     inbox.put(event("ChannelHangupRequest", cause=16, channel=channel("caller")))
     with pytest.raises(CallerGone):
         await inbox.wait_for(lambda i: isinstance(i, ev.RecordingStarted), 1.0)

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from database_fixtures import db_url, migrated_url, pg_database, sessions
+from fake_ari import Parties
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +27,7 @@ from pbx_bridge.calls.journal import CallJournal
 from pbx_bridge.calls.models import Consent
 from pbx_bridge.calls.routes import ResolvedRoute
 from pbx_bridge.config import Announcement, Language, LegalBasis, TimeoutRule
+from pbx_bridge.flow.call_state import CallState
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox
 from pbx_bridge.flow.policy import ConsentOutcome, key_answers
@@ -82,7 +84,7 @@ class ScriptedAri:
         before_audio: tuple[str, ...] = (),
         during_disclosure: tuple[str, ...] = (),
     ) -> None:
-        self.inbox = CallInbox()
+        self.inbox = CallInbox(Parties())
         self._while_clip_starts = while_clip_starts
         self._before_audio = before_audio
         self._during_disclosure = during_disclosure
@@ -183,9 +185,11 @@ async def ask(
                           "application": "pbx-bridge", "args": ["inbound"],
                           "channel": _channel(CALLER)})
     assert isinstance(caller, ev.StasisStart)
-    session = CallSession(ctx, caller.channel, direction="inbound", did=ROUTE.did)
+    state = CallState.arriving(caller.channel, direction="inbound", did=ROUTE.did)
+    state.route = ROUTE
+    session = CallSession(ctx, state)
     ari.inbox = session.inbox  # Asterisk's events for this call go to its inbox
-    session.call_id = await journal.open(
+    state.call_id = await journal.open(
         linkedid=CALLER, channel_id=CALLER, direction="inbound", caller="05321234567",
         did=ROUTE.did, extension="100", announcement="before-connect", legal_basis="consent",
         retention_class="default", language="tr",

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from fake_ari import Parties
 from sqlalchemy.exc import OperationalError
 
 from pbx_bridge.ari import events as ev
@@ -68,7 +69,7 @@ async def test_a_hanging_commit_holds_back_no_call_event() -> None:
     pipeline = Pipeline()
     pipeline.release.clear()  # storage's commit hangs
     ownership = ChannelOwnership()
-    inbox = CallInbox()
+    inbox = CallInbox(Parties(caller_id="caller-1"))
     ownership.claim("caller-1", inbox)
     ctx = cast(FlowContext, SimpleNamespace(pipeline=pipeline, ari=None))
     app = StasisApp(ctx, ownership)

@@ -162,6 +162,14 @@ class OpenCall:
     did: str
     answered: bool
     consent_decision: str | None
+    # What the call started with, for its adoption (``call_state.route_started_with``).
+    extension: str | None = None
+    announcement: str = ""
+    language: str = ""
+    legal_basis: str = ""
+    retention_class: str = ""
+    route_snapshot: str | None = None
+    reference: str | None = None
 
 
 class CallJournal:
@@ -190,6 +198,7 @@ class CallJournal:
         legal_basis: str,
         retention_class: str,
         language: str,
+        route_snapshot: str | None = None,
     ) -> OpenedCall:
         """Record the caller's arrival with a new reference; a call already known by its
         channel is reused, with the reference it was given.
@@ -210,6 +219,7 @@ class CallJournal:
             "legal_basis": legal_basis,
             "retention_class": retention_class,
             "language": language,
+            "route_snapshot": route_snapshot,
             "started_at": utcnow(),
         }
         async with self._sessions() as session, session.begin():
@@ -332,6 +342,13 @@ class CallJournal:
                     Call.did,
                     Call.answered_at,
                     Consent.decision,
+                    Call.extension,
+                    Call.announcement,
+                    Call.language,
+                    Call.legal_basis,
+                    Call.retention_class,
+                    Call.route_snapshot,
+                    Call.reference,
                 )
                 .outerjoin(Consent, Consent.call_id == Call.id)
                 .where(Call.ended_at.is_(None))
@@ -344,6 +361,13 @@ class CallJournal:
                     did=r.did,
                     answered=r.answered_at is not None,
                     consent_decision=r.decision,
+                    extension=r.extension,
+                    announcement=r.announcement,
+                    language=r.language,
+                    legal_basis=r.legal_basis,
+                    retention_class=r.retention_class,
+                    route_snapshot=r.route_snapshot,
+                    reference=r.reference,
                 )
                 for r in rows
             ]

@@ -102,6 +102,9 @@ class Call(Base):
     legal_basis: Mapped[str] = mapped_column(String(32))
     retention_class: Mapped[str] = mapped_column(String(64))
     language: Mapped[str] = mapped_column(String(8))
+    # The route as the call started with it (JSON, flow/call_state.route_snapshot): a call
+    # adopted after a restart keeps it. NULL on calls from before migration 0012.
+    route_snapshot: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)

@@ -17,6 +17,7 @@ from pbx_bridge.ari import AriError
 from pbx_bridge.ari import events as ev
 from pbx_bridge.ari.stream import StreamConnected, StreamDisconnected
 from pbx_bridge.calls.journal import CallNotFound
+from pbx_bridge.flow.call_state import CallState
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox
 from pbx_bridge.flow.reconcile import Reconciler
@@ -125,10 +126,13 @@ class StasisApp:
             log.info("ignoring unowned %s channel %s", role, event.channel.id)
             return
         did = args[1] if len(args) > 1 else event.channel.dialplan_exten or ""
-        self.start_session(CallSession(self._ctx, event.channel, direction=role, did=did))
+        state = CallState.arriving(event.channel, direction=role, did=did)
+        self.start_session(CallSession(self._ctx, state))
 
     def start_session(self, session: CallSession) -> None:
-        self._ownership.claim(session.caller.id, session.inbox)
+        """Run the call; every Asterisk object its state holds is its own from now on."""
+        for object_id in session.state.owned_ids():
+            self._ownership.claim(object_id, session.inbox)
         task = asyncio.create_task(session.run(), name=f"call {session.caller.id}")
         self._sessions[task] = session
         task.add_done_callback(self._session_done)

@@ -7,9 +7,9 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pbx_bridge.ari import AriClient
 from pbx_bridge.calls.journal import CallJournal
 from pbx_bridge.config import CallSettings, Language, RetentionSettings, RouteSettings
+from pbx_bridge.flow.call_control import CallControl
 from pbx_bridge.flow.inbox import CallInbox
 from pbx_bridge.flow.prompts import PromptCatalogue
 from pbx_bridge.subjects.index import SubjectIndex
@@ -30,7 +30,8 @@ class Ownership(Protocol):
 
 @dataclass(frozen=True)
 class FlowContext:
-    ari: AriClient
+    # The real client (pbx_bridge.ari.AriClient) or the tests' fake Asterisk.
+    ari: CallControl
     app: str
     sessions: async_sessionmaker[AsyncSession]
     journal: CallJournal

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from enum import StrEnum
 
 from pbx_bridge.ari import AriError, AriNotFound
 from pbx_bridge.ari import events as ev
+from pbx_bridge.flow import names
+from pbx_bridge.flow.call_state import CallState
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox, InboxItem
 
@@ -40,17 +41,23 @@ _CAUSES = {17: DialResult.BUSY, 18: DialResult.NO_ANSWER, 19: DialResult.NO_ANSW
 
 
 class AgentDialer:
-    def __init__(self, ctx: FlowContext, inbox: CallInbox, call_id: str) -> None:
-        self._ctx = ctx
-        self._inbox = inbox
-        self._call_id = call_id
-        self.agent_id: str | None = None
+    """Rings the department for one call; the leg it makes is the call's ``agent_id``."""
 
-    async def dial(self, caller_id: str, extension: str) -> DialResult:
+    def __init__(self, ctx: FlowContext, state: CallState, inbox: CallInbox) -> None:
+        self._ctx = ctx
+        self._state = state
+        self._inbox = inbox
+
+    @property
+    def _call_id(self) -> str | None:
+        return self._state.call_id
+
+    async def dial(self, extension: str) -> DialResult:
         """Ring the extension for the configured time; the leg stays ours if answered."""
-        agent_id = f"pbxb-agent-{uuid.uuid4()}"
+        caller_id = self._state.caller_id
+        agent_id = names.agent_channel_id()
         self._ctx.ownership.claim(agent_id, self._inbox)
-        self.agent_id = agent_id
+        self._state.agent_id = agent_id
         endpoint = self._ctx.call.dial_template.format(ext=extension)
         timeout = self._ctx.call.ring_timeout_s
         try:
@@ -71,14 +78,16 @@ class AgentDialer:
             await self.hangup()
             return DialResult.UNREACHABLE
         result = await self._await_result(agent_id, timeout + _DIAL_SLACK_S)
-        if result is not DialResult.ANSWERED:
+        if result is DialResult.ANSWERED:
+            self._state.agent_answered = True  # from now on its hangup ends the call
+        else:
             await self.hangup()
         return result
 
     async def hangup(self) -> None:
-        if self.agent_id is None:
+        if self._state.agent_id is None:
             return
-        agent_id, self.agent_id = self.agent_id, None
+        agent_id, self._state.agent_id = self._state.agent_id, None
         if not self._inbox.is_gone(agent_id):
             try:
                 await self._ctx.ari.hangup(agent_id)

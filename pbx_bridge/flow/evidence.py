@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
 from pbx_bridge.ari import AriError, AriNotFound
 from pbx_bridge.ari import events as ev
+from pbx_bridge.flow import names
+from pbx_bridge.flow.call_state import CallState
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox
 from storage.models import RecordingKind
@@ -23,24 +24,32 @@ _START_TIMEOUT_S = 3.0
 
 
 class EvidenceClip:
-    def __init__(self, ctx: FlowContext, inbox: CallInbox, call_id: str, legal_basis: str):
-        self._ctx = ctx
-        self._inbox = inbox
-        self._call_id = call_id
-        self._legal_basis = legal_basis
-        self._snoop_id: str | None = None
-        self._name: str | None = None
-        self.recording_id: str | None = None
+    """The clip of one call; its snoop and recording id are the call's state
+    (``evidence_snoop_id``, ``evidence_recording_id``)."""
 
-    async def start(self, caller_id: str) -> None:
+    def __init__(self, ctx: FlowContext, state: CallState, inbox: CallInbox) -> None:
+        assert state.call_id is not None, "the call is opened before its clip starts"
+        self._ctx = ctx
+        self._state = state
+        self._inbox = inbox
+        self._call_id = state.call_id
+        self._legal_basis = state.legal_basis.value
+        self._name: str | None = None
+
+    @property
+    def _snoop_id(self) -> str | None:
+        return self._state.evidence_snoop_id
+
+    async def start(self) -> None:
         """Best effort: a failed clip is logged and the call goes on without it.
 
         The consent row is the proof; the clip corroborates it. Refusing the call
         because the clip failed would punish the caller for our fault.
         """
-        snoop_id = f"pbxb-snoop-{uuid.uuid4()}"
+        caller_id = self._state.caller_id
+        snoop_id = names.evidence_snoop_id()
         self._ctx.ownership.claim(snoop_id, self._inbox)
-        self._snoop_id = snoop_id
+        self._state.evidence_snoop_id = snoop_id
         try:
             await self._ctx.ari.snoop(
                 caller_id,
@@ -71,7 +80,7 @@ class EvidenceClip:
         recording = await row
         if not entered:
             log.warning("call %s: evidence snoop did not confirm entering the app", self._call_id)
-        self.recording_id = recording.id
+        self._state.evidence_recording_id = recording.id
         try:
             await self._ctx.ari.record(
                 snoop_id, recording.asterisk_name, format="wav", if_exists="fail"
@@ -79,7 +88,7 @@ class EvidenceClip:
         except AriError as exc:
             log.warning("call %s: evidence recording failed: %s", self._call_id, exc)
             await self._ctx.pipeline.mark_failed(recording.id, f"ARI record failed: {exc}")
-            self.recording_id = None
+            self._state.evidence_recording_id = None
             await self._hangup_snoop()
             return
         self._name = recording.asterisk_name
@@ -125,4 +134,4 @@ class EvidenceClip:
     def _forget_snoop(self) -> None:
         if self._snoop_id is not None:
             self._ctx.ownership.release(self._snoop_id)
-            self._snoop_id = None
+            self._state.evidence_snoop_id = None

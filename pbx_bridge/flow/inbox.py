@@ -11,6 +11,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from pbx_bridge.ari import events as ev
 
@@ -54,15 +55,25 @@ def departed_channel(item: InboxItem) -> tuple[str, str] | None:
     return None
 
 
+class Parties(Protocol):
+    """Whose departure ends the call: the call's state (``CallState``) says."""
+
+    @property
+    def caller_id(self) -> str: ...
+
+    @property
+    def connected_agent_id(self) -> str | None:
+        """Set once the agent has answered: before that, an agent's hangup is a dial
+        result the flow wants to see, not an exception."""
+        ...
+
+
 class CallInbox:
     """The queue a dispatcher fills and a call session drains."""
 
-    def __init__(self) -> None:
+    def __init__(self, parties: Parties) -> None:
         self._queue: asyncio.Queue[InboxItem] = asyncio.Queue()
-        self.caller_id: str | None = None
-        # Set once the agent has answered: before that, an agent's hangup is a dial
-        # result the flow wants to see, not an exception.
-        self.agent_id: str | None = None
+        self._parties = parties
         self._gone: set[str] = set()
         # Items a wait passed over, oldest first: the flow's next read gets them before
         # anything newer, so a key pressed while we waited for something else still counts.
@@ -132,8 +143,8 @@ class CallInbox:
             channel_id, cause = departed
             first_time = channel_id not in self._gone
             self._gone.add(channel_id)
-            if first_time and channel_id == self.caller_id:
+            if first_time and channel_id == self._parties.caller_id:
                 raise CallerGone(channel_id, cause)
-            if first_time and channel_id == self.agent_id:
+            if first_time and channel_id == self._parties.connected_agent_id:
                 raise AgentGone(channel_id, cause)
         return item

@@ -8,13 +8,14 @@ that arrived before the disclosure's first audio (see ``policy.key_answers``).
 from __future__ import annotations
 
 import contextlib
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from pbx_bridge.ari import AriClient, AriNotFound
+from pbx_bridge.ari import AriNotFound
 from pbx_bridge.ari import events as ev
 from pbx_bridge.calls.journal import CallerKey
+from pbx_bridge.flow import names
+from pbx_bridge.flow.call_control import CallControl
 from pbx_bridge.flow.inbox import CallInbox
 from pbx_bridge.flow.policy import key_answers
 from pbx_bridge.metrics import KEYPRESS_TO_ACTION, seconds_since
@@ -35,7 +36,7 @@ class Heard:
 
 
 class PromptPlayer:
-    def __init__(self, ari: AriClient, inbox: CallInbox) -> None:
+    def __init__(self, ari: CallControl, inbox: CallInbox) -> None:
         self._ari = ari
         self._inbox = inbox
 
@@ -53,7 +54,7 @@ class PromptPlayer:
         while the evidence clip was starting) interrupts nothing: it is kept in
         ``early_keys`` and the caller hears the disclosure whole.
         """
-        playback_id = f"pbxb-{uuid.uuid4()}"
+        playback_id = names.playback_id()
         await self._ari.play(channel_id, media, playback_id=playback_id)
         started_at: datetime | None = None
         early: list[CallerKey] = []
@@ -77,7 +78,7 @@ class PromptPlayer:
 
     async def start(self, channel_id: str, media: str) -> str:
         """Start a playback without waiting for it (e.g. ringback while dialling)."""
-        playback_id = f"pbxb-{uuid.uuid4()}"
+        playback_id = names.playback_id()
         await self._ari.play(channel_id, media, playback_id=playback_id)
         return playback_id
 

@@ -15,81 +15,55 @@ import logging
 from dataclasses import dataclass, field
 
 from pbx_bridge.ari import AriError, AriNotFound
+from pbx_bridge.flow import names
+from pbx_bridge.flow.call_state import CallState, LiveRecording
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox, LegGone
-from storage.legs import Layout, leg_names, source_names
+from storage.legs import Layout, leg_names
 from storage.models import RecordingKind
 
 log = logging.getLogger(__name__)
 
-SNOOP_PREFIX = "pbxb-snoop-"
 # A snoop channel enters our app on its own thread after the REST call returns; it
 # cannot be recorded before that (Asterisk answers 404/409).
 _ENTER_APP_TIMEOUT_S = 3.0
 
 
-def snoop_id_for(leg_name: str) -> str:
-    """The snoop channel recording one stereo leg is named after the leg, so a call
-    adopted after a restart finds (and keeps) the snoops of its running recording."""
-    return f"{SNOOP_PREFIX}{leg_name}"
-
-
-@dataclass(frozen=True)
-class _Live:
-    names: tuple[str, ...]  # the Asterisk recordings to stop
-    snoops: tuple[str, ...] = ()  # the snoop channels to hang up after
-
-
 class ConversationRecorder:
+    """Starts and stops the call's conversation recording; what runs is the call's
+    ``recording`` (so an adopted call's running recording is simply already there)."""
+
     def __init__(
         self,
         ctx: FlowContext,
-        call_id: str,
-        bridge_id: str,
-        *,
-        legal_basis: str,
-        retention_class: str,
-        retention_days: int,
+        state: CallState,
         inbox: CallInbox,
-        caller_id: str,
-        agent_id: str | None,
+        *,
+        retention_days: int,
     ) -> None:
+        assert state.call_id is not None and state.bridge_id is not None
         self._ctx = ctx
-        self._call_id = call_id
-        self._bridge_id = bridge_id
-        self._legal_basis = legal_basis
-        self._retention_class = retention_class
+        self._state = state
+        self._call_id = state.call_id
+        self._bridge_id = state.bridge_id
         self._retention_days = retention_days
         self._inbox = inbox
-        self._caller_id = caller_id
-        self._agent_id = agent_id
-        self._live: _Live | None = None
 
     @property
     def recording(self) -> bool:
-        return self._live is not None
-
-    def adopt(self, asterisk_name: str, layout: str = Layout.MIXED) -> None:
-        """Take over a recording that was already running before a restart.
-
-        Its layout is the row's, whatever the configuration says now. The snoops of a
-        stereo recording were claimed for this call by the resync.
-        """
-        names = source_names(asterisk_name, layout)
-        snoops = tuple(snoop_id_for(n) for n in names) if layout == Layout.STEREO else ()
-        self._live = _Live(names, snoops)
+        return self._state.recording is not None
 
     async def start(self) -> bool:
-        if self._live is not None:
+        if self._state.recording is not None:
             return True
         if self._ctx.call.stereo:
             return await self._start_stereo()
         return await self._start_mixed()
 
     async def stop(self) -> None:
-        if self._live is None:
+        if self._state.recording is None:
             return
-        live, self._live = self._live, None
+        live, self._state.recording = self._state.recording, None
         for name in live.names:
             try:
                 await self._ctx.ari.stop_recording(name)
@@ -105,8 +79,8 @@ class ConversationRecorder:
         row = await self._ctx.pipeline.begin(
             call_id=self._call_id,
             kind=RecordingKind.CONVERSATION,
-            legal_basis=self._legal_basis,
-            retention_class=self._retention_class,
+            legal_basis=self._state.legal_basis.value,
+            retention_class=self._state.retention_class,
             retention_days=self._retention_days,
             format="wav",
         )
@@ -118,32 +92,33 @@ class ConversationRecorder:
             log.error("call %s: conversation recording failed to start: %s", self._call_id, exc)
             await self._ctx.pipeline.mark_failed(row.id, f"ARI record failed: {exc}")
             return False
-        self._live = _Live((row.asterisk_name,))
+        self._state.recording = LiveRecording((row.asterisk_name,))
         log.info("call %s: recording %s started", self._call_id, row.id)
         return True
 
     # -- stereo: one snoop per party ------------------------------------------------------
 
     async def _start_stereo(self) -> bool:
-        if self._agent_id is None:
+        agent_id = self._state.agent_id
+        if agent_id is None:
             log.error("call %s: no agent leg to record in stereo", self._call_id)
             return False
         row = await self._ctx.pipeline.begin(
             call_id=self._call_id,
             kind=RecordingKind.CONVERSATION,
-            legal_basis=self._legal_basis,
-            retention_class=self._retention_class,
+            legal_basis=self._state.legal_basis.value,
+            retention_class=self._state.retention_class,
             retention_days=self._retention_days,
             format="wav",
             layout=Layout.STEREO,
         )
-        names = leg_names(row)  # caller, agent: the channel order of the stored file
-        parties = (self._caller_id, self._agent_id)
+        legs = leg_names(row)  # caller, agent: the channel order of the stored file
+        parties = (self._state.caller_id, agent_id)
         snoops: list[str] = []
         started: list[str] = []
         try:
-            for party, name in zip(parties, names, strict=True):
-                snoop_id = snoop_id_for(name)
+            for party, name in zip(parties, legs, strict=True):
+                snoop_id = names.leg_snoop_id(name)
                 self._ctx.ownership.claim(snoop_id, self._inbox)
                 snoops.append(snoop_id)
                 # "in": only what this party sends, not what it hears from the other.
@@ -156,7 +131,7 @@ class ConversationRecorder:
                 )
             if not await self._inbox.entered_app(snoops, _ENTER_APP_TIMEOUT_S):
                 log.warning("call %s: snoop legs did not confirm entering the app", self._call_id)
-            for snoop_id, name in zip(snoops, names, strict=True):
+            for snoop_id, name in zip(snoops, legs, strict=True):
                 await self._ctx.ari.record(snoop_id, name, format="wav", if_exists="fail")
                 started.append(name)
         except AriError as exc:
@@ -166,7 +141,7 @@ class ConversationRecorder:
         except LegGone:
             await self._abandon(row.id, snoops, started, "a party hung up as recording started")
             raise
-        self._live = _Live(names, tuple(snoops))
+        self._state.recording = LiveRecording(legs, Layout.STEREO, tuple(snoops))
         log.info("call %s: recording %s started (stereo)", self._call_id, row.id)
         return True
 

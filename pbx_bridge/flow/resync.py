@@ -15,20 +15,18 @@ from sqlalchemy import select
 
 from pbx_bridge.ari import AriError, AriNotFound
 from pbx_bridge.calls.journal import OpenCall
+from pbx_bridge.flow import names
+from pbx_bridge.flow.call_state import CallState, LiveRecording, route_started_with
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import ChannelVanished
 from pbx_bridge.flow.policy import ConsentOutcome
-from pbx_bridge.flow.recorder import SNOOP_PREFIX, snoop_id_for
-from pbx_bridge.flow.session import Adoption, CallSession
-from storage.legs import Layout, source_names
+from pbx_bridge.flow.session import CallSession
 from storage.models import Recording, RecordingKind, RecordingStatus
 
 if TYPE_CHECKING:
     from pbx_bridge.flow.app import ChannelOwnership, StasisApp
 
 log = logging.getLogger(__name__)
-
-BRIDGE_PREFIX = "pbxb-call-"
 
 
 class Resync:
@@ -67,57 +65,57 @@ class Resync:
 
     def _tell_sessions_what_vanished(self, live_channels: set[str]) -> None:
         for object_id, inbox in self._ownership.owned().items():
-            if object_id.startswith(BRIDGE_PREFIX) or object_id in live_channels:
+            if names.is_kind(object_id, names.Kind.BRIDGE) or object_id in live_channels:
                 continue
             inbox.put(ChannelVanished(object_id))
 
     async def _adopt(
         self, call: OpenCall, live_channels: set[str], live_bridges: set[str]
     ) -> None:
+        """Hand a call still live in Asterisk to a new session, as it was: the route it
+        started with (from its row, never the route as it reads now), its consent, and
+        the bridge, agent and recording Asterisk still holds for it."""
         try:
             caller = await self._ctx.ari.get_channel(call.channel_id)
         except AriNotFound:
             await self._close_lost(call, live_bridges)
             return
-        bridge_id = f"{BRIDGE_PREFIX}{call.id}"
-        agent_id: str | None = None
+        state = CallState(
+            caller,
+            call.direction,
+            call.did,
+            call_id=call.id,
+            reference=call.reference,
+            route=route_started_with(call, self._ctx.default_route),
+            retention_class=call.retention_class,
+            consent=ConsentOutcome(call.consent_decision) if call.consent_decision else None,
+            caller_answered=caller.state == "Up",
+            adopted=True,
+        )
+        bridge_id = names.bridge_id(call.id)
         if bridge_id in live_bridges:
             bridge = await self._ctx.ari.get_bridge(bridge_id)
-            others = [c for c in bridge.channels if c != caller.id]
-            agent_id = next((c for c in others if c.startswith("pbxb-agent-")), None)
-        else:
-            bridge_id = ""
-        consent = ConsentOutcome(call.consent_decision) if call.consent_decision else None
-        recording = await self._live_conversation(call.id) if bridge_id else None
-        adoption = Adoption(
-            consent=consent,
-            bridge_id=bridge_id or None,
-            agent_id=agent_id,
-            recording_name=recording[0] if recording else None,
-            recording_layout=recording[1] if recording else Layout.MIXED.value,
-        )
+            state.bridge_id = bridge_id
+            state.joined = True
+            state.agent_answered = True
+            state.agent_id = next(
+                (c for c in bridge.channels
+                 if c != caller.id and names.is_kind(c, names.Kind.AGENT)),
+                None,
+            )
+            state.recording = await self._live_conversation(call.id)
         log.info("call %s: still live after reconnect, adopting (%s)", call.id,
-                 "connected" if bridge_id else "restarting its flow")
-        session = CallSession(
-            self._ctx, caller, direction=call.direction, did=call.did, adoption=adoption
-        )
-        if agent_id is not None:
-            self._ownership.claim(agent_id, session.inbox)
-        if bridge_id:
-            self._ownership.claim(bridge_id, session.inbox)
-        if recording is not None and recording[1] == Layout.STEREO:
-            # The legs of a running stereo recording: theirs, not strays to hang up.
-            for name in source_names(*recording):
-                if snoop_id_for(name) in live_channels:
-                    self._ownership.claim(snoop_id_for(name), session.inbox)
-        self._app.start_session(session)
+                 "connected" if state.joined else "restarting its flow")
+        # The session claims what the state holds (caller, agent, bridge, a running
+        # stereo recording's snoops): theirs, not strays to hang up.
+        self._app.start_session(CallSession(self._ctx, state))
 
     async def _close_lost(self, call: OpenCall, live_bridges: set[str]) -> None:
         disposition = "answered" if call.answered else "abandoned"
         ended_at = await self._ctx.journal.close(
             call.id, disposition, cause="caller left while the service was not listening"
         )
-        bridge_id = f"{BRIDGE_PREFIX}{call.id}"
+        bridge_id = names.bridge_id(call.id)
         if bridge_id in live_bridges:
             # Destroying the bridge ends its recording, whose RecordingFinished then
             # reaches the pipeline like any other.
@@ -128,10 +126,10 @@ class Resync:
     async def _clear_strays(self, live_channels: set[str], live_bridges: set[str]) -> None:
         owned = self._ownership.owned()
         for bridge_id in live_bridges:
-            if bridge_id.startswith(BRIDGE_PREFIX) and bridge_id not in owned:
+            if names.is_kind(bridge_id, names.Kind.BRIDGE) and bridge_id not in owned:
                 await self._quietly_destroy(bridge_id)
         for channel_id in live_channels:
-            if channel_id.startswith(("pbxb-agent-", SNOOP_PREFIX)) and channel_id not in owned:
+            if names.is_our_leg(channel_id) and channel_id not in owned:
                 log.info("hanging up leftover leg %s", channel_id)
                 try:
                     await self._ctx.ari.hangup(channel_id)
@@ -144,8 +142,8 @@ class Resync:
         except AriError as exc:
             log.debug("bridge %s: %s", bridge_id, exc)
 
-    async def _live_conversation(self, call_id: str) -> tuple[str, str] | None:
-        """The conversation recording still running for the call: (name, layout)."""
+    async def _live_conversation(self, call_id: str) -> LiveRecording | None:
+        """The conversation recording still running for the call."""
         async with self._ctx.sessions() as session:
             found = (
                 await session.execute(
@@ -156,4 +154,4 @@ class Resync:
                     )
                 )
             ).first()
-        return (found[0], found[1]) if found is not None else None
+        return LiveRecording.of_row(found[0], found[1]) if found is not None else None

@@ -21,6 +21,8 @@ from pbx_bridge.calls.journal import ConsentProof
 from pbx_bridge.calls.retention import class_days
 from pbx_bridge.calls.routes import ResolvedRoute, resolve_route
 from pbx_bridge.config import Announcement, LegalBasis, RecordingMode, TimeoutRule
+from pbx_bridge.flow import names
+from pbx_bridge.flow.call_state import CallState, route_snapshot
 from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.dial import AgentDialer, DialResult
@@ -78,17 +80,6 @@ class CallEnded(Exception):
 
 
 @dataclass(frozen=True)
-class Adoption:
-    """A call found live after a restart: what already happened before we lost it."""
-
-    consent: ConsentOutcome | None = None
-    bridge_id: str | None = None
-    agent_id: str | None = None
-    recording_name: str | None = None
-    recording_layout: str = "mixed"  # a stereo recording's legs run on snoops of the call
-
-
-@dataclass(frozen=True)
 class CallEnd:
     """How and when a call ended, as the journal needs it."""
 
@@ -107,40 +98,27 @@ async def write_call_end(ctx: FlowContext, end: CallEnd) -> None:
 
 
 class CallSession:
-    def __init__(
-        self,
-        ctx: FlowContext,
-        caller: Channel,
-        *,
-        direction: str,
-        did: str,
-        adoption: Adoption | None = None,
-    ) -> None:
+    """One call's flow over its ``CallState``: a new caller's, or one the resync adopted
+    (then the state already holds its route, consent, bridge, agent and recording)."""
+
+    def __init__(self, ctx: FlowContext, state: CallState) -> None:
         self.ctx = ctx
-        self.caller = caller
-        self.direction = direction
-        self.did = did
-        self.inbox = CallInbox()
-        self.inbox.caller_id = caller.id
+        self.state = state
+        self.inbox = CallInbox(state)
         self.player = PromptPlayer(ctx.ari, self.inbox)
-        self.call_id: str | None = None
-        self._adoption = adoption or Adoption()
         self._detached = False
-        self._answered = False
-        self._caller_answered = caller.state == "Up"
-        # When the caller was answered (or, answered in the dialplan, reached us): the
-        # start of the wait for the disclosure's first audio.
-        self._answered_at = utcnow()
-        self._dialer: AgentDialer | None = None
+        self._dialer = AgentDialer(ctx, state, self.inbox)
         self._evidence: EvidenceClip | None = None
         self._recorder: ConversationRecorder | None = None
-        self._bridge_id: str | None = None
-        self._joined = False  # caller and agent are in the bridge
         self.unwritten_end: CallEnd | None = None
-        self._retention_class = ctx.default_route.retention_class
-        # The caller's subject key, and whether they are on the do-not-record list.
-        self._subject_key: str | None = None
-        self._do_not_record = False
+
+    @property
+    def caller(self) -> Channel:
+        return self.state.caller
+
+    @property
+    def call_id(self) -> str | None:
+        return self.state.call_id
 
     def detach(self) -> None:
         """Service shutdown: leave the call to Asterisk untouched; a restart adopts it."""
@@ -152,7 +130,7 @@ class CallSession:
             route = await self._open_call()
             disposition, cause = await self._call(route)
         except CallerGone as gone:
-            disposition = "answered" if self._answered else "abandoned"
+            disposition = "answered" if self.state.agent_answered else "abandoned"
             cause = f"caller hung up ({gone.cause})"
         except AgentGone as gone:
             disposition, cause = "answered", f"agent hung up ({gone.cause})"
@@ -160,7 +138,7 @@ class CallSession:
             disposition, cause = ended.disposition, ended.cause
         except AriError as exc:
             log.error("call %s: Asterisk refused a step: %s", self.call_id, exc)
-            disposition = "answered" if self._answered else "failed"
+            disposition = "answered" if self.state.agent_answered else "failed"
             cause = str(exc)
         except Exception as exc:
             if not database_unavailable(exc):
@@ -174,8 +152,8 @@ class CallSession:
     # -- the call, top to bottom ---------------------------------------------------------
 
     async def _call(self, route: ResolvedRoute) -> tuple[str, str]:
-        consent = self._adoption.consent
-        if self._adoption.bridge_id is not None:
+        consent = self.state.consent
+        if self.state.joined:  # adopted while the parties talk
             return await self._resume_connected(route, consent or ConsentOutcome.NOT_ASKED)
 
         if consent is None and self._skips_recording(route):
@@ -206,38 +184,47 @@ class CallSession:
     # -- steps ----------------------------------------------------------------------------
 
     async def _open_call(self) -> ResolvedRoute:
+        state = self.state
+        state.subject_key = self.ctx.subjects.key_of(self.caller.caller.number or None)
+        if state.route is not None:
+            # Adopted: its row and route are the ones it started with; only the list is
+            # asked again (a listing since then protects the caller now).
+            state.do_not_record = await on_do_not_record_list(self.ctx, state.subject_key)
+            return state.route
         # The look-ups need nothing of each other: under load each round trip waits its
         # turn on the loop, and the caller is still ringing while they run.
-        self._subject_key = self.ctx.subjects.key_of(self.caller.caller.number or None)
-        (route, extension), linkedid, self._do_not_record = await together(
+        (route, extension), linkedid, state.do_not_record = await together(
             self._route_and_extension(),
             # Asterisk's linkedid ties this call to its other legs in CDRs and CEL.
             self._on_caller(self.ctx.ari.get_variable(self.caller.id, "CHANNEL(linkedid)")),
-            on_do_not_record_list(self.ctx, self._subject_key),
+            on_do_not_record_list(self.ctx, state.subject_key),
         )
+        state.route = route
         # The extension's own class is the more specific rule (a sales desk kept longer).
         if extension is not None and extension.retention_class:
-            self._retention_class = extension.retention_class
+            state.retention_class = extension.retention_class
         else:
-            self._retention_class = route.retention_class
-        self.call_id = await self.ctx.journal.open(
+            state.retention_class = route.retention_class
+        opened = await self.ctx.journal.open_call(
             linkedid=linkedid or self.caller.id,
             channel_id=self.caller.id,
-            direction=self.direction,
+            direction=state.direction,
             caller=self.caller.caller.number or None,
-            did=self.did,
+            did=state.did,
             extension=route.target,
             announcement=route.announcement.value,
             legal_basis=route.legal_basis.value,
-            retention_class=self._retention_class,
+            retention_class=state.retention_class,
             language=route.language.value,
+            route_snapshot=route_snapshot(route),
         )
+        state.call_id, state.reference = opened.id, opened.reference
         log.info(
             "call %s: %s call from %s to DID %s, route %s",
-            self.call_id,
-            self.direction,
+            state.call_id,
+            state.direction,
             mask_number(self.caller.caller.number),
-            self.did,
+            state.did,
             "default" if route.is_default else route.did,
         )
         return route
@@ -245,20 +232,20 @@ class CallSession:
     async def _route_and_extension(self) -> tuple[ResolvedRoute, ExtensionInfo | None]:
         async with self.ctx.sessions() as session:
             route = await resolve_route(
-                session, self.did, self.ctx.default_route, self.ctx.default_language
+                session, self.state.did, self.ctx.default_route, self.ctx.default_language
             )
             return route, await get_extension(session, route.target)
 
     async def _answer_caller(self) -> None:
-        if self._caller_answered:
+        if self.state.caller_answered:
             return
         # Taken before the request: Asterisk answers as soon as it gets it, but under
         # load this task may resume long after the reply, and that wait is exactly the
         # delay the caller lives through before the disclosure.
         answering = utcnow()
         await self._on_caller(self.ctx.ari.answer(self.caller.id))
-        self._caller_answered = True
-        self._answered_at = answering
+        self.state.caller_answered = True
+        self.state.answered_at = answering
 
     async def _ask_consent(self, route: ResolvedRoute) -> ConsentOutcome:
         """Start the evidence clip, answer the caller, and ask.
@@ -285,8 +272,8 @@ class CallSession:
                 else None
             ),
         )
-        self._evidence = EvidenceClip(self.ctx, self.inbox, self.call_id, route.legal_basis.value)
-        await self._evidence.start(self.caller.id)
+        self._evidence = EvidenceClip(self.ctx, self.state, self.inbox)
+        await self._evidence.start()
         try:
             await self._answer_caller()
             await slow_point("disclosure.after-answer")  # tests: the disclosure starts late
@@ -312,14 +299,14 @@ class CallSession:
 
     def _skips_recording(self, route: ResolvedRoute) -> bool:
         """On the do-not-record list, and the route does not record under a legal duty."""
-        return self._do_not_record and route.legal_basis is not LegalBasis.LEGAL_OBLIGATION
+        return self.state.do_not_record and route.legal_basis is not LegalBasis.LEGAL_OBLIGATION
 
     def _offers_withdrawal(self, route: ResolvedRoute) -> bool:
         """Only where it can be honoured: a known number and no duty to record anyway."""
         return (
             route.offer_withdrawal
             and route.legal_basis is not LegalBasis.LEGAL_OBLIGATION
-            and self._subject_key is not None
+            and self.state.subject_key is not None
         )
 
     async def _withdraw(self) -> bool:
@@ -330,7 +317,7 @@ class CallSession:
             return False
         if await withdraw_by_keypress(self.ctx, number, self.call_id) is None:
             return False
-        self._do_not_record = True
+        self.state.do_not_record = True
         return True
 
     async def _confirm_do_not_record(self, route: ResolvedRoute) -> ConsentOutcome:
@@ -361,74 +348,61 @@ class CallSession:
 
     async def _ring_department(self, route: ResolvedRoute) -> DialResult:
         assert self.call_id is not None
-        self._dialer = AgentDialer(self.ctx, self.inbox, self.call_id)
         ringback: str | None = None
-        if self._caller_answered:
+        if self.state.caller_answered:
             ringback = await self._on_caller(self.player.start(self.caller.id, "tone:ring"))
         else:
             await self._on_caller(self.ctx.ari.ring(self.caller.id))
         try:
-            result = await self._dialer.dial(self.caller.id, route.target)
+            result = await self._dialer.dial(route.target)
         finally:
             if ringback is not None:
                 await self.player.stop(ringback)
         if result is DialResult.ANSWERED:
-            self.inbox.agent_id = self._dialer.agent_id
-            self._answered = True
-            assert self.call_id is not None
             await self.ctx.journal.answered(self.call_id)
         log.info("call %s: extension %s %s", self.call_id, route.target, result.value)
         return result
 
     async def _hold_agent(self, route: ResolvedRoute) -> None:
         """On-connect: the agent is told to hold while the caller hears the disclosure."""
-        assert self._dialer is not None and self._dialer.agent_id is not None
+        assert self.state.agent_id is not None
         prompt = self.ctx.prompts.get(route.language.value, "agent-connecting")
-        await self.player.start(self._dialer.agent_id, prompt.media)
+        await self.player.start(self.state.agent_id, prompt.media)
 
     async def _join(self, route: ResolvedRoute) -> None:
-        assert self.call_id is not None and self._dialer is not None
-        assert self._dialer.agent_id is not None
-        bridge_id = f"pbxb-call-{self.call_id}"
+        assert self.call_id is not None and self.state.agent_id is not None
+        bridge_id = names.bridge_id(self.call_id)
         self.ctx.ownership.claim(bridge_id, self.inbox)
-        self._bridge_id = bridge_id
+        self.state.bridge_id = bridge_id
         await self.ctx.ari.create_bridge(type=BRIDGE_TYPE, bridge_id=bridge_id,
                                          name=f"pbx-bridge {self.call_id}")
         await self._on_caller(
-            self.ctx.ari.add_channel(bridge_id, [self.caller.id, self._dialer.agent_id])
+            self.ctx.ari.add_channel(bridge_id, [self.caller.id, self.state.agent_id])
         )
-        self._joined = True
+        self.state.joined = True
 
     async def _decide(self, route: ResolvedRoute, consent: ConsentOutcome) -> RecordingDecision:
         async with self.ctx.sessions() as session:
             mode = await extension_recording(session, route.target)
-            days = await class_days(session, self._retention_class, self.ctx.retention)
-        assert self.call_id is not None and self._bridge_id is not None
+            days = await class_days(session, self.state.retention_class, self.ctx.retention)
         decision = decide_recording(
-            route.legal_basis, consent, RecordingMode(mode), do_not_record=self._do_not_record
+            route.legal_basis, consent, RecordingMode(mode),
+            do_not_record=self.state.do_not_record,
         )
         log.info("call %s: recording %s (%s)", self.call_id, decision.plan.value, decision.reason)
         self._recorder = ConversationRecorder(
-            self.ctx,
-            self.call_id,
-            self._bridge_id,
-            legal_basis=route.legal_basis.value,
-            retention_class=self._retention_class,
-            retention_days=days,
-            inbox=self.inbox,
-            caller_id=self.caller.id,
-            agent_id=self._dialer.agent_id if self._dialer is not None else None,
+            self.ctx, self.state, self.inbox, retention_days=days
         )
         return decision
 
     async def _converse(self, route: ResolvedRoute, decision: RecordingDecision) -> tuple[str, str]:
         """Both parties talk until one hangs up; the agent may use *1 / *2 on demand."""
-        assert self._recorder is not None and self._dialer is not None
+        assert self._recorder is not None
         if decision.plan is RecordingPlan.RECORD:
             await self._recorder.start()
         keys = OnDemandKeys(window_s=self.ctx.call.on_demand_digit_window_s)
         loop = asyncio.get_running_loop()
-        agent_id = self._dialer.agent_id
+        agent_id = self.state.agent_id
         while True:
             item = await self.inbox.next()
             if not (isinstance(item, ev.ChannelDtmfReceived) and item.channel.id == agent_id):
@@ -440,8 +414,7 @@ class CallSession:
     async def _on_demand(
         self, route: ResolvedRoute, decision: RecordingDecision, action: str
     ) -> None:
-        assert self._recorder is not None and self._dialer is not None
-        assert self._dialer.agent_id is not None
+        assert self._recorder is not None and self.state.agent_id is not None
         lang = route.language.value
         if decision.plan is not RecordingPlan.ON_DEMAND:
             log.info("call %s: agent asked to %s recording; not allowed (%s)",
@@ -453,31 +426,20 @@ class CallSession:
         else:
             await self._recorder.stop()
             name = "agent-recording-stopped"
-        await self.player.start(self._dialer.agent_id, self.ctx.prompts.get(lang, name).media)
+        await self.player.start(self.state.agent_id, self.ctx.prompts.get(lang, name).media)
 
     async def _resume_connected(
         self, route: ResolvedRoute, consent: ConsentOutcome
     ) -> tuple[str, str]:
-        """After a restart: the parties are still talking; watch them until they finish."""
-        assert self._adoption.bridge_id is not None
-        self._bridge_id = self._adoption.bridge_id
-        self.ctx.ownership.claim(self._bridge_id, self.inbox)
-        assert self.call_id is not None
-        self._dialer = AgentDialer(self.ctx, self.inbox, self.call_id)
-        if self._adoption.agent_id is not None:
-            self._dialer.agent_id = self._adoption.agent_id
-            self.ctx.ownership.claim(self._adoption.agent_id, self.inbox)
-            self.inbox.agent_id = self._adoption.agent_id
-        self._answered = True
-        self._joined = True
+        """After a restart: the parties are still talking; watch them until they finish.
+
+        The resync put the bridge, the agent leg and any running recording in the state
+        (and the dispatcher's ownership map), with the route the call started with: the
+        decision is that route's, and a running recording simply goes on.
+        """
         decision = await self._decide(route, consent)
-        assert self._recorder is not None
-        if self._adoption.recording_name is not None:
-            self._recorder.adopt(
-                self._adoption.recording_name, self._adoption.recording_layout
-            )
         log.info("call %s: adopted after restart", self.call_id)
-        if self._adoption.agent_id is None:
+        if self.state.agent_id is None:
             raise AgentGone("", "agent left while the service was down")
         return await self._converse(route, decision)
 
@@ -503,7 +465,7 @@ class CallSession:
             prompt_sha256=prompt.audio_sha256 if prompt else None,
             prompt_text_sha256=prompt.text_sha256 if prompt else None,
             times_played=answer.times_played,
-            evidence_recording_id=self._evidence.recording_id if self._evidence else None,
+            evidence_recording_id=self.state.evidence_recording_id,
             prompt_started_at=answer.prompt_started_at if prompt else None,
             decided_at=answer.decided_at,
             disclosure_started_at=answer.disclosure_started_at,
@@ -511,6 +473,7 @@ class CallSession:
             key_history=answer.keys if disclosure_name == "disclosure" else None,
         )
         await self.ctx.journal.save_consent(self.call_id, self.caller.caller.number or None, proof)
+        self.state.consent = outcome
         CONSENT_DECISIONS.labels(outcome.value).inc()
 
     def _disclosure_delay(self, answer: ConsentAnswer) -> float | None:
@@ -521,7 +484,7 @@ class CallSession:
         """
         if answer.disclosure_started_at is None:
             return None
-        delay = (answer.disclosure_started_at - self._answered_at).total_seconds()
+        delay = (answer.disclosure_started_at - self.state.answered_at).total_seconds()
         ANSWER_TO_DISCLOSURE.observe(max(delay, 0.0))
         return round(delay, 3)
 
@@ -550,7 +513,7 @@ class CallSession:
         cannot be asked for consent with proof, so it goes back to the dialplan, whose
         fallback treats it as if the service were down (PBX_BRIDGE_FALLBACK_DIAL).
         """
-        if self._joined:
+        if self.state.joined:
             log.warning("call %s: database unavailable; the connected call is left to "
                         "Asterisk until it is back", self.call_id)
             self.detach()
@@ -559,11 +522,8 @@ class CallSession:
                     self.call_id or "(not yet opened)")
         if self._evidence is not None:
             await self._evidence.stop()
-        if self._dialer is not None:
-            await self._dialer.hangup()
-        if self._bridge_id is not None:
-            await self._quietly(self.ctx.ari.destroy_bridge(self._bridge_id))
-            self.ctx.ownership.release(self._bridge_id)
+        await self._dialer.hangup()
+        await self._destroy_bridge()
         self.detach()
         if self.inbox.is_gone(self.caller.id):
             return
@@ -581,11 +541,8 @@ class CallSession:
             await self._evidence.stop()
         if self._recorder is not None:
             await self._recorder.stop()
-        if self._dialer is not None:
-            await self._dialer.hangup()
-        if self._bridge_id is not None:
-            await self._quietly(self.ctx.ari.destroy_bridge(self._bridge_id))
-            self.ctx.ownership.release(self._bridge_id)
+        await self._dialer.hangup()
+        await self._destroy_bridge()
         if not self.inbox.is_gone(self.caller.id):
             await self._quietly(self.ctx.ari.hangup(self.caller.id))
         self.ctx.ownership.release(self.caller.id)
@@ -597,6 +554,12 @@ class CallSession:
         await write_call_end(self.ctx, self.unwritten_end)
         self.unwritten_end = None
         log.info("call %s: ended, %s (%s)", self.call_id, disposition, cause)
+
+    async def _destroy_bridge(self) -> None:
+        bridge_id, self.state.bridge_id = self.state.bridge_id, None
+        if bridge_id is not None:
+            await self._quietly(self.ctx.ari.destroy_bridge(bridge_id))
+            self.ctx.ownership.release(bridge_id)
 
     async def _quietly(self, step: Awaitable[object]) -> None:
         try:

@@ -25,11 +25,13 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 from console_clients import bearer_header
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from storage_fakes import db_url, sessions
 from test_call_page import PASSWORD, SECRET, Console, web
 from web_routes import (
@@ -44,8 +46,10 @@ from web_routes import (
 )
 
 from pbx_bridge.calls.models import Call
+from pbx_bridge.config import Settings
 from pbx_bridge.users import tokens
 from pbx_bridge.web import csrf
+from pbx_bridge.web.app import create_app
 from storage.models import AuditEntry, Recording
 
 __all__ = ["db_url", "sessions", "web"]  # fixtures
@@ -657,3 +661,64 @@ def test_the_walk_finds_the_console_it_tests() -> None:
     assert {"call_id", "recording_id", "share_id", "token"} <= {
         p for e in WITH_PARAMS for p in e.params}
 
+
+
+# --- failures --------------------------------------------------------------------------
+
+@SQLITE
+async def test_a_database_that_stops_answering_gives_503_with_headers_and_no_internals(
+    site: Site, tmp_path: Path
+) -> None:
+    """What a request meets when the database goes away under it: 503 (problem JSON under
+    /api/, the error page elsewhere) naming no driver, file or statement, with the
+    security headers like every other answer; never a bare 500 from the server."""
+    settings = Settings(web={"secret_key": SECRET},
+                        privacy={"subject_key_file": tmp_path / "subject.key"})
+    broken = async_sessionmaker(create_async_engine(
+        f"sqlite+aiosqlite:///{tmp_path}/no-such-folder/db.sqlite"))
+    app = create_app(settings, site.web.users, broken)
+    # As a server would answer it (the app's exceptions not raised into the test).
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8090") as client:
+        api = await client.get("/api/v1/calls", headers=site.web.api("deniz"))
+        cookie = await site.web.signed_in("deniz")
+        page = await client.get("/calls", headers=cookie)
+    assert api.status_code == 503, api.text
+    assert api.headers["content-type"] == "application/problem+json"
+    assert page.status_code == 503 and "text/html" in page.headers["content-type"]
+    for answer in (api, page):
+        for header, value in SECURITY_HEADERS.items():
+            assert answer.headers.get(header, "").startswith(value), (header, answer.text)
+        assert "no-such-folder" not in answer.text and "sqlite" not in answer.text.lower()
+        assert "Traceback" not in answer.text
+
+
+class _FailingAccounts:
+    """A users module that fails the way a bug would (not a refusal)."""
+
+    async def token_principal(self, token: str) -> None:
+        raise RuntimeError("bug: /secret/path/users.py line 1")
+
+    async def session_principal(self, session_id: str) -> None:
+        raise RuntimeError("bug: /secret/path/users.py line 1")
+
+
+@SQLITE
+async def test_an_unexpected_failure_is_a_500_with_headers_and_no_internals(
+    site: Site, tmp_path: Path
+) -> None:
+    settings = Settings(web={"secret_key": SECRET},
+                        privacy={"subject_key_file": tmp_path / "subject.key"})
+    app = create_app(settings, _FailingAccounts(), site.web.sessions)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8090") as client:
+        api = await client.get("/api/v1/calls", headers=site.web.api("deniz"))
+        page = await client.get("/calls", headers={"Cookie": "pbxb_session=x",
+                                                   "Accept-Language": "tr"})
+    assert api.status_code == 500 and api.headers["content-type"] == "application/problem+json"
+    assert page.status_code == 500 and "Bir sorun" in page.text
+    for answer in (api, page):
+        for header, value in SECURITY_HEADERS.items():
+            assert answer.headers.get(header, "").startswith(value), (header, answer.text)
+        assert answer.headers["cache-control"] == "no-store"
+        assert "/secret/path" not in answer.text and "Traceback" not in answer.text

@@ -3,17 +3,29 @@
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
 from pbx_bridge.web.pages import error_page, render
 from pbx_bridge.web.problems import problem
-from pbx_bridge.web.viewer import CsrfRefused, Forbidden, SignInNeeded, viewer_of
+from pbx_bridge.web.security_headers import HEADERS
+from pbx_bridge.web.viewer import (
+    CsrfRefused,
+    Forbidden,
+    SignInNeeded,
+    anonymous_viewer,
+    viewer_of,
+)
+from storage.database import DatabaseError, error_reason
+
+log = logging.getLogger(__name__)
 
 PAGE_ERRORS = {
     403: ("errors.forbidden_title", "errors.forbidden"),
@@ -76,9 +88,45 @@ async def _csrf_refused(request: Request, exc: Exception) -> Response:
     return error_page(request, viewer, 403, "errors.csrf_title", "errors.csrf")
 
 
+async def _failed(request: Request, status: int, title_key: str, message_key: str) -> Response:
+    """503 or 500 in the viewer's words, naming nothing internal (no driver, file,
+    statement or trace: the log has what the operator needs)."""
+    if _is_api(request):
+        viewer = anonymous_viewer(request)
+        return problem(status, viewer.t(message_key), instance=request.url.path)
+    try:
+        viewer = await viewer_of(request)
+    except Exception:  # what failed may be the sessions' lookup itself (logged already)
+        viewer = anonymous_viewer(request)
+    return error_page(request, viewer, status, title_key, message_key)
+
+
+async def _database_failed(request: Request, exc: Exception) -> Response:
+    log.error("web: %s %s: database error: %s", request.method, request.url.path,
+              error_reason(exc))
+    return await _failed(request, 503, "errors.unavailable_title", "errors.unavailable")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    """Starlette answers this outside every middleware: the headers are set here."""
+    log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
+    try:
+        response = await _failed(request, 500, "errors.failed_title", "errors.failed")
+    except Exception:  # the page itself cannot be made: a plain answer still
+        log.exception("web: the error page failed too")
+        response = problem(500, instance=request.url.path)
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(SignInNeeded, _sign_in_needed)
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
+    app.add_exception_handler(SQLAlchemyError, _database_failed)
+    app.add_exception_handler(DatabaseError, _database_failed)
+    app.add_exception_handler(Exception, _unexpected)

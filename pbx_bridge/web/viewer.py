@@ -79,6 +79,12 @@ def _viewer(
     )
 
 
+def anonymous_viewer(request: Request) -> Viewer:
+    """A viewer nobody is known as: for the pages answered when the sessions cannot be
+    read (the database is away)."""
+    return _viewer(request, web_state(request), None, None, None)
+
+
 async def signed_in(request: Request) -> Viewer:
     """Dependency of every page but sign-in and the error pages."""
     viewer = await viewer_of(request)

@@ -129,9 +129,12 @@ async def test_stereo_recording_survives_a_service_restart(
     (their snoops are not cleared as strays), and the one row ends up stored."""
     enable_stereo(service)
     service.start()
-    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer", max_wait_s=60)
+    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer", max_wait_s=120)
+    # Long enough that a restart slowed by a loaded machine (10 s and more) still finds
+    # the call live.
     caller = await sipp.start_caller(
-        service.asterisk.sip_address, DID, CALLER, dtmf=[(2.0, "1")], hangup_after_s=24.0
+        service.asterisk.sip_address, DID, CALLER, dtmf=[(2.0, "1")], hangup_after_s=45.0,
+        max_wait_s=120.0,
     )
     await wait_until_recording(service)
     recording_began = time.monotonic()
@@ -139,7 +142,7 @@ async def test_stereo_recording_survives_a_service_restart(
     assert service.stop() == 0
     service.start()
 
-    result = await caller.wait(timeout_s=60)
+    result = await caller.wait(timeout_s=120)
     call_ended = time.monotonic()
     await agent.wait(timeout_s=30)
     assert result.answered and result.hangup_by == "caller", result

@@ -23,7 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.calls.models import DataSubjectRequest
-from pbx_bridge.config import Announcement, LegalBasis, TimeoutRule
+from pbx_bridge.config import Announcement, CallSettings, LegalBasis, TimeoutRule
+from pbx_bridge.flow import names
 from pbx_bridge.subjects.do_not_record import ListReason, is_listed, put_on_list
 from storage.models import utcnow
 
@@ -338,3 +339,31 @@ async def test_an_adopted_recorded_call_keeps_its_route_and_basis(rig: FlowRig) 
     conversations = ended.of_kind("conversation")
     assert [r.legal_basis for r in conversations] == ["consent", "consent"]
     assert all(r.status == "stored" for r in conversations)
+
+
+async def test_an_adopted_stereo_call_keeps_its_legs_and_stops_them_at_the_end(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """Stereo: each party on a snoop of its own. After a restart the snoops are the
+    adopted call's (not strays to hang up), and at its end both legs stop and the one
+    row is stored."""
+    rig = FlowRig(sessions, tmp_path, call=CallSettings(ring_timeout_s=5, stereo=True))
+    async with rig.pipeline:
+        await rig.start()
+        try:
+            caller = rig.asterisk.call_in(Caller(keys=[("disclosure", "1")]))
+            await rig.asterisk.until(lambda: connected(rig) and len(rig.asterisk.live) == 2)
+            legs = sorted(rig.asterisk.live)
+            await rig.restart()
+            await rig.asterisk.until(lambda: rig.app is not None and rig.app.live_calls == 1)
+            assert sorted(rig.asterisk.live) == legs  # still recording both
+            assert all(s in rig.asterisk.channels for s in map(names.leg_snoop_id, legs))
+            rig.asterisk.hang_up(caller)
+            ended = await rig.ended_call()
+        finally:
+            await rig.stop()
+
+    (conversation,) = ended.of_kind("conversation")
+    assert (conversation.layout, conversation.status) == ("stereo", "stored")
+    assert sorted(f"{conversation.asterisk_name}-{leg}" for leg in ("agent", "caller")) == legs
+    assert not rig.asterisk.live and not rig.asterisk.channels  # snoops hung up

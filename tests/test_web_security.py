@@ -189,7 +189,7 @@ METACHARACTERS = [
     "' OR 1=1 --", "1' OR '1'='1", '" OR ""="', "1; DROP TABLE calls; --", "%", "_", "%%",
     "10_", "\\", "\\%", "'", "\x00", "x\x00' OR 1=1", "x" * 5000,
     "\u0130stanbul \u0131\u015f\u0131k \u011f\u00fc\u015f\u00f6\u00e7 \U0001f600 \u202e\u200b",
-    "*", "101%", "%101", "21255501%",
+    "101%", "%101", "21255501%",
 ]
 # The lists: every GET route without a path parameter that is no sign-in/start page.
 LIST_FILTERS = [(e, name) for e, name in list_filters(APP)
@@ -201,17 +201,22 @@ LIST_FILTERS = [(e, name) for e, name in list_filters(APP)
 async def test_sql_metacharacters_in_a_filter_find_nothing_or_are_refused_by_name(
     site: Site, endpoint: Endpoint, name: str
 ) -> None:
-    """On SQLite and PostgreSQL (the filter reaches SQL). As a dpo, who may use every
-    filter (a number too): a value no row holds finds no row, whatever it means in SQL
-    (a quote, a comment, a LIKE wildcard, an escape); or is refused as 422 problem JSON
-    (a page: 400) naming the filter; never a 5xx."""
-    baseline = await site.request(endpoint, endpoint.path, user="deniz")
-    assert baseline.status_code == 200, baseline.text
-    every_id = set(UUID_RE.findall(baseline.text))
-    assert site.web.call_id in every_id or not endpoint.path.endswith("calls")
+    """On SQLite and PostgreSQL (the filter reaches SQL). As the first of a dpo (who may
+    use every filter, a number too), an auditor, an admin, a supervisor who may see the
+    list: a value no row holds finds no row, whatever it means in SQL (a quote, a
+    comment, a LIKE wildcard, an escape); or is refused as 422 problem JSON (a page: 400)
+    naming the filter; never a 5xx."""
+    for user in ("deniz", "aydin", "ayse", "selim"):
+        baseline = await site.request(endpoint, endpoint.path, user=user)
+        if baseline.status_code == 200:
+            break
+    assert baseline.status_code == 200, (endpoint, baseline.text)
+    rows = {site.web.call_id, site.web.other_call_id, site.script_call_id,
+            site.web.recording_id, site.other_recording_id}
+    listed = rows & set(UUID_RE.findall(baseline.text))
+    assert listed or not endpoint.path.endswith("calls")
     for value in METACHARACTERS:
-        answer = await site.request(endpoint, endpoint.path, user="deniz",
-                                    params={name: value})
+        answer = await site.request(endpoint, endpoint.path, user=user, params={name: value})
         assert answer.status_code < 500, (name, value, answer.text)
         if endpoint.is_api:
             assert answer.status_code in (200, 422), (name, value, answer.status_code)
@@ -219,15 +224,15 @@ async def test_sql_metacharacters_in_a_filter_find_nothing_or_are_refused_by_nam
                 _problem_names(answer, name)
                 continue
             found = answer.json()
-            assert isinstance(found, list) and found == [], (name, value, found)
+            if isinstance(found, dict):  # a page of a list: its items
+                found = next((v for v in found.values() if isinstance(v, list)), found)
+            assert found == [], (name, value, found)
         else:
             assert answer.status_code in (200, 400), (name, value, answer.status_code)
             if answer.status_code == 400:
                 assert name in answer.text, (name, value)
-            shown = set(UUID_RE.findall(answer.text))
-            assert not (shown & every_id) - {site.own_share_id, site.dpo_share_id} or (
-                endpoint.path == "/shares"
-            ), (name, value, shown & every_id)
+            shown = listed & set(UUID_RE.findall(answer.text))
+            assert not shown, (name, value, shown)
     # Nothing was dropped or altered.
     async with site.web.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Call)) == 3
@@ -251,11 +256,12 @@ async def test_a_nul_in_a_form_or_json_field_is_refused_by_name(site: Site) -> N
         body = document["paths"][path][method.lower()].get("requestBody")
         if body is None:
             continue
-        schema = body["content"]["application/json"]["schema"]
+        schema = body.get("content", {}).get("application/json", {}).get("schema", {})
         ref = next((s["$ref"] for s in schema.get("anyOf", [schema]) if "$ref" in s), None)
-        assert ref is not None, (method, path)
+        if ref is None:
+            continue  # no JSON object: nothing named to put a NUL in
         model = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
-        texts = [name for name, prop in model["properties"].items()
+        texts = [name for name, prop in model.get("properties", {}).items()
                  if "string" in json.dumps(prop)]
         for name in texts:
             answer = await site.client.request(

@@ -373,6 +373,51 @@ async def list_entries(
     return list((await session.scalars(query)).all())
 
 
+@dataclass(frozen=True)
+class EntryFilter:
+    """What to look for in the trail; every field None means every entry.
+
+    ``actor``, ``action`` and ``target`` match exactly or, ending in ``*``, as a prefix;
+    ``targets`` is a set of exact targets any of which matches (a call and its
+    recordings), applied together with ``target``.
+    """
+
+    since: datetime | None = None  # at >= since
+    until: datetime | None = None  # at < until
+    actor: str | None = None
+    action: str | None = None
+    target: str | None = None
+    targets: tuple[str, ...] | None = None
+
+
+async def search_entries(
+    session: AsyncSession,
+    filters: EntryFilter,
+    *,
+    before_seq: int | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> list[AuditEntry]:
+    """Entries newest first (by ``seq``, the chain's order), only those before
+    ``before_seq``: a keyset page, as cheap deep in the trail as at its head."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    query = select(AuditEntry)
+    if filters.since is not None:
+        query = query.where(AuditEntry.at >= filters.since)
+    if filters.until is not None:
+        query = query.where(AuditEntry.at < filters.until)
+    for column, value in ((AuditEntry.actor, filters.actor), (AuditEntry.action, filters.action),
+                          (AuditEntry.target, filters.target)):
+        if value is not None:
+            query = query.where(_pattern(column, value))
+    if filters.targets is not None:
+        query = query.where(AuditEntry.target.in_(filters.targets))
+    if before_seq is not None:
+        query = query.where(AuditEntry.seq < before_seq)
+    query = query.order_by(AuditEntry.seq.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
 # -- verifying ---------------------------------------------------------------------------
 
 
@@ -611,6 +656,7 @@ __all__ = [
     "GENESIS",
     "AuditEvent",
     "ChainProblem",
+    "EntryFilter",
     "VerifyReport",
     "canonical_details",
     "entry_hash",
@@ -618,5 +664,6 @@ __all__ = [
     "list_entries",
     "record_event",
     "record_events",
+    "search_entries",
     "verify",
 ]

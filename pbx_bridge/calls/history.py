@@ -197,7 +197,7 @@ def _number_matches(column: InstrumentedAttribute[str | None], number: str) -> C
     return or_(column == number, column.like(f"%{digits[-SUFFIX_DIGITS:]}"))
 
 
-def _consent_view(row: Consent) -> ConsentView:
+def consent_view(row: Consent) -> ConsentView:
     return ConsentView(
         id=row.id,
         call_id=row.call_id,
@@ -261,7 +261,7 @@ async def call_views(session: AsyncSession, calls: Sequence[Call]) -> list[CallV
     if not ids:
         return []
     consents = {
-        row.call_id: _consent_view(row)
+        row.call_id: consent_view(row)
         for row in (await session.scalars(select(Consent).where(Consent.call_id.in_(ids)))).all()
     }
     recordings: dict[str, list[Recording]] = {}
@@ -330,7 +330,7 @@ async def list_consents(
     if since is not None:
         query = query.where(Consent.decided_at >= since)
     query = query.order_by(Consent.decided_at.desc(), Consent.id.desc()).limit(_check_limit(limit))
-    return [_consent_view(row) for row in (await session.scalars(query)).all()]
+    return [consent_view(row) for row in (await session.scalars(query)).all()]
 
 
 class ReferenceNotFound(LookupError):

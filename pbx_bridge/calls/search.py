@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, Select, exists, false, or_, select, tuple_, union
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,6 +59,13 @@ class InvalidSearch(ValueError):
 
 class InvalidCursor(InvalidSearch):
     """The cursor is not one this search handed out for these filters."""
+
+
+class CursorScope(Protocol):
+    """What a cursor is bound to: the filters of the search that made it (other
+    searches, the audit trail's and the consents', sign theirs with the same signer)."""
+
+    def canonical(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -107,14 +115,20 @@ class CallFilter:
                 )
 
     def canonical(self) -> bytes:
-        """The filters as the cursor's signature covers them (order-free, stable)."""
-        data = asdict(self)
-        for name in ("since", "until"):
-            if data[name] is not None:
-                data[name] = data[name].astimezone(UTC).isoformat()
-        if self.extensions is not None:
-            data["extensions"] = sorted(self.extensions)
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return canonical_filters(asdict(self))
+
+
+def canonical_filters(data: dict[str, object]) -> bytes:
+    """A search's filters as its cursors' signature covers them (order-free, stable):
+    times in UTC, a scope sorted. Other searches put their name in ``data``."""
+    for name in ("since", "until"):
+        value = data.get(name)
+        if isinstance(value, datetime):
+            data[name] = value.astimezone(UTC).isoformat()
+    scope = data.get("extensions")
+    if isinstance(scope, frozenset | set):
+        data["extensions"] = sorted(scope)
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -148,17 +162,17 @@ class CursorSigner:
     def _secret(self) -> bytes:
         return self._source()
 
-    def _mac(self, payload: bytes, filters: CallFilter) -> bytes:
+    def _mac(self, payload: bytes, filters: CursorScope) -> bytes:
         digest = hmac.new(self._secret, payload + b"\0" + filters.canonical(), hashlib.sha256)
         return digest.digest()[:_MAC_BYTES]
 
-    def encode(self, position: Keyset, filters: CallFilter) -> str:
+    def encode(self, position: Keyset, filters: CursorScope) -> str:
         micros = (position.started_at - _EPOCH) // timedelta(microseconds=1)
         payload = struct.pack(">Bq", _CURSOR_VERSION, micros) + position.id.encode()
         token = payload + self._mac(payload, filters)
         return base64.urlsafe_b64encode(token).decode().rstrip("=")
 
-    def decode(self, cursor: str, filters: CallFilter) -> Keyset:
+    def decode(self, cursor: str, filters: CursorScope) -> Keyset:
         try:
             token = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         except (binascii.Error, ValueError) as exc:

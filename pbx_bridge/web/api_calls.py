@@ -5,7 +5,6 @@ and ``Next-Cursor``."""
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
@@ -16,6 +15,7 @@ from pbx_bridge.web.api_auth import api_principal
 from pbx_bridge.web.api_models import CallOut, problem_responses
 from pbx_bridge.web.call_listing import NumberFilterNotAllowed, visible_calls
 from pbx_bridge.web.filters import BadFilter, call_filter
+from pbx_bridge.web.paging import link_next_page
 from pbx_bridge.web.viewer import Forbidden
 from pbx_bridge.web.web_state import web_state
 
@@ -70,9 +70,5 @@ async def list_calls_api(
         raise HTTPException(403, "filtering by number needs the unmask permission") from exc
     except Forbidden as exc:
         raise HTTPException(403, "this token's role may not list calls") from exc
-    if page.next_cursor is not None:
-        query = {k: v for k, v in request.query_params.items() if k != "cursor"}
-        following = urlencode({**query, "cursor": page.next_cursor})
-        response.headers["Next-Cursor"] = page.next_cursor
-        response.headers["Link"] = f'<{request.url.path}?{following}>; rel="next"'
+    link_next_page(request, response, page.next_cursor)
     return [call.to_json() for call in page.calls]

@@ -60,6 +60,34 @@ class CallOut(BaseModel):
     recordings: list[RecordingOut]
 
 
+class ConsentListedOut(ConsentOut):
+    """One consent answer in ``GET /api/v1/consents`` (``consents list --json``'s fields)."""
+
+    id: str
+    call_id: str
+    caller: str | None
+
+
+class ChainProblemOut(BaseModel):
+    seq: int
+    kind: str
+    message: str
+
+
+class ChainStateOut(BaseModel):
+    """The newest verification of the chain (``ok`` null: never verified from the
+    console or the API)."""
+
+    ok: bool | None
+    checked: int
+    head_seq: int
+    head_hash: str
+    problem: ChainProblemOut | None
+    verified_at: str | None
+    verified_by: str | None
+    entry_seq: int | None
+
+
 class Health(BaseModel):
     status: str
     database: str

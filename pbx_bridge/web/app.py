@@ -10,10 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.config import Settings, WebSettings
 from pbx_bridge.web import (
+    api_audit,
     api_calls,
+    api_consents,
     api_dashboard,
     api_recordings,
     api_shares,
+    audit_page,
     call_page,
     calls_page,
     dashboard_page,
@@ -25,6 +28,7 @@ from pbx_bridge.web import (
     sign_in,
 )
 from pbx_bridge.web.accounts import Accounts
+from pbx_bridge.web.audit_verification import ChainVerifier
 from pbx_bridge.web.call_search_setup import Subjects, cursor_signer
 from pbx_bridge.web.cookies import CookieNames
 from pbx_bridge.web.dashboard_numbers import DashboardNumbers
@@ -83,6 +87,7 @@ def create_app(
         ),
     )
     app.state.player = player
+    app.state.audit_verifier = ChainVerifier(sessions, accounts)
     # Inside the headers' middleware, so its refusals carry them too.
     app.middleware("http")(input_guard.refuse_nul)
     app.middleware("http")(add_security_headers)
@@ -93,10 +98,13 @@ def create_app(
     app.include_router(api_dashboard.router)
     app.include_router(api_recordings.router)
     app.include_router(api_shares.router)
+    app.include_router(api_consents.router)
+    app.include_router(api_audit.router)
     app.include_router(sign_in.router)
     app.include_router(dashboard_page.router)
     app.include_router(calls_page.router)
     app.include_router(call_page.router)
     app.include_router(shares_page.router)
+    app.include_router(audit_page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

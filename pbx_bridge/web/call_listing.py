@@ -55,7 +55,7 @@ async def visible_calls(
                 details={
                     "count": len(page.calls),
                     "ids": [call.id for call in page.calls],
-                    "filters": _audited(scoped),
+                    "filters": audited_filters(scoped),
                 },
             )
             await session.commit()
@@ -64,9 +64,10 @@ async def visible_calls(
     return page, unmasked
 
 
-def _audited(filters: CallFilter) -> dict[str, object]:
-    """The filters as the audit entry keeps them: a number masked (the trail is never
-    erased), times as ISO text."""
+def audited_filters(filters: object) -> dict[str, object]:
+    """A search's filters (a dataclass: the calls' or the consents') as the audit entry
+    keeps them: a number masked (the trail is never erased), times as ISO text, the
+    scope left out."""
     kept: dict[str, object] = {}
     for name, value in filters.__dict__.items():
         if value is None or name == "extensions":

@@ -13,14 +13,15 @@ from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from pbx_bridge.web import csrf
-from pbx_bridge.web.accounts import ASK_SECOND_FACTOR, SignInAttempt, SignInRefused
+from pbx_bridge.web.accounts import ASK_SECOND_FACTOR, Principal, SignInAttempt, SignInRefused
 from pbx_bridge.web.pages import render
-from pbx_bridge.web.viewer import Viewer, csrf_checked, viewer_of
+from pbx_bridge.web.viewer import Viewer, csrf_checked, landing_of, viewer_of
 from pbx_bridge.web.web_state import web_state
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_checked)])
 
-HOME = "/dashboard"
+# The default after sign-in: "/" sends each role to its own start page (landing_of).
+HOME = "/"
 # Long enough for any name people use, short enough that a pasted novel is refused.
 MAX_FIELD = 256
 
@@ -33,10 +34,21 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+async def _after_sign_in(request: Request, principal: Principal, next: str | None) -> str:
+    """Where a signed-in browser goes: ``next`` when it is ours, else the role's page."""
+    target = safe_next(next)
+    if target == HOME:
+        return await landing_of(web_state(request).accounts, principal)
+    return target
+
+
 @router.get("/")
 async def start(request: Request) -> Response:
     viewer = await viewer_of(request)
-    return RedirectResponse(HOME if viewer.principal else "/sign-in", status_code=303)
+    if viewer.principal is None:
+        return RedirectResponse("/sign-in", status_code=303)
+    landing = await landing_of(web_state(request).accounts, viewer.principal)
+    return RedirectResponse(landing, status_code=303)
 
 
 @router.get("/sign-in")
@@ -47,7 +59,8 @@ async def sign_in_page(
     signed_out: bool = False,
 ) -> Response:
     if viewer.principal is not None:
-        return RedirectResponse(safe_next(next), status_code=303)
+        return RedirectResponse(await _after_sign_in(request, viewer.principal, next),
+                                status_code=303)
     return render(
         request, viewer, "sign_in.html", next=safe_next(next), username="",
         error=None, notice=viewer.t("sign_in.signed_out") if signed_out else None,
@@ -81,7 +94,8 @@ async def sign_in(
             error=viewer.t(f"sign_in.{refused.reason}"), notice=None,
             ask_totp=refused.reason in ASK_SECOND_FACTOR,
         )
-    response = RedirectResponse(safe_next(next), status_code=303)
+    response = RedirectResponse(await _after_sign_in(request, session.principal, next),
+                                status_code=303)
     state.cookies.set_session(response, session.session_id)
     state.cookies.set_csrf(response, csrf.new_nonce())
     return response

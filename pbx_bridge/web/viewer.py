@@ -9,7 +9,8 @@ from starlette.requests import Request
 
 from pbx_bridge.calls.dashboard import DsarStats
 from pbx_bridge.web import csrf
-from pbx_bridge.web.accounts import Principal
+from pbx_bridge.web.accounts import Accounts, Principal
+from pbx_bridge.web.permissions import AUDIT_READ, CALLS_READ, DASHBOARD_READ, SHARES_READ
 from pbx_bridge.web.web_state import WebState, web_state
 
 
@@ -37,6 +38,25 @@ class Viewer:
     # The requests overdue and due soon, for the badge of every page (None: the role may
     # not see the register).
     dsar_badge: DsarStats | None = None
+    # The header's links this principal may follow (pages their role would refuse are
+    # not offered), in order.
+    nav: tuple[str, ...] = ()
+
+
+# The header's pages, in order, and the action each needs.
+NAV = (("dashboard", DASHBOARD_READ), ("calls", CALLS_READ), ("shares", SHARES_READ),
+       ("audit", AUDIT_READ))
+
+
+async def nav_of(accounts: Accounts, principal: Principal) -> tuple[str, ...]:
+    return tuple([page for page, action in NAV
+                  if (await accounts.allowed(principal, action)).allowed])
+
+
+async def landing_of(accounts: Accounts, principal: Principal) -> str:
+    """Where a principal starts: the dashboard, else (an auditor) the audit trail."""
+    pages = await nav_of(accounts, principal)
+    return f"/{pages[0]}" if pages else "/dashboard"
 
 
 async def viewer_of(request: Request) -> Viewer:
@@ -49,7 +69,8 @@ async def viewer_of(request: Request) -> Viewer:
     if session_id is not None:
         principal = await state.accounts.session_principal(session_id)
     badge = None if principal is None else await state.dashboard.badge(principal)
-    viewer = _viewer(request, state, principal, session_id, badge)
+    nav = () if principal is None else await nav_of(state.accounts, principal)
+    viewer = _viewer(request, state, principal, session_id, badge, nav)
     request.state.viewer = viewer
     return viewer
 
@@ -60,6 +81,7 @@ def _viewer(
     principal: Principal | None,
     session_id: str | None,
     badge: DsarStats | None,
+    nav: tuple[str, ...] = (),
 ) -> Viewer:
     nonce = state.cookies.csrf_nonce(request)
     new_nonce = None
@@ -76,6 +98,7 @@ def _viewer(
         csrf_token=csrf.token_for(state.secret_key, nonce, session_id),
         new_nonce=new_nonce,
         dsar_badge=badge,
+        nav=nav,
     )
 
 

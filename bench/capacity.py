@@ -49,7 +49,8 @@ from common import REPO, bench_database, children_cpu_seconds
 from e2e_harness import ServiceHarness
 from service_histograms import scrape, summary
 
-from pbx_bridge.config import PromptSettings
+from pbx_bridge.config import LegalBasis, PromptSettings
+from pbx_bridge.disclosure import DisclosureFacts, disclosure
 from pbx_bridge.prompt_builder import build_prompts
 from pbx_bridge.sandbox import AsteriskSandbox, SandboxPorts, ensure_root, free_port, sipp
 from pbx_bridge.sandbox.instance import AGENTS
@@ -84,6 +85,9 @@ def baseline_dialplan() -> str:
     Stasis, so both flows share the trunk, its endpoint and the prompts.
     """
     prompts = f"pbx-bridge/{LANGUAGE}"
+    # The same composed disclosure (consent, 60 days), with a reference of the same length.
+    spoken = "&".join(f"{prompts}/{name}" for name in disclosure(
+        DisclosureFacts(LegalBasis.CONSENT, 60, "0" * 9)))
     lines = ["[pbx-bridge-inbound]"]
     lines += [f"exten => {did},1,Goto({BASELINE_CONTEXT},{ext},1)"
               for ext, did in BASELINE_DIDS.items()]
@@ -92,7 +96,7 @@ def baseline_dialplan() -> str:
         f"[{BASELINE_CONTEXT}]",
         "exten => _1XX,1,Answer()",
         # One digit ends Read at once; a key during the prompt stops it (barge-in).
-        f" same => n,Read(CHOICE,{prompts}/disclosure,1,,1,{PROMPT_TIMEOUT_S})",
+        f" same => n,Read(CHOICE,{spoken},1,,1,{PROMPT_TIMEOUT_S})",
         ' same => n,GotoIf($["${CHOICE}" = "1"]?consent)',
         # 2 or silence: connected, not recorded (as pbx-bridge does under consent).
         f" same => n,Dial(PJSIP/${{EXTEN}},{RING_TIMEOUT_S})",

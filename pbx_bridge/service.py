@@ -162,6 +162,7 @@ async def run(settings: Settings) -> None:
                     default_language=settings.prompts.default_language,
                     subjects=subjects,
                     request_due_days=settings.privacy.due_days,
+                    country_languages=settings.prompts.country_languages,
                 )
                 stream = EventStream(
                     settings.ari.url,

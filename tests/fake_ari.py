@@ -102,8 +102,27 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# A composed prompt (several media in one playback) by the segment it starts with.
+_COMPOSED_BY_FIRST = {"disclosure-intro": "disclosure", "language-choice": "language-choice"}
+
+
 def _prompt_of(media: str) -> str:
-    return media.rsplit("/", 1)[-1]
+    """The prompt's name; a composed one's (pbx_bridge/flow/announcement.py): the
+    disclosure, the notice (``notice-<basis>`` first), the full notice (the disclosure's
+    parts without keys), the language menu."""
+    names = [m.rsplit("/", 1)[-1] for m in media.split(",")]
+    if len(names) == 1:
+        return names[0]
+    if names[0].startswith("notice-"):
+        return "notice"
+    if names[0] == "disclosure-intro" and not any(n.startswith("choices-") for n in names):
+        return "full-notice"
+    return _COMPOSED_BY_FIRST.get(names[0], names[0])
+
+
+def segments_of(media: str) -> list[str]:
+    """Each sound a playback plays, ``language/name``, in order."""
+    return [m.removeprefix("sound:").removeprefix("pbx-bridge/") for m in media.split(",")]
 
 
 class FakeAsterisk:
@@ -125,6 +144,8 @@ class FakeAsterisk:
         self.live: dict[str, _Recording] = {}
         self.recorded: list[str] = []  # Asterisk names of the recordings made, in order
         self._heard: dict[str, list[Heard]] = {}
+        # Every playback's media per channel, in order (a composed prompt lists its sounds).
+        self.media: dict[str, list[str]] = {}
         self._callers: dict[str, Caller] = {}
         self._playing: dict[str, tuple[str, str, asyncio.Task[None] | None]] = {}
         self._events: asyncio.Queue[StreamItem | None] = asyncio.Queue()
@@ -236,6 +257,7 @@ class FakeAsterisk:
 
     async def play(self, channel_id: str, media: str, *, playback_id: str) -> Playback:
         self._log("play", channel_id, _prompt_of(media))
+        self.media.setdefault(channel_id, []).append(media)
         self._existing(channel_id)
         playback = Playback(playback_id, media_uri=media, target_uri=f"channel:{channel_id}",
                             state="queued")
@@ -478,4 +500,5 @@ class FakeAsterisk:
                 self._finish_recording(name)
 
 
-__all__ = ["APP", "CALLER_NUMBER", "Caller", "FakeAsterisk", "Heard", "Parties", "Request"]
+__all__ = ["APP", "CALLER_NUMBER", "Caller", "FakeAsterisk", "Heard", "Parties", "Request",
+           "segments_of"]

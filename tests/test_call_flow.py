@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 from e2e_harness import ServiceHarness, days_after, local_file, recordings_of
+from heard_prompts import assert_heard, in_language
 
+from pbx_bridge.config import LegalBasis
+from pbx_bridge.disclosure import DisclosureFacts, disclosure, short_notice
 from pbx_bridge.sandbox import sipp
 from pbx_bridge.sandbox.audio import AGENT_TONE_HZ, CALLER_TONE_HZ, tone_power
 
@@ -73,12 +76,13 @@ async def test_consent_granted_records_both_parties(
     assert call["linkedid"]
     assert call["answered_at"] is not None
 
-    disclosure = manifest_entry(built_prompts, "tr/disclosure")
     consent = call["consent"]
     assert consent["decision"] == "granted"
     assert consent["digit"] == "1"
-    assert consent["prompt_version"] == disclosure["version"]
-    assert consent["prompt_sha256"] == disclosure["audio_sha256"]
+    # The consent route's disclosure: 60 days of the default class, the call's reference.
+    assert call["reference"] and len(call["reference"]) == 9
+    facts = DisclosureFacts(LegalBasis.CONSENT, 60, call["reference"])
+    assert_heard(consent, built_prompts, in_language("tr", disclosure(facts)))
 
     (conversation,) = recordings_of(call, "conversation")
     path = assert_intact(conversation)
@@ -135,11 +139,11 @@ async def test_silence_follows_the_route_timeout_rule(
     """
     service.cli("route", "set", "2125550103", "--timeout-means", "hangup", "--language", "en")
     service.start()
-    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer", max_wait_s=150)
+    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer", max_wait_s=165)
     declined, hung_up = await asyncio.gather(
-        sipp.call(service.asterisk.sip_address, DID, CALLER, hangup_after_s=100.0),
+        sipp.call(service.asterisk.sip_address, DID, CALLER, hangup_after_s=115.0),
         sipp.call(
-            service.asterisk.sip_address, "2125550103", "+905551112233", max_wait_s=110.0
+            service.asterisk.sip_address, "2125550103", "+905551112233", max_wait_s=125.0
         ),
     )
     await agent.wait(timeout_s=30)
@@ -153,10 +157,10 @@ async def test_silence_follows_the_route_timeout_rule(
     assert connected["disposition"] == "answered"
     assert recordings_of(connected, "conversation") == []
 
-    english = manifest_entry(built_prompts, "en/disclosure")
     assert goodbye["consent"]["decision"] == "timeout"
     assert goodbye["consent"]["language"] == "en"
-    assert goodbye["consent"]["prompt_sha256"] == english["audio_sha256"]
+    english = DisclosureFacts(LegalBasis.CONSENT, 60, goodbye["reference"])
+    assert_heard(goodbye["consent"], built_prompts, in_language("en", disclosure(english)))
     assert goodbye["disposition"] == "abandoned"
     assert goodbye["answered_at"] is None
     assert recordings_of(goodbye, "conversation") == []
@@ -315,15 +319,15 @@ async def test_notice_only_route_records_under_legitimate_interest(
     service.start()
     agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer")
     result = await sipp.call(
-        service.asterisk.sip_address, "2125550122", CALLER, hangup_after_s=16.0
+        service.asterisk.sip_address, "2125550122", CALLER, hangup_after_s=36.0
     )
-    await agent.wait(timeout_s=20)
+    await agent.wait(timeout_s=45)
     assert result.answered
 
     (call,) = await service.wait_for_calls(1)
-    notice = manifest_entry(built_prompts, "tr/notice")
     assert call["consent"]["decision"] == "not-asked"
-    assert call["consent"]["prompt_version"] == notice["version"]
+    facts = DisclosureFacts(LegalBasis.LEGITIMATE_INTEREST, 60, call["reference"])
+    assert_heard(call["consent"], built_prompts, in_language("tr", short_notice(facts)))
     (conversation,) = recordings_of(call, "conversation")
     assert_hears(assert_intact(conversation), caller=True, agent=True)
 

@@ -530,7 +530,7 @@ def test_prompts_build_prints_the_manifest(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     rows = {tuple(line.split()[:2]) for line in result.stdout.splitlines()[1:-1]}
     assert rows == {tuple(key.split("/")) for key in manifest["prompts"]}
-    assert ("tr", "disclosure") in rows and ("en", "disclosure") in rows
+    assert ("tr", "disclosure-intro") in rows and ("en", "disclosure-intro") in rows
     assert result.stdout.splitlines()[-1].startswith(f"built {len(rows)} prompts in {out}")
 
 

@@ -147,11 +147,11 @@ def test_prompt_missing_in_one_language(
 
 
 def test_prompt_altered(admin: ServiceHarness, asterisk: AsteriskSandbox) -> None:
-    installed = asterisk.sounds_dir / "pbx-bridge" / "tr" / "disclosure.wav"
+    installed = asterisk.sounds_dir / "pbx-bridge" / "tr" / "disclosure-intro.wav"
     original = installed.read_bytes()
     installed.write_bytes(original + b"\0" * 160)  # 10 ms more silence: other words
     try:
-        line = assert_only_failure(admin, "FAIL prompts.files: prompt tr/disclosure: ")
+        line = assert_only_failure(admin, "FAIL prompts.files: prompt tr/disclosure-intro: ")
     finally:
         installed.write_bytes(original)
     assert f"{installed} differs from the manifest" in line
@@ -306,10 +306,10 @@ def test_prompt_missing_from_the_build_folder(
     # The service reads its prompts from [prompts] build_dir and would refuse to start.
     build = tmp_path / "build"
     shutil.copytree(built_prompts, build)
-    (build / "tr" / "notice.wav").unlink()
+    (build / "tr" / "notice-full-offer.wav").unlink()
     monkeypatch.setenv("PBX_BRIDGE_PROMPTS__BUILD_DIR", str(build))
     line = assert_only_failure(admin, "FAIL prompts.manifest: ")
-    assert f"{build}: the manifest lists audio that is not there (tr/notice.wav)" in line
+    assert f"{build}: the manifest lists audio that is not there (tr/notice-full-offer.wav)" in line
 
 
 def test_asterisk_recording_folder_missing(

@@ -75,7 +75,9 @@ async def test_the_clip_holds_the_disclosure_from_its_first_sample(
     assert evidence["status"] == "stored"
     clip, rate = read_mono(local_file(evidence))
     manifest = json.loads((built_prompts / "manifest.json").read_text())
-    disclosure, file_rate = read_mono(built_prompts / manifest["prompts"]["tr/disclosure"]["file"])
+    # The disclosure's first segment: what the caller hears first, composed per route.
+    first = manifest["prompts"]["tr/disclosure-intro"]["file"]
+    disclosure, file_rate = read_mono(built_prompts / first)
     assert rate == file_rate == 8000
 
     start, match = disclosure_in_clip(clip, disclosure, rate)

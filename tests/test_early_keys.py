@@ -148,6 +148,10 @@ class Prompts:
         return Prompt(name, language, "v1", "a" * 64, "b" * 64, 1.0,
                       f"sound:pbx-bridge/{language}/{name}")
 
+    def compose(self, name: str, parts: object, language: str) -> Prompt:
+        """A composed prompt (the disclosure) plays here as one prompt of its name."""
+        return self.get(language, name)
+
 
 class Pipeline:
     async def begin(self, **kw: Any) -> SimpleNamespace:
@@ -186,7 +190,7 @@ async def ask(
                           "channel": _channel(CALLER)})
     assert isinstance(caller, ev.StasisStart)
     state = CallState.arriving(caller.channel, direction="inbound", did=ROUTE.did)
-    state.route = ROUTE
+    state.route, state.retention_days = ROUTE, 60  # the days are read with the route
     session = CallSession(ctx, state)
     ari.inbox = session.inbox  # Asterisk's events for this call go to its inbox
     state.call_id = await journal.open(

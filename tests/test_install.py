@@ -9,7 +9,6 @@ taken under a throw-away folder. Nothing else in the commands is changed.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -22,9 +21,12 @@ from typing import Any
 
 import pytest
 from e2e_harness import CLI, ServiceHarness, local_file, recordings_of
+from heard_prompts import assert_heard, in_language
 from sandbox_names import sandbox_name
 from web_harness import WebConsole
 
+from pbx_bridge.config import LegalBasis
+from pbx_bridge.disclosure import DisclosureFacts, disclosure
 from pbx_bridge.sandbox import AsteriskSandbox, sipp
 from pbx_bridge.sandbox.config_files import SAMPLES_DIR
 from pbx_bridge.sandbox.ports import free_ports
@@ -219,13 +221,13 @@ async def place_consenting_call(service: ServiceHarness) -> dict[str, Any]:
 
 
 def assert_taken_with_consent(call: dict[str, Any], manifest: Path, state: Path) -> None:
-    disclosure = json.loads(manifest.read_text(encoding="utf-8"))["prompts"]["tr/disclosure"]
     assert call["did"] == DID and call["extension"] == EXTENSION
     assert call["disposition"] == "answered"
     consent = call["consent"]
     assert consent["decision"] == "granted" and consent["digit"] == "1"
-    assert consent["prompt_version"] == disclosure["version"]
-    assert consent["prompt_sha256"] == disclosure["audio_sha256"]
+    # The README's route: consent, the default class (60 days); the call's reference.
+    facts = DisclosureFacts(LegalBasis.CONSENT, 60, call["reference"])
+    assert_heard(consent, manifest.parent, in_language("tr", disclosure(facts)))
     (evidence,) = recordings_of(call, "evidence")  # the disclosure as the caller heard it
     (conversation,) = recordings_of(call, "conversation")
     assert conversation["duration_s"] > 1.0

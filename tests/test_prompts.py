@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pbx_bridge.config import PromptSettings
+from pbx_bridge.config import LegalBasis, PromptSettings
+from pbx_bridge.disclosure import DisclosureFacts, disclosure
 from pbx_bridge.flow.prompts import (
     MANIFEST_NAME,
     REQUIRED_PROMPTS,
@@ -84,7 +85,10 @@ def test_every_required_prompt_is_telephone_audio(real_build: tuple[Path, Manife
             assert np.abs(samples).max() > 5000
     # The full notice is spoken in a reasonable time, the short ones are short.
     for lang in LANGUAGES:
-        assert 40 < manifest.prompts[f"{lang}/disclosure"].duration_s < 80
+        for basis in LegalBasis:
+            spoken = disclosure(DisclosureFacts(basis, 365, "123456789"))
+            total = sum(manifest.prompts[f"{lang}/{name}"].duration_s for name in spoken)
+            assert 40 < total < 85, (lang, basis, total)
         assert manifest.prompts[f"{lang}/confirm-granted"].duration_s < 8
 
 
@@ -109,14 +113,20 @@ def test_manifest_hashes_match_the_files(real_build: tuple[Path, Manifest]) -> N
 def test_controller_is_substituted(real_build: tuple[Path, Manifest]) -> None:
     _, manifest = real_build
     for lang in LANGUAGES:
-        text = manifest.prompts[f"{lang}/disclosure"].text
+        text = manifest.prompts[f"{lang}/disclosure-intro"].text
         assert CONTROLLER in text
         assert "{" not in text and "}" not in text
 
 
 def test_disclosure_texts_carry_the_required_elements() -> None:
-    tr = (PROMPTS_DIR / "tr" / "disclosure.txt").read_text(encoding="utf-8")
-    en = (PROMPTS_DIR / "en" / "disclosure.txt").read_text(encoding="utf-8")
+    """The consent route's disclosure, as composed (pbx_bridge/disclosure.py)."""
+    spoken = disclosure(DisclosureFacts(LegalBasis.CONSENT, 60, None))
+
+    def composed(lang: str) -> str:
+        return " ".join((PROMPTS_DIR / lang / f"{name}.txt").read_text(encoding="utf-8")
+                        for name in spoken)
+
+    tr, en = composed("tr"), composed("en")
     for text in (tr, en):
         assert "{controller}" in text
         for word in (
@@ -130,7 +140,7 @@ def test_disclosure_texts_carry_the_required_elements() -> None:
             "KEP",
         ):
             assert word in text, word
-        assert not re.search(r"\b0\b", text), "key 0 (text me the notice) is not offered yet"
+        assert not re.search(r"\b0\b", text), "key 0 is offered by the short notice only"
     for word in (
         "ses kaydı",
         "telefon numaranızı",
@@ -141,8 +151,8 @@ def test_disclosure_texts_carry_the_required_elements() -> None:
         "yetkili çalışan",
         "hizmet sağlayıcı",
         "yetkili kurum",
-        "saklama politika",
-        "silinir",
+        "gün saklar",
+        "sileriz",
         "işlenip işlenmediğini",
         "itiraz",
         "rızanızı geri alma",
@@ -164,7 +174,7 @@ def test_disclosure_texts_carry_the_required_elements() -> None:
         "authorised staff",
         "service providers",
         "authorities",
-        "retention policy",
+        "keep the recording for",
         "delete",
         "whether your data is processed",
         "object",
@@ -202,23 +212,24 @@ async def test_studio_recording_replaces_synthesis(tmp_path: Path) -> None:
     rate = 44100
     t = np.arange(int(rate * 2.5)) / rate
     stereo = np.stack([0.4 * np.sin(2 * np.pi * 440 * t), 0.4 * np.sin(2 * np.pi * 660 * t)], 1)
-    sf.write(texts / "tr" / "disclosure.wav", stereo, rate, subtype="PCM_16")
+    sf.write(texts / "tr" / "disclosure-intro.wav", stereo, rate, subtype="PCM_16")
     sf.write(texts / "tr" / "busy.flac", stereo[:, 0], 48000)
     settings = PromptSettings(dir=texts, build_dir=tmp_path / "out")
     manifest = await build_prompts(settings)
-    entry = manifest.prompts["tr/disclosure"]
+    entry = manifest.prompts["tr/disclosure-intro"]
     assert entry.source == "studio"
     assert manifest.prompts["tr/busy"].source == "studio"
-    assert manifest.prompts["tr/notice"].source == "espeak-ng"
-    rate_out, channels, width, duration = _wav(tmp_path / "out" / "tr" / "disclosure.wav")
+    assert manifest.prompts["tr/notice-full-offer"].source == "espeak-ng"
+    rate_out, channels, width, duration = _wav(tmp_path / "out" / "tr" / "disclosure-intro.wav")
     assert (rate_out, channels, width) == (8000, 1, 2)
     assert duration == pytest.approx(2.5, abs=0.01)
     assert (
         entry.audio_sha256
-        == hashlib.sha256((tmp_path / "out" / "tr" / "disclosure.wav").read_bytes()).hexdigest()
+        == hashlib.sha256(
+            (tmp_path / "out" / "tr" / "disclosure-intro.wav").read_bytes()).hexdigest()
     )
     # The tone survived the conversion: the 440 Hz peak dominates the spectrum.
-    samples, _ = sf.read(tmp_path / "out" / "tr" / "disclosure.wav", dtype="float64")
+    samples, _ = sf.read(tmp_path / "out" / "tr" / "disclosure-intro.wav", dtype="float64")
     spectrum = np.abs(np.fft.rfft(samples))
     freqs = np.fft.rfftfreq(len(samples), 1 / 8000)
     assert abs(freqs[spectrum.argmax()] - 440) < 5 or abs(freqs[spectrum.argmax()] - 660) < 5
@@ -263,9 +274,9 @@ async def test_failing_conversion_keeps_the_previous_build(tmp_path: Path) -> No
 
 async def test_unknown_placeholder_is_refused(tmp_path: Path) -> None:
     texts = _minimal_prompts(tmp_path / "texts")
-    path = texts / "en" / "notice.txt"
+    path = texts / "en" / "notice-full-offer.txt"
     path.write_text("Call {company} on {controller}.")
-    with pytest.raises(PromptTextInvalid, match=r"notice\.txt.*\{company\}"):
+    with pytest.raises(PromptTextInvalid, match=r"notice-full-offer\.txt.*\{company\}"):
         await build_prompts(PromptSettings(dir=texts), tmp_path / "out")
     path.write_text("An unbalanced { brace.")
     with pytest.raises(PromptTextInvalid, match="brace"):
@@ -293,23 +304,24 @@ async def test_text_change_changes_version(tmp_path: Path) -> None:
     assert new.text_sha256 != old.text_sha256
     assert new.version != old.version
     assert new.audio_sha256 != old.audio_sha256
-    assert second.prompts["en/notice"].version == first.prompts["en/notice"].version
+    rights = "en/disclosure-rights"
+    assert second.prompts[rights].version == first.prompts[rights].version
     # Only the controller changing still changes what was heard, hence the version.
     third = await build_prompts(PromptSettings(dir=texts, controller="Other Ltd"), tmp_path / "o")
-    assert third.prompts["en/notice"].version == first.prompts["en/notice"].version
-    (texts / "en" / "notice.txt").write_text("Controller: {controller}.")
+    assert third.prompts[rights].version == first.prompts[rights].version
+    (texts / "en" / "disclosure-rights.txt").write_text("Controller: {controller}.")
     a = await build_prompts(PromptSettings(dir=texts, controller="A Ltd"), tmp_path / "o")
     b = await build_prompts(PromptSettings(dir=texts, controller="B Ltd"), tmp_path / "o")
-    assert a.prompts["en/notice"].version != b.prompts["en/notice"].version
+    assert a.prompts[rights].version != b.prompts[rights].version
 
 
 async def test_catalogue_load_get_and_missing(real_build: tuple[Path, Manifest]) -> None:
     out, manifest = real_build
     catalogue = await PromptCatalogue.load(out, "pbx-bridge")
     assert catalogue.languages == frozenset(LANGUAGES)
-    prompt = catalogue.get("tr", "disclosure")
-    entry = manifest.prompts["tr/disclosure"]
-    assert prompt.media == "sound:pbx-bridge/tr/disclosure"
+    prompt = catalogue.get("tr", "disclosure-intro")
+    entry = manifest.prompts["tr/disclosure-intro"]
+    assert prompt.media == "sound:pbx-bridge/tr/disclosure-intro"
     assert (prompt.version, prompt.audio_sha256, prompt.text_sha256) == (
         entry.version,
         entry.audio_sha256,
@@ -317,8 +329,8 @@ async def test_catalogue_load_get_and_missing(real_build: tuple[Path, Manifest])
     )
     assert prompt.duration_s == entry.duration_s
     catalogue.check_complete(["tr", "en"])
-    with pytest.raises(PromptMissing, match="de/disclosure"):
-        catalogue.get("de", "disclosure")
+    with pytest.raises(PromptMissing, match="de/disclosure-intro"):
+        catalogue.get("de", "disclosure-intro")
     with pytest.raises(PromptMissing, match="pbx-bridge prompts build"):
         catalogue.check_complete(["tr", "de"])
 

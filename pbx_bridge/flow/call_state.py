@@ -62,8 +62,13 @@ class CallState:
     # The route as resolved when the call opened: its legal basis, announcement, language,
     # target and rules stay the call's for its whole life, also across a restart.
     route: ResolvedRoute | None = None
-    # The extension's class if it has one, else the route's (resolved at the start).
+    # The extension's class if it has one, else the route's (resolved at the start), and
+    # its days (read with the route: the notice says them; None on an adopted call).
     retention_class: str = ""
+    retention_days: int | None = None
+    # The language the caller hears when not the route's: their country's, or chosen by
+    # key from the route's languages.
+    heard_language: str | None = None
     subject_key: str | None = None  # the caller's, when they have a public number
     do_not_record: bool = False  # listed at the start, or pressed 8 on this call
     consent: ConsentOutcome | None = None  # None until asked (or told, or not asked)
@@ -109,7 +114,8 @@ class CallState:
 
     @property
     def language(self) -> str:
-        return self.known_route.language.value
+        """What the caller hears: their country's or chosen language, else the route's."""
+        return self.heard_language or self.known_route.language.value
 
     def owned_ids(self) -> tuple[str, ...]:
         """Every Asterisk object of this call, for the dispatcher's ownership map."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,3 +47,5 @@ class FlowContext:
     subjects: SubjectIndex
     # Days to answer a request the caller opens by keypress ([privacy] due_days).
     request_due_days: int = 30
+    # Region -> language for routes whose language follows the caller's country.
+    country_languages: Mapping[str, str] = field(default_factory=dict)

@@ -61,7 +61,9 @@ class PromptPlayer:
         while True:
             item = await self._inbox.next()
             if isinstance(item, ev.PlaybackStarted) and item.playback.id == playback_id:
-                started_at = item.timestamp
+                # A composed prompt (several media, one playback) starts each of its
+                # media with a PlaybackStarted: its first audio is the first one's.
+                started_at = started_at or item.timestamp
             elif _playback_done(item, playback_id):
                 return Heard(None, started_at, tuple(early))
             elif (

@@ -23,8 +23,6 @@ MANIFEST_FORMAT = 1
 
 # Every language must have all of these: the call flow plays them by name.
 REQUIRED_PROMPTS: tuple[str, ...] = (
-    "disclosure",
-    "notice",
     "confirm-granted",
     "confirm-declined",
     "confirm-timeout",

@@ -21,7 +21,8 @@ from pbx_bridge.calls.journal import ConsentProof
 from pbx_bridge.calls.retention import class_days
 from pbx_bridge.calls.routes import ResolvedRoute, resolve_route
 from pbx_bridge.config import Announcement, LegalBasis, RecordingMode, TimeoutRule
-from pbx_bridge.flow import names
+from pbx_bridge.disclosure import DisclosureFacts
+from pbx_bridge.flow import announcement, names
 from pbx_bridge.flow.call_state import CallState, route_snapshot
 from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
 from pbx_bridge.flow.context import FlowContext
@@ -36,6 +37,7 @@ from pbx_bridge.flow.policy import (
     confirmation_prompt,
     decide_recording,
 )
+from pbx_bridge.flow.prompts import Prompt
 from pbx_bridge.flow.recorder import ConversationRecorder, OnDemandKeys
 from pbx_bridge.flow.together import together
 from pbx_bridge.flow.withdrawal import on_do_not_record_list, withdraw_by_keypress
@@ -111,6 +113,8 @@ class CallSession:
         self._evidence: EvidenceClip | None = None
         self._recorder: ConversationRecorder | None = None
         self.unwritten_end: CallEnd | None = None
+        # The language menu the caller heard (routes offering languages), for the proof.
+        self._language_menu: Prompt | None = None
 
     @property
     def caller(self) -> Channel:
@@ -190,10 +194,14 @@ class CallSession:
             # Adopted: its row and route are the ones it started with; only the list is
             # asked again (a listing since then protects the caller now).
             state.do_not_record = await on_do_not_record_list(self.ctx, state.subject_key)
+            if state.retention_days is None:  # an unbridged one is told them again
+                async with self.ctx.sessions() as session:
+                    state.retention_days = await class_days(
+                        session, state.retention_class, self.ctx.retention)
             return state.route
         # The look-ups need nothing of each other: under load each round trip waits its
         # turn on the loop, and the caller is still ringing while they run.
-        (route, extension), linkedid, state.do_not_record = await together(
+        (route, extension, days), linkedid, state.do_not_record = await together(
             self._route_and_extension(),
             # Asterisk's linkedid ties this call to its other legs in CDRs and CEL.
             self._on_caller(self.ctx.ari.get_variable(self.caller.id, "CHANNEL(linkedid)")),
@@ -205,6 +213,12 @@ class CallSession:
             state.retention_class = extension.retention_class
         else:
             state.retention_class = route.retention_class
+        state.retention_days = days
+        if route.language_by_country:
+            state.heard_language = announcement.country_language(
+                self.caller.caller.number, self.ctx.subjects.default_region,
+                self.ctx.country_languages, route.languages,
+            )
         opened = await self.ctx.journal.open_call(
             linkedid=linkedid or self.caller.id,
             channel_id=self.caller.id,
@@ -215,26 +229,34 @@ class CallSession:
             announcement=route.announcement.value,
             legal_basis=route.legal_basis.value,
             retention_class=state.retention_class,
-            language=route.language.value,
+            language=state.language,
             route_snapshot=route_snapshot(route),
         )
         state.call_id, state.reference = opened.id, opened.reference
         log.info(
-            "call %s: %s call from %s to DID %s, route %s",
+            "call %s: %s call from %s to DID %s, route %s, reference %s",
             state.call_id,
             state.direction,
             mask_number(self.caller.caller.number),
             state.did,
             "default" if route.is_default else route.did,
+            state.reference,
         )
         return route
 
-    async def _route_and_extension(self) -> tuple[ResolvedRoute, ExtensionInfo | None]:
+    async def _route_and_extension(
+        self,
+    ) -> tuple[ResolvedRoute, ExtensionInfo | None, int]:
+        """The route, its extension, and the retention class's days: the notice says
+        them, so they are read here, in the same session, not when the recording starts."""
         async with self.ctx.sessions() as session:
             route = await resolve_route(
                 session, self.state.did, self.ctx.default_route, self.ctx.default_language
             )
-            return route, await get_extension(session, route.target)
+            extension = await get_extension(session, route.target)
+            own = extension.retention_class if extension is not None else None
+            days = await class_days(session, own or route.retention_class, self.ctx.retention)
+            return route, extension, days
 
     async def _answer_caller(self) -> None:
         if self.state.caller_answered:
@@ -258,30 +280,31 @@ class CallSession:
         answer is time in which that key comes too early to count (issue 9).
         """
         assert self.call_id is not None
-        lang = route.language.value
-        disclosure = self.ctx.prompts.get(lang, "disclosure")
-        dialogue = ConsentDialogue(
-            self.player,
-            disclosure,
-            self.ctx.prompts.get(lang, "invalid-choice"),
-            max_repeats=self.ctx.call.max_repeats,
-            timeout_s=route.prompt_timeout_s,
-            withdrawal_offer=(
-                self.ctx.prompts.get(lang, "withdrawal-offer")
-                if self._offers_withdrawal(route)
-                else None
-            ),
-        )
         self._evidence = EvidenceClip(self.ctx, self.state, self.inbox)
         await self._evidence.start()
         try:
             await self._answer_caller()
+            await self._choose_language(route)
+            lang = self.state.language
+            disclosure = announcement.disclosure_prompt(self.ctx.prompts, lang, self._facts())
+            dialogue = ConsentDialogue(
+                self.player,
+                disclosure,
+                announcement.invalid_choice_prompt(self.ctx.prompts, lang, route.legal_basis),
+                max_repeats=self.ctx.call.max_repeats,
+                timeout_s=route.prompt_timeout_s,
+                withdrawal_offer=(
+                    self.ctx.prompts.get(lang, "withdrawal-offer")
+                    if self._offers_withdrawal(route)
+                    else None
+                ),
+            )
             await slow_point("disclosure.after-answer")  # tests: the disclosure starts late
             answer = await self._on_caller(dialogue.ask(self.caller.id))
         finally:
             await self._evidence.stop()
         listed = answer.outcome is ConsentOutcome.WITHDRAWN and await self._withdraw()
-        await self._save_consent(answer.outcome, answer, disclosure_name="disclosure", route=route)
+        await self._save_consent(answer.outcome, answer, heard=disclosure)
         early = " ".join(key.digit for key in answer.keys if key.early)
         log.info("call %s: consent %s%s", self.call_id, answer.outcome.value,
                  f" (pressed before the disclosure, no answer: {early})" if early else "")
@@ -296,6 +319,31 @@ class CallSession:
         if confirmation is not None:
             await self._play_to_caller(route, confirmation)
         return answer.outcome
+
+    def _facts(self) -> DisclosureFacts:
+        """What the route's disclosure says: its basis, the class's days, the reference."""
+        assert self.state.retention_days is not None
+        return DisclosureFacts(self.state.legal_basis, self.state.retention_days,
+                               self.state.reference)
+
+    async def _choose_language(self, route: ResolvedRoute) -> None:
+        """A route offering languages: "(Turkish) press 1. For English, press 3."; the key
+        picks the language, anything else (or silence) keeps the route's own. Skipped
+        where the caller's country decides, or the route offers one language."""
+        if len(route.languages) < 2 or route.language_by_country:
+            return
+        menu = announcement.language_menu(self.ctx.prompts, route.languages,
+                                          route.language_keys)
+        self._language_menu = menu
+        heard = await self._on_caller(self.player.hear(self.caller.id, menu.media))
+        key = heard.key or await self._on_caller(
+            self.player.wait_key(self.caller.id, route.prompt_timeout_s)
+        )
+        self.state.heard_language = announcement.language_for_key(
+            key.digit if key else None, route.languages, route.language_keys
+        )
+        log.info("call %s: language %s (%s)", self.call_id, self.state.language,
+                 f"key {key.digit}" if key else "no key")
 
     def _skips_recording(self, route: ResolvedRoute) -> bool:
         """On the do-not-record list, and the route does not record under a legal duty."""
@@ -326,24 +374,42 @@ class CallSession:
         await self._play_to_caller(route, "do-not-record")
         answer = ConsentAnswer(ConsentOutcome.NOT_ASKED, None, 1, started, utcnow())
         await self._save_consent(
-            ConsentOutcome.NOT_ASKED, answer, disclosure_name="do-not-record", route=route
+            ConsentOutcome.NOT_ASKED, answer,
+            heard=self.ctx.prompts.get(self.state.language, "do-not-record"),
         )
         log.info("call %s: caller is on the do-not-record list; not asked", self.call_id)
         return ConsentOutcome.NOT_ASKED
 
     async def _play_notice(self, route: ResolvedRoute) -> ConsentOutcome:
+        """The short notice; 0 (while it plays or just after) plays the full notice, and
+        the proof keeps both."""
+        await self._choose_language(route)
         started = utcnow()
-        await self._play_to_caller(route, "notice")
-        answer = ConsentAnswer(ConsentOutcome.NOT_ASKED, None, 1, started, utcnow())
-        await self._save_consent(ConsentOutcome.NOT_ASKED, answer, disclosure_name="notice",
-                                 route=route)
+        lang, facts = self.state.language, self._facts()
+        heard = announcement.notice_prompt(self.ctx.prompts, lang, facts)
+        key = (await self._on_caller(self.player.hear(self.caller.id, heard.media))).key
+        wait = self.ctx.call.notice_key_wait_s
+        if key is None and wait > 0:
+            key = await self._on_caller(self.player.wait_key(self.caller.id, wait))
+        digit = None
+        if key is not None and key.digit == announcement.KEY_FULL_NOTICE:
+            digit = key.digit
+            full = announcement.full_notice_prompt(self.ctx.prompts, lang, facts)
+            await self._on_caller(self.player.play(self.caller.id, full.media, barge_in=False))
+            heard = self.ctx.prompts.compose(
+                "notice+full-notice",
+                [(p.language, p.name) for p in (*heard.heard, *full.heard)],
+                lang,
+            )
+            log.info("call %s: caller pressed 0 and heard the full notice", self.call_id)
+        answer = ConsentAnswer(ConsentOutcome.NOT_ASKED, digit, 1, started, utcnow())
+        await self._save_consent(ConsentOutcome.NOT_ASKED, answer, heard=heard)
         return ConsentOutcome.NOT_ASKED
 
     async def _record_not_asked(self, route: ResolvedRoute) -> ConsentOutcome:
         now = utcnow()
         answer = ConsentAnswer(ConsentOutcome.NOT_ASKED, None, 0, now, now)
-        await self._save_consent(ConsentOutcome.NOT_ASKED, answer, disclosure_name=None,
-                                 route=route)
+        await self._save_consent(ConsentOutcome.NOT_ASKED, answer, heard=None)
         return ConsentOutcome.NOT_ASKED
 
     async def _ring_department(self, route: ResolvedRoute) -> DialResult:
@@ -384,7 +450,8 @@ class CallSession:
     async def _decide(self, route: ResolvedRoute, consent: ConsentOutcome) -> RecordingDecision:
         async with self.ctx.sessions() as session:
             mode = await extension_recording(session, route.target)
-            days = await class_days(session, self.state.retention_class, self.ctx.retention)
+        days = self.state.retention_days  # read when the call opened (or was adopted)
+        assert days is not None
         decision = decide_recording(
             route.legal_basis, consent, RecordingMode(mode),
             do_not_record=self.state.do_not_record,
@@ -450,17 +517,17 @@ class CallSession:
         outcome: ConsentOutcome,
         answer: ConsentAnswer,
         *,
-        disclosure_name: str | None,
-        route: ResolvedRoute,
+        heard: Prompt | None,
     ) -> None:
+        """The proof: what the caller heard (the language menu, every segment of the
+        disclosure or notice, each with its version and sha256) and did."""
         assert self.call_id is not None
-        lang = route.language.value
-        prompt = self.ctx.prompts.get(lang, disclosure_name) if disclosure_name else None
+        prompt = heard
         proof = ConsentProof(
             decision=outcome.value,
             digit=answer.digit,
-            language=lang,
-            prompt_name=disclosure_name,
+            language=self.state.language,
+            prompt_name=prompt.name if prompt else None,
             prompt_version=prompt.version if prompt else None,
             prompt_sha256=prompt.audio_sha256 if prompt else None,
             prompt_text_sha256=prompt.text_sha256 if prompt else None,
@@ -470,7 +537,10 @@ class CallSession:
             decided_at=answer.decided_at,
             disclosure_started_at=answer.disclosure_started_at,
             answer_to_disclosure_s=self._disclosure_delay(answer),
-            key_history=answer.keys if disclosure_name == "disclosure" else None,
+            key_history=answer.keys if prompt and prompt.name == "disclosure" else None,
+            prompt_segments=(
+                announcement.heard_segments(self._language_menu, prompt) if prompt else None
+            ),
         )
         await self.ctx.journal.save_consent(self.call_id, self.caller.caller.number or None, proof)
         self.state.consent = outcome
@@ -489,7 +559,7 @@ class CallSession:
         return round(delay, 3)
 
     async def _play_to_caller(self, route: ResolvedRoute, name: str) -> None:
-        prompt = self.ctx.prompts.get(route.language.value, name)
+        prompt = self.ctx.prompts.get(self.state.language, name)
         await self._on_caller(self.player.play(self.caller.id, prompt.media, barge_in=False))
 
     async def _tell_caller_and_hang_up(self, route: ResolvedRoute, message: str) -> None:

@@ -15,8 +15,10 @@ from typing import Any, Literal
 from alembic import context
 from sqlalchemy.engine import Connection
 
-# Register the upper layer's tables on Base.metadata: calls, users/tokens/sessions, share links.
+# Register the upper layer's tables on Base.metadata: calls, users/tokens/sessions, share
+# links, DSAR approvals.
 import pbx_bridge.calls.models
+import pbx_bridge.subjects.approvals
 import pbx_bridge.users.models
 import pbx_bridge.web.share_models  # noqa: F401
 from storage.models import Base, UTCDateTime

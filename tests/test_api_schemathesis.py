@@ -36,8 +36,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from storage_fakes import db_url, sessions
-from test_call_page import Console, web
+from test_call_page import CALLER, Console, web
 from web_routes import console_app, openapi_operations
+
+from pbx_bridge.subjects.approvals import ApprovalAction, request_approval
 
 __all__ = ["db_url", "sessions", "web"]  # fixtures
 
@@ -81,8 +83,23 @@ async def _known_ids(web: Console) -> dict[str, list[str]]:
         )
         assert made.status_code == 201, made.text
         shares.append(made.json()["id"])
+    dsars = []
+    for kind in ("access", "access", "access", "erasure"):
+        opened = await web.client.post("/api/v1/dsar", headers=web.api("deniz"), json={
+            "number": CALLER, "type": kind, "channel": "email"})
+        assert opened.status_code == 201, opened.text
+        dsars.append(opened.json()["id"])
+    ran = await web.client.post(f"/api/v1/dsar/{dsars[0]}/run", headers=web.api("deniz"))
+    assert ran.status_code == 200, ran.text  # so its answer can be downloaded
+    async with web.sessions() as session:  # four eyes are off here: asked as if on
+        approvals = [
+            (await request_approval(session, ApprovalAction.DSAR_RUN, actor="user:deniz",
+                                    user_id="someone", request_id=dsars[3])).id
+            for _ in range(1)
+        ]
+        await session.commit()
     return {"call_id": [web.call_id, web.other_call_id], "recording_id": [web.recording_id],
-            "share_id": shares}
+            "share_id": shares, "dsar_id": dsars, "approval_id": approvals}
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -126,8 +143,14 @@ async def test_every_answer_is_as_documented_and_none_is_a_5xx(
     for role, user in ROLES.items():
         await asyncio.to_thread(explore, role, user)
     # The run reached the operation itself, not only its refusals.
-    assert answered["anonymous"] <= {401, 404, 405, 422} or path == "/healthz", answered
+    # (400: a body that is not JSON at all is refused before the token is looked at.)
+    assert answered["anonymous"] <= {400, 401, 404, 405, 422} or path == "/healthz", answered
     reached = set().union(*answered.values())
+    if path == "/api/v1/approvals/{approval_id}/approve":
+        # Four eyes are given in person, never with a token (permissions.approval): a
+        # dpo's token is refused with the rule, which is as far as a token gets.
+        assert 403 in answered["dpo"], answered
+        return
     assert reached & {200, 201, 204, 206}, (method, path, answered)
 
 

@@ -84,7 +84,8 @@ async def web(
 ) -> AsyncIterator[Console]:
     settings = Settings(
         auth={"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1},
-        privacy={"subject_key_file": tmp_path / "subject.key"},
+        privacy={"subject_key_file": tmp_path / "subject.key",
+                 "export_dir": tmp_path / "exports"},  # DSAR answers (the API's tests)
         web={"secret_key": SECRET},
     )
     users = await UsersAccounts.from_settings(settings, sessions)

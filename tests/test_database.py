@@ -58,6 +58,7 @@ EXPECTED_TABLES = {
     "api_tokens",
     "web_sessions",
     "share_links",
+    "dsar_approvals",
 }
 
 

@@ -138,6 +138,7 @@ def test_four_eyes_hold_back_erasure_bulk_export_and_unhold() -> None:
         assert decision.reason == f"{action.value} needs a second dpo's approval"
         assert not allowed(DPO, action).needs_approval
     assert needs_second_approval(A.DSAR_RUN, four_eyes=True, dsar_type="erasure")
+    assert needs_second_approval(A.DSAR_RUN, four_eyes=True, dsar_type="export")
     assert not needs_second_approval(A.DSAR_RUN, four_eyes=True, dsar_type="access")
     assert not needs_second_approval(A.RECORDINGS_HOLD, four_eyes=True)
     assert not allowed(DPO, A.RECORDINGS_HOLD, four_eyes=True).needs_approval

@@ -165,6 +165,8 @@ class DataSubjectRequest(Base):
     type: Mapped[str] = mapped_column(String(16))
     # phone, email, web, letter, keypress
     channel: Mapped[str] = mapped_column(String(16))
+    # The subject's own reference for the request (their letter's, their e-mail's), if any.
+    their_reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     # open, in-progress, done, rejected
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -34,6 +33,7 @@ from pbx_bridge.cli.progress import Reporter, progress_for
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Settings
 from pbx_bridge.privacy import mask_number
+from pbx_bridge.subjects.holdings_summary import HeldSummary
 from pbx_bridge.subjects.index import (
     InvalidNumber,
     SubjectIndex,
@@ -54,7 +54,7 @@ from pbx_bridge.subjects.register import (
     reject,
 )
 from pbx_bridge.subjects.reindex import DEFAULT_BATCH, ReindexReport, reindex
-from storage.models import RecordingStatus, utcnow
+from storage.models import utcnow
 
 app = typer.Typer(help="Data-subject requests: open, list, show, run, reject (numbers masked).")
 
@@ -118,6 +118,7 @@ def _request_json(
         "id": request.id,
         "type": request.type,
         "channel": request.channel,
+        "their_reference": request.their_reference,
         "number": _number(request, unmasked),
         "number_erased": request.number is None,
         "status": request.status,
@@ -177,6 +178,11 @@ def open_command(
     note: Annotated[
         str | None, typer.Option("--note", metavar="TEXT", help="Anything worth keeping.")
     ] = None,
+    their_reference: Annotated[
+        str | None,
+        typer.Option("--their-reference", metavar="TEXT",
+                     help="The subject's own reference (their letter's), if any."),
+    ] = None,
 ) -> None:
     """Register a request received now; prints its reference and due date."""
     if (number is None) == (call_reference is None):
@@ -201,6 +207,7 @@ def open_command(
                 actor=cli_actor(),
                 due_days=settings.privacy.due_days,
                 note=_with_call_reference(note, call_reference),
+                their_reference=their_reference,
             )
 
     with _dsar_errors():
@@ -309,71 +316,6 @@ class _Shown:
     holdings: SubjectHoldings
 
 
-def _counted(values: Iterable[str]) -> dict[str, int]:
-    return dict(sorted(Counter(values).items()))
-
-
-@dataclass(frozen=True)
-class _HeldSummary:
-    """Counts only: the detail is the access report's job, not the register's."""
-
-    calls: int
-    first_call_at: str | None
-    last_call_at: str | None
-    calls_redacted: int
-    consents_by_decision: dict[str, int]
-    recordings_held: int
-    recordings_on_legal_hold: int
-    recordings_deleted: int
-    held_by_legal_basis: dict[str, int]
-    tombstones: int
-    requests: list[str]
-
-    @classmethod
-    def of(cls, held: SubjectHoldings) -> _HeldSummary:
-        gone = (RecordingStatus.DELETED.value, RecordingStatus.DELETING.value)
-        kept = [r for r in held.recordings if r.status not in gone]
-        return cls(
-            calls=len(held.calls),
-            first_call_at=iso(held.calls[0].started_at) if held.calls else None,
-            last_call_at=iso(held.calls[-1].started_at) if held.calls else None,
-            calls_redacted=sum(1 for c in held.calls if c.redaction is not None),
-            consents_by_decision=_counted(c.decision for c in held.consents),
-            recordings_held=len(kept),
-            recordings_on_legal_hold=sum(1 for r in kept if r.hold_reason is not None),
-            recordings_deleted=len(held.recordings) - len(kept),
-            held_by_legal_basis=_counted(r.legal_basis for r in kept),
-            tombstones=len(held.tombstones),
-            requests=[f"{q.reference} {q.type} {q.status}" for q in held.requests],
-        )
-
-    def lines(self) -> list[tuple[str, str]]:
-        calls = str(self.calls)
-        if self.calls:
-            calls += f" ({self.first_call_at} .. {self.last_call_at})"
-        if self.calls_redacted:
-            calls += f", {self.calls_redacted} redacted"
-        decisions = self.consents_by_decision
-        return [
-            ("calls", calls),
-            ("consents", f"{sum(decisions.values())}{_detail(decisions)}"),
-            (
-                "recordings",
-                f"{self.recordings_held} held ({self.recordings_on_legal_hold} on legal hold),"
-                f" {self.recordings_deleted} deleted",
-            ),
-            ("held by basis", _detail(self.held_by_legal_basis).strip(" ()") or "-"),
-            ("deletion records", str(self.tombstones)),
-            ("requests", ", ".join(self.requests) or "-"),
-        ]
-
-
-def _detail(counts: dict[str, int]) -> str:
-    if not counts:
-        return ""
-    return " (" + ", ".join(f"{name} {n}" for name, n in counts.items()) + ")"
-
-
 def _print_show(shown: _Shown, *, now: datetime, soon_days: int, unmasked: bool) -> None:
     r = shown.request
     number = _number(r, unmasked)
@@ -393,6 +335,8 @@ def _print_show(shown: _Shown, *, now: datetime, soon_days: int, unmasked: bool)
         ("handled at", None if r.handled_at is None else f"{short_time(r.handled_at)} UTC"),
         ("note", _mask_text(r.note, unmasked)),
     ]
+    if r.their_reference is not None:
+        fields.insert(4, ("their ref", r.their_reference))
     if r.reject_reason is not None:
         fields.append(("rejected because", _mask_text(r.reject_reason, unmasked)))
     if r.export_path is not None:
@@ -409,7 +353,7 @@ def _print_show(shown: _Shown, *, now: datetime, soon_days: int, unmasked: bool)
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     typer.echo("")
     typer.echo("held about this subject now:")
-    summary = _HeldSummary.of(shown.holdings).lines()
+    summary = HeldSummary.of(shown.holdings).lines()
     width = max(len(name) for name, _ in summary)
     for name, text in summary:
         typer.echo(f"  {name + ':':<{width + 1}} {text}")
@@ -441,7 +385,7 @@ def show_command(
         data = {
             **_request_json(shown.request, now=now, soon_days=soon_days, unmasked=unmasked),
             "result": _result(shown.request, unmasked),
-            "holdings": asdict(_HeldSummary.of(shown.holdings)),
+            "holdings": asdict(HeldSummary.of(shown.holdings)),
         }
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return

@@ -68,6 +68,7 @@ CLOSED = (RequestStatus.DONE.value, RequestStatus.REJECTED.value)
 # Types whose answer removes the number: the register must not keep what was erased.
 REDACTING = (RequestType.ERASURE.value, RequestType.ANONYMISE.value)
 REFERENCE_PREFIX = "DSAR"
+MAX_THEIR_REFERENCE = 64
 # pg_advisory_xact_lock key for choosing references (any constant unique to this use).
 _LOCK_KEY = 0x44534152  # "DSAR"
 
@@ -135,10 +136,19 @@ async def open_request(
     due_days: int,
     note: str | None = None,
     now: datetime | None = None,
+    their_reference: str | None = None,
 ) -> DataSubjectRequest:
-    """Register a request received ``now``; raises ``InvalidNumber`` for a bad number."""
+    """Register a request received ``now``; raises ``InvalidNumber`` for a bad number.
+
+    ``their_reference``: the subject's own reference (their letter's), kept to quote back.
+    """
     if due_days < 1:
         raise RequestStateError(f"due_days must be at least 1, not {due_days}")
+    theirs = their_reference.strip() if their_reference is not None else ""
+    if len(theirs) > MAX_THEIR_REFERENCE:
+        raise RequestStateError(
+            f"their reference must be at most {MAX_THEIR_REFERENCE} characters"
+        )
     received = (now or utcnow()).astimezone(UTC)
     e164 = index.normalise(number)
     request_type = RequestType(type)
@@ -154,6 +164,7 @@ async def open_request(
         type=request_type.value,
         channel=request_channel.value,
         note=note_text or None,
+        their_reference=theirs or None,
         status=RequestStatus.OPEN.value,
         received_at=received,
         due_at=received + timedelta(days=due_days),
@@ -204,6 +215,7 @@ async def list_requests(
     overdue_only: bool = False,
     due_within_days: int | None = None,
     now: datetime | None = None,
+    type: RequestType | None = None,
 ) -> list[DataSubjectRequest]:
     """Oldest due first. ``overdue_only``: still pending past their due date;
     ``due_within_days``: still pending and due by then (overdue ones included)."""
@@ -211,6 +223,8 @@ async def list_requests(
     query = select(DataSubjectRequest)
     if status is not None:
         query = query.where(DataSubjectRequest.status == RequestStatus(status).value)
+    if type is not None:
+        query = query.where(DataSubjectRequest.type == RequestType(type).value)
     if overdue_only or due_within_days is not None:
         query = query.where(DataSubjectRequest.status.in_(PENDING))
         limit = at if overdue_only else at + timedelta(days=due_within_days or 0)

@@ -15,6 +15,8 @@ from pbx_bridge.users import auth
 from pbx_bridge.users.auth import Action, AuthContext, Decision, Principal
 from pbx_bridge.web import accounts as console
 
+_ACTIONS = frozenset(a.value for a in Action)
+
 
 class UsersAccounts:
     def __init__(
@@ -68,13 +70,34 @@ class UsersAccounts:
         return await auth.token_principal(self._sessions, token)
 
     async def allowed(self, principal: console.Principal, action: str) -> Decision:
-        if not isinstance(principal, Principal):
-            return Decision(False, "not a principal of the users module")
-        try:
-            known = Action(action)
-        except ValueError:
-            return Decision(False, f"unknown action {action!r}")
-        return auth.allowed(principal, known, four_eyes=self._four_eyes)
+        known = _known(principal, action)
+        if isinstance(known, Decision):
+            return known
+        return auth.allowed(known[0], known[1], four_eyes=self._four_eyes)
+
+    def needs_approval(self, action: str, *, dsar_type: str | None = None) -> bool:
+        if action not in _ACTIONS:
+            return False
+        return auth.needs_second_approval(
+            Action(action), four_eyes=self._four_eyes, dsar_type=dsar_type
+        )
+
+    def approval(
+        self, requester_user_id: str, approver: console.Principal, action: str
+    ) -> Decision:
+        known = _known(approver, action)
+        if isinstance(known, Decision):
+            return known
+        return auth.approval(requester_user_id, known[0], known[1])
+
+
+def _known(principal: console.Principal, action: str) -> tuple[Principal, Action] | Decision:
+    """The users module's principal and action, or the refusal of a foreign one."""
+    if not isinstance(principal, Principal):
+        return Decision(False, "not a principal of the users module")
+    if action not in _ACTIONS:
+        return Decision(False, f"unknown action {action!r}")
+    return principal, Action(action)
 
 
 def _conforms(accounts: UsersAccounts) -> console.Accounts:

@@ -79,10 +79,11 @@ CALL_ACTIONS = frozenset(
     }
 )
 # Irreversible or wholesale: a second dpo approves them when four eyes are on. A DSAR of
-# type erasure is run through DSAR_RUN; the caller asks with the request's type
+# type erasure (irreversible) or export (every recording of the subject in one file: the
+# bulk export) is run through DSAR_RUN; the caller asks with the request's type
 # (:func:`needs_second_approval`).
 FOUR_EYES_ACTIONS = frozenset({A.RECORDINGS_DELETE, A.EXPORTS_BULK, A.RECORDINGS_RELEASE})
-FOUR_EYES_DSAR_TYPES = frozenset({"erasure"})
+FOUR_EYES_DSAR_TYPES = frozenset({"erasure", "export"})
 
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(
@@ -257,7 +258,8 @@ def allowed(
 
 def needs_second_approval(action: Action, *, four_eyes: bool, dsar_type: str | None = None) -> bool:
     """Whether this action waits for a second dpo: erasure (a recording's deletion, or a
-    DSAR of type erasure being run), bulk export and un-hold, only when four eyes are on."""
+    DSAR of type erasure being run), bulk export (a DSAR of type export being run) and
+    un-hold, only when four eyes are on."""
     if not four_eyes:
         return False
     if action is A.DSAR_RUN:

@@ -16,6 +16,10 @@ from typing import Protocol
 class Principal(Protocol):
     """A signed-in user or an API token's owner."""
 
+    # The user (a token's owner): four eyes compare who asked with who approves.
+    @property
+    def user_id(self) -> str: ...
+
     @property
     def name(self) -> str: ...
 
@@ -40,6 +44,10 @@ class Grant(Protocol):
     # When allowed: the extensions whose calls it covers (None: every call).
     @property
     def extensions(self) -> Collection[str] | None: ...
+
+    # Why (allowed or not): what a refusal tells the user.
+    @property
+    def reason(self) -> str: ...
 
 
 class SignInRefused(Exception):
@@ -93,3 +101,11 @@ class Accounts(Protocol):
     async def token_principal(self, token: str) -> Principal | None: ...
 
     async def allowed(self, principal: Principal, action: str) -> Grant: ...
+
+    def needs_approval(self, action: str, *, dsar_type: str | None = None) -> bool:
+        """Four eyes: does ``action`` (a DSAR run of this type) wait for a second dpo?"""
+        ...
+
+    def approval(self, requester_user_id: str, approver: Principal, action: str) -> Grant:
+        """May ``approver`` approve ``action`` that ``requester_user_id`` asked for?"""
+        ...

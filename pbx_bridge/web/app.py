@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.metadata import version
 
 from fastapi import FastAPI
@@ -14,12 +15,14 @@ from pbx_bridge.web import (
     api_calls,
     api_consents,
     api_dashboard,
+    api_dsar,
     api_recordings,
     api_shares,
     audit_page,
     call_page,
     calls_page,
     dashboard_page,
+    dsar_page,
     error_handlers,
     health,
     input_guard,
@@ -32,9 +35,11 @@ from pbx_bridge.web.audit_verification import ChainVerifier
 from pbx_bridge.web.call_search_setup import Subjects, cursor_signer
 from pbx_bridge.web.cookies import CookieNames
 from pbx_bridge.web.dashboard_numbers import DashboardNumbers
+from pbx_bridge.web.dsar_desk import DsarDesk
 from pbx_bridge.web.i18n import Catalogue
 from pbx_bridge.web.security_headers import add_security_headers
 from pbx_bridge.web.web_state import STATIC_DIR, WebState, make_templates
+from storage.backends.base import Backend
 from storage.playback import Player
 
 
@@ -56,9 +61,12 @@ def create_app(
     accounts: Accounts,
     sessions: async_sessionmaker[AsyncSession],
     player: Player | None = None,
+    *,
+    dsar_backends: Mapping[str, Backend] | None = None,
 ) -> FastAPI:
     """``player``: recordings for listening (``storage_setup.build_player``); without
-    one the media URLs answer 503."""
+    one the media URLs answer 503. ``dsar_backends``: the storage backends erasures
+    delete from (tests); by default the configured ones, as ``dsar run`` builds them."""
     web = settings.web
     secret_key = secret_key_of(web)
     app = FastAPI(
@@ -71,6 +79,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    subjects = Subjects(settings.privacy)
     app.state.web = WebState(
         settings=web,
         secret_key=secret_key,
@@ -80,11 +89,12 @@ def create_app(
         cookies=CookieNames(web),
         templates=make_templates(),
         cursor_signer=cursor_signer(secret_key),
-        subjects=Subjects(settings.privacy),
+        subjects=subjects,
         dashboard=DashboardNumbers(
             sessions, accounts, soon_days=settings.privacy.due_soon_days,
             refresh_s=web.dashboard_refresh_s,
         ),
+        dsar=DsarDesk(settings, sessions, accounts, subjects, backends=dsar_backends),
     )
     app.state.player = player
     app.state.audit_verifier = ChainVerifier(sessions, accounts)
@@ -96,6 +106,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api_calls.router)
     app.include_router(api_dashboard.router)
+    app.include_router(api_dsar.router)
     app.include_router(api_recordings.router)
     app.include_router(api_shares.router)
     app.include_router(api_consents.router)
@@ -106,5 +117,6 @@ def create_app(
     app.include_router(call_page.router)
     app.include_router(shares_page.router)
     app.include_router(audit_page.router)
+    app.include_router(dsar_page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -132,7 +132,7 @@ async def load_call(
                 .order_by(AuditEntry.seq.desc())
                 .limit(AUDIT_LIMIT)
             )
-            audit = [_line(entry) for entry in entries.all()]
+            audit = [audit_line(entry) for entry in entries.all()]
         await audit_view(session, principal, f"call:{call_id}", unmasked=unmasked, via=via)
         await session.commit()
     return CallRecord(
@@ -145,7 +145,7 @@ async def load_call(
     )
 
 
-def _line(entry: AuditEntry) -> AuditLine:
+def audit_line(entry: AuditEntry) -> AuditLine:
     try:
         details = json.loads(entry.details)
     except ValueError:

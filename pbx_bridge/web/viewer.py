@@ -10,7 +10,13 @@ from starlette.requests import Request
 from pbx_bridge.calls.dashboard import DsarStats
 from pbx_bridge.web import csrf
 from pbx_bridge.web.accounts import Accounts, Principal
-from pbx_bridge.web.permissions import AUDIT_READ, CALLS_READ, DASHBOARD_READ, SHARES_READ
+from pbx_bridge.web.permissions import (
+    AUDIT_READ,
+    CALLS_READ,
+    DASHBOARD_READ,
+    DSAR_READ,
+    SHARES_READ,
+)
 from pbx_bridge.web.web_state import WebState, web_state
 
 
@@ -45,7 +51,7 @@ class Viewer:
 
 # The header's pages, in order, and the action each needs.
 NAV = (("dashboard", DASHBOARD_READ), ("calls", CALLS_READ), ("shares", SHARES_READ),
-       ("audit", AUDIT_READ))
+       ("audit", AUDIT_READ), ("dsar", DSAR_READ))
 
 
 async def nav_of(accounts: Accounts, principal: Principal) -> tuple[str, ...]:

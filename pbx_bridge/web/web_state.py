@@ -1,11 +1,12 @@
 """What every request handler shares, kept on ``app.state.web``: settings, the database,
 the users module (as ``Accounts``), the message catalogue, templates, cookie names and
-the dashboard's cached numbers."""
+the dashboard's cached numbers, the DSAR desk."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -19,6 +20,9 @@ from pbx_bridge.web.call_search_setup import Subjects
 from pbx_bridge.web.cookies import CookieNames
 from pbx_bridge.web.dashboard_numbers import DashboardNumbers
 from pbx_bridge.web.i18n import Catalogue
+
+if TYPE_CHECKING:  # it needs this module's pages and checks: imported for typing only
+    from pbx_bridge.web.dsar_desk import DsarDesk
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -49,6 +53,7 @@ class WebState:
     cursor_signer: CursorSigner
     subjects: Subjects
     dashboard: DashboardNumbers
+    dsar: DsarDesk
 
 
 def web_state(request: Request) -> WebState:

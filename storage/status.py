@@ -38,6 +38,17 @@ class StorageStatus:
     def healthy(self) -> bool:
         return not self.dead and self.recordings.get("failed", 0) == 0
 
+    def to_json(self) -> dict[str, object]:
+        """``pbx-bridge storage status --json``'s document (the console shows the same)."""
+        return {
+            "recordings": self.recordings,
+            "copies": self.copies,
+            "dead": [d.__dict__ for d in self.dead],
+            "oldest_pending": self.oldest_pending.isoformat() if self.oldest_pending else None,
+            "audit_repairs": self.audit_repairs,
+            "healthy": self.healthy,
+        }
+
 
 async def storage_status(
     sessions: async_sessionmaker[AsyncSession], *, dead_limit: int = 100

@@ -58,3 +58,17 @@ async def record_change(
         target=f"{kind}:{key}",
         details={"changes": changes},
     )
+
+
+async def record_removal(
+    session: AsyncSession, *, actor: str, kind: str, key: str, before: Snapshot
+) -> None:
+    """``<kind>.deleted`` on ``<kind>:<key>``, with every field it had (so the trail can
+    still rebuild the configuration before the removal)."""
+    await record_event(
+        session,
+        actor=actor,
+        action=f"{kind}.deleted",
+        target=f"{kind}:{key}",
+        details={"before": before},
+    )

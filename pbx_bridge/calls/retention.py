@@ -11,13 +11,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pbx_bridge.calls.changes import SYSTEM_ACTOR, record_change
-from pbx_bridge.calls.models import RetentionClassRow
+from pbx_bridge.calls.changes import SYSTEM_ACTOR, record_change, record_removal
+from pbx_bridge.calls.models import Extension, RetentionClassRow, Route
 from pbx_bridge.config import RetentionSettings
-from storage.models import utcnow
+from storage.models import Recording, RecordingStatus, utcnow
 
 DEFAULT_CLASS = "default"
 CLASS_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -25,7 +25,17 @@ MAX_DAYS = 36500
 
 
 class InvalidRetentionClass(ValueError):
-    """A class name or period that cannot be stored; the message says which and why."""
+    """A class name or period that cannot be stored; the message says which and why,
+    ``field`` which input it was (``name``, ``days``)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class RetentionClassInUse(ValueError):
+    """A class that routes, extensions, the default route or kept recordings still name:
+    removing it would leave them pointing nowhere. The message says who uses it."""
 
 
 class UnknownRetentionClass(LookupError):
@@ -51,7 +61,8 @@ def validate_class_name(name: str) -> str:
     if not CLASS_NAME_PATTERN.fullmatch(name):
         raise InvalidRetentionClass(
             f"invalid retention class name {name!r}: use 1-64 lowercase letters, digits, "
-            "'-' or '_', starting with a letter or digit"
+            "'-' or '_', starting with a letter or digit",
+            field="name",
         )
     return name
 
@@ -59,7 +70,8 @@ def validate_class_name(name: str) -> str:
 def validate_days(days: int) -> int:
     if not 0 <= days <= MAX_DAYS:
         raise InvalidRetentionClass(
-            f"invalid retention period {days} days: must be between 0 and {MAX_DAYS}"
+            f"invalid retention period {days} days: must be between 0 and {MAX_DAYS}",
+            field="days",
         )
     return days
 
@@ -93,6 +105,56 @@ async def set_class(
         session, actor=actor, kind="retention", key=name, before=before, after={"days": days}
     )
     return RetentionClassInfo(name, days, "database")
+
+
+async def class_users(session: AsyncSession, name: str, *, default_route_class: str) -> list[str]:
+    """Who still names the class, one phrase each (empty: nobody; it may be removed)."""
+    users: list[str] = []
+    if name == DEFAULT_CLASS:
+        users.append("it is the built-in default class")
+    if name == default_route_class:
+        users.append("the configured default route ([default_route] retention_class)")
+    routes = (await session.scalars(
+        select(Route.did).where(Route.retention_class == name).order_by(Route.did)
+    )).all()
+    if routes:
+        users.append(f"route(s) {', '.join(routes)}")
+    extensions = (await session.scalars(
+        select(Extension.number).where(Extension.retention_class == name)
+        .order_by(Extension.number)
+    )).all()
+    if extensions:
+        users.append(f"extension(s) {', '.join(extensions)}")
+    kept = await session.scalar(
+        select(func.count()).select_from(Recording).where(
+            Recording.retention_class == name,
+            Recording.status != RecordingStatus.DELETED.value,
+        )
+    )
+    if kept:
+        users.append(f"{kept} recording(s) still kept under it")
+    return users
+
+
+async def delete_class(
+    session: AsyncSession, name: str, *, default_route_class: str, actor: str = SYSTEM_ACTOR
+) -> None:
+    """Remove a class nobody uses; ``RetentionClassInUse`` says who does, so nothing is
+    left naming a class that no longer exists. Audited as ``retention.deleted``."""
+    validate_class_name(name)
+    row = await session.get(RetentionClassRow, name)
+    if row is None and name != DEFAULT_CLASS:
+        raise UnknownRetentionClass(name)
+    users = await class_users(session, name, default_route_class=default_route_class)
+    if users:
+        raise RetentionClassInUse(
+            f"retention class {name!r} is in use and cannot be removed: {'; '.join(users)}"
+        )
+    assert row is not None  # the default class is always in use
+    before: dict[str, object] = {"days": row.days}
+    await session.delete(row)
+    await session.flush()
+    await record_removal(session, actor=actor, kind="retention", key=name, before=before)
 
 
 async def class_exists(session: AsyncSession, name: str) -> bool:

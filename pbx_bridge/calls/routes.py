@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pbx_bridge.calls.changes import SYSTEM_ACTOR, record_change, snapshot
+from pbx_bridge.calls.changes import SYSTEM_ACTOR, record_change, record_removal, snapshot
 from pbx_bridge.calls.extensions import validate_extension
 from pbx_bridge.calls.models import Route
 from pbx_bridge.calls.retention import require_class
@@ -27,7 +27,16 @@ PROMPT_TIMEOUT_RANGE = (1, 60)
 
 
 class InvalidRoute(ValueError):
-    """A route field that cannot be stored; the message names the field."""
+    """A route field that cannot be stored; the message names the field, and ``field``
+    names it for a form or an API problem (``did``, ``prompt_timeout_s``, ...)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownRoute(LookupError):
+    """No route row for that DID (the default route cannot be deleted)."""
 
 
 @dataclass(frozen=True)
@@ -54,14 +63,19 @@ class ResolvedRoute:
 
 def validate_did(did: str) -> str:
     if not DID_PATTERN.fullmatch(did):
-        raise InvalidRoute(f"invalid DID {did!r}: use 1-64 letters, digits or _ + * # -")
+        raise InvalidRoute(
+            f"invalid DID {did!r}: use 1-64 letters, digits or _ + * # -", field="did"
+        )
     return did
 
 
 def _validate_prompt_timeout(seconds: int) -> int:
     low, high = PROMPT_TIMEOUT_RANGE
     if not low <= seconds <= high:
-        raise InvalidRoute(f"invalid prompt timeout {seconds}s: must be between {low} and {high}")
+        raise InvalidRoute(
+            f"invalid prompt timeout {seconds}s: must be between {low} and {high}",
+            field="prompt_timeout_s",
+        )
     return seconds
 
 
@@ -228,6 +242,24 @@ async def set_route(
         session, actor=actor, kind="route", key=did, before=before, after=snapshot(row)
     )
     return _from_row(row)
+
+
+async def delete_route(session: AsyncSession, did: str, *, actor: str = SYSTEM_ACTOR) -> None:
+    """Remove a DID's row: its calls take the configured default route from then on.
+    Audited as ``route.deleted`` with every field it had."""
+    validate_did(did)
+    row = await session.get(Route, did)
+    if row is None:
+        raise UnknownRoute(f"no route for DID {did!r} (see `pbx-bridge route list`)")
+    before = snapshot(row)
+    await session.delete(row)
+    await session.flush()
+    await record_removal(session, actor=actor, kind="route", key=did, before=before)
+
+
+async def get_route(session: AsyncSession, did: str) -> ResolvedRoute | None:
+    row = await session.get(Route, did)
+    return None if row is None else _from_row(row)
 
 
 async def list_routes(session: AsyncSession) -> list[ResolvedRoute]:

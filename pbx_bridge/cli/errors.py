@@ -14,8 +14,12 @@ from typing import NoReturn
 import typer
 
 from pbx_bridge.calls.extensions import InvalidExtension
-from pbx_bridge.calls.retention import InvalidRetentionClass, UnknownRetentionClass
-from pbx_bridge.calls.routes import InvalidRoute
+from pbx_bridge.calls.retention import (
+    InvalidRetentionClass,
+    RetentionClassInUse,
+    UnknownRetentionClass,
+)
+from pbx_bridge.calls.routes import InvalidRoute, UnknownRoute
 from pbx_bridge.config import ConfigError
 from pbx_bridge.jurisdiction import JurisdictionViolation
 from storage.database import DatabaseError
@@ -31,8 +35,10 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (
     InvalidRoute,
     JurisdictionViolation,
     KeyringError,
+    RetentionClassInUse,
     TranscodeUnavailable,
     UnknownRetentionClass,
+    UnknownRoute,
 )
 RUNTIME_ERRORS: tuple[type[Exception], ...] = (DatabaseError, DiskError)
 

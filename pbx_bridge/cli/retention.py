@@ -9,6 +9,7 @@ import typer
 
 from pbx_bridge.calls.retention import (
     RetentionClassInfo,
+    delete_class,
     list_classes,
     set_class,
     validate_class_name,
@@ -55,3 +56,23 @@ def set_command(
         validate_days(days)
         info = asyncio.run(store(settings_of(ctx)))
     typer.echo(f"retention class {info.name}: {info.days} days")
+
+
+@app.command("delete")
+def delete_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="CLASS", help="Class name, e.g. sales.")],
+) -> None:
+    """Remove a class nobody uses (no route, extension, default route or kept recording)."""
+
+    async def remove(settings: Settings) -> None:
+        async with session_for(settings) as session:
+            await delete_class(
+                session, name, default_route_class=settings.default_route.retention_class,
+                actor=cli_actor(),
+            )
+
+    with reporting_errors():
+        validate_class_name(name)
+        asyncio.run(remove(settings_of(ctx)))
+    typer.echo(f"retention class {name} deleted")

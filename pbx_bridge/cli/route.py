@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Annotated
 
 import typer
 
-from pbx_bridge.calls.routes import (
-    InvalidRoute,
-    ResolvedRoute,
-    list_routes,
-    set_route,
-    validate_did,
-)
+from pbx_bridge.calls.routes import ResolvedRoute, delete_route, list_routes, validate_did
 from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, settings_of
 from pbx_bridge.cli.errors import reporting_errors
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Announcement, Language, LegalBasis, Settings, TimeoutRule
-from pbx_bridge.jurisdiction import check_routes
+from pbx_bridge.config_admin import RouteFields, check_route_input, save_route
 
 app = typer.Typer(help="Routes: per dialled number (DID) target, disclosure and legal basis.")
 
@@ -53,17 +46,6 @@ def _row(did: str, route: ResolvedRoute) -> list[object]:
 
 def _codes(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-def _require_prompts_folder(settings: Settings, code: str) -> None:
-    """A language is offered only once its prompts exist (adding one is adding a folder)."""
-    folder = settings.prompts.dir / code
-    if re.fullmatch(r"[a-z]{2,3}", code) and not folder.is_dir():
-        raise InvalidRoute(
-            f"--languages {code}: no prompts folder {folder}; add the texts there "
-            "(a copy of another language's folder, translated) and run `pbx-bridge prompts "
-            "build`"
-        )
 
 
 @app.command("list")
@@ -166,40 +148,27 @@ def set_command(
 ) -> None:
     """Create a route (unset fields from the default route) or change some of its fields."""
 
+    fields = RouteFields(
+        target=target,
+        announcement=announcement,
+        legal_basis=legal_basis,
+        retention_class=retention,
+        language=language,
+        timeout_means=timeout_means,
+        prompt_timeout_s=prompt_timeout,
+        require_jurisdiction=require_jurisdiction,
+        offer_withdrawal=offer_withdrawal,
+        languages=None if languages is None else _codes(languages),
+        language_keys=None if language_keys is None else _codes(language_keys),
+        language_by_country=language_by_country,
+    )
+
     async def store(settings: Settings) -> ResolvedRoute:
         async with session_for(settings) as session:
-            route = await set_route(
-                session,
-                did,
-                default=settings.default_route,
-                default_language=settings.prompts.default_language,
-                target=target,
-                announcement=announcement,
-                legal_basis=legal_basis,
-                retention_class=retention,
-                language=language,
-                timeout_means=timeout_means,
-                prompt_timeout_s=prompt_timeout,
-                require_jurisdiction=country,
-                offer_withdrawal=offer_withdrawal,
-                languages=offered,
-                language_keys=keys,
-                language_by_country=language_by_country,
-                actor=cli_actor(),
-            )
-            check_routes([route], settings.storage)
-            return route
+            return await save_route(session, settings, did, fields, actor=cli_actor())
 
-    country = require_jurisdiction.strip().upper() if require_jurisdiction is not None else None
-    offered = None if languages is None else _codes(languages)
-    keys = None if language_keys is None else _codes(language_keys)
     with reporting_errors():
-        validate_did(did)
-        for code in offered or ():
-            _require_prompts_folder(settings_of(ctx), code)
-        if country and not re.fullmatch(r"[A-Z]{2}", country):
-            raise InvalidRoute(f"--require-jurisdiction {require_jurisdiction!r}: use a "
-                               "two-letter country code such as TR")
+        check_route_input(did, fields, settings_of(ctx))
         route = asyncio.run(store(settings_of(ctx)))
     typer.echo(render_table(HEADERS, [_row(route.did, route)]))
     if route.offer_withdrawal:
@@ -210,3 +179,20 @@ def set_command(
         typer.echo(f"language chosen by key ({choice})")
     if route.language_by_country:
         typer.echo("language follows the caller's country")
+
+
+@app.command("delete")
+def delete_command(
+    ctx: typer.Context,
+    did: Annotated[str, typer.Argument(metavar="DID", help="The route's dialled number.")],
+) -> None:
+    """Remove a route: calls to that DID take the configured default route again."""
+
+    async def remove(settings: Settings) -> None:
+        async with session_for(settings) as session:
+            await delete_route(session, did, actor=cli_actor())
+
+    with reporting_errors():
+        validate_did(did)
+        asyncio.run(remove(settings_of(ctx)))
+    typer.echo(f"route {did} deleted: its calls take the default route")

@@ -43,21 +43,7 @@ def status_command(
     with reporting_errors():
         status = asyncio.run(fetch(settings_of(ctx)))
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "recordings": status.recordings,
-                    "copies": status.copies,
-                    "dead": [d.__dict__ for d in status.dead],
-                    "oldest_pending": status.oldest_pending.isoformat()
-                    if status.oldest_pending
-                    else None,
-                    "audit_repairs": status.audit_repairs,
-                    "healthy": status.healthy,
-                },
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps(status.to_json(), indent=2))
     else:
         typer.echo(render_table(["RECORDINGS", "COUNT"], sorted(status.recordings.items())))
         typer.echo("")

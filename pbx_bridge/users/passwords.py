@@ -7,6 +7,7 @@ verifying run in a thread: a sign-in must never stall the event loop serving oth
 from __future__ import annotations
 
 import asyncio
+import secrets
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -46,6 +47,19 @@ def check_policy(password: str, *, user_name: str, min_length: int) -> None:
         raise WeakPassword("password too simple: it needs at least 4 different characters")
     if user_name and user_name.lower() in password.lower():
         raise WeakPassword("password must not contain the user's name")
+
+
+def new_password(*, user_name: str, min_length: int) -> str:
+    """A random password the policy accepts, for an admin to hand over once (the console's
+    add-user and reset-password show it a single time; only its hash is kept)."""
+    length = max(min_length, 16)
+    while True:
+        candidate = secrets.token_urlsafe(length)[:length]
+        try:
+            check_policy(candidate, user_name=user_name, min_length=min_length)
+        except WeakPassword:
+            continue
+        return candidate
 
 
 async def hash_password(password: str, auth: AuthSettings) -> str:

@@ -11,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.config import Settings, WebSettings
 from pbx_bridge.web import (
+    admin_pages,
+    admin_users_page,
+    api_admin,
     api_audit,
     api_calls,
     api_consents,
@@ -95,6 +98,7 @@ def create_app(
             refresh_s=web.dashboard_refresh_s,
         ),
         dsar=DsarDesk(settings, sessions, accounts, subjects, backends=dsar_backends),
+        config=settings,
     )
     app.state.player = player
     app.state.audit_verifier = ChainVerifier(sessions, accounts)
@@ -104,6 +108,7 @@ def create_app(
     error_handlers.install(app)
     openapi_document.install(app)
     app.include_router(health.router)
+    app.include_router(api_admin.router)
     app.include_router(api_calls.router)
     app.include_router(api_dashboard.router)
     app.include_router(api_dsar.router)
@@ -118,5 +123,7 @@ def create_app(
     app.include_router(shares_page.router)
     app.include_router(audit_page.router)
     app.include_router(dsar_page.router)
+    app.include_router(admin_pages.router)
+    app.include_router(admin_users_page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

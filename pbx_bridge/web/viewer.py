@@ -15,7 +15,12 @@ from pbx_bridge.web.permissions import (
     CALLS_READ,
     DASHBOARD_READ,
     DSAR_READ,
+    EXTENSIONS_READ,
+    RETENTION_READ,
+    ROUTES_READ,
     SHARES_READ,
+    STORAGE_STATUS,
+    USERS_READ,
 )
 from pbx_bridge.web.web_state import WebState, web_state
 
@@ -51,7 +56,11 @@ class Viewer:
 
 # The header's pages, in order, and the action each needs.
 NAV = (("dashboard", DASHBOARD_READ), ("calls", CALLS_READ), ("shares", SHARES_READ),
-       ("audit", AUDIT_READ), ("dsar", DSAR_READ))
+       ("audit", AUDIT_READ), ("dsar", DSAR_READ),
+       # The admin's pages (the message key is nav.admin_routes, ...).
+       ("admin/routes", ROUTES_READ), ("admin/extensions", EXTENSIONS_READ),
+       ("admin/retention", RETENTION_READ), ("admin/users", USERS_READ),
+       ("admin/tokens", USERS_READ), ("admin/storage", STORAGE_STATUS))
 
 
 async def nav_of(accounts: Accounts, principal: Principal) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from pbx_bridge.calls.search import CursorSigner
-from pbx_bridge.config import WebSettings
+from pbx_bridge.config import Settings, WebSettings
 from pbx_bridge.web.accounts import Accounts
 from pbx_bridge.web.call_search_setup import Subjects
 from pbx_bridge.web.cookies import CookieNames
@@ -54,6 +54,8 @@ class WebState:
     subjects: Subjects
     dashboard: DashboardNumbers
     dsar: DsarDesk
+    # The whole configuration, for the admin pages (default route, storage, [auth]).
+    config: Settings
 
 
 def web_state(request: Request) -> WebState:

@@ -1,0 +1,93 @@
+"""The admin in a real browser (chromium, against a real ``pbx-bridge web``): signs in,
+follows the header's links, adds a user (whose one-time password then signs them in)
+and a route that never records (then in ``route list`` and the extension's policy in
+``ext list``), with a refused value shown beside its field first. Screenshots
+``admin-users-en.png``, ``admin-routes-en.png`` and ``admin-route-error-en.png``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from browser_fixtures import browser, new_page, screenshot
+from playwright.sync_api import Browser, Page, expect
+from web_harness import WebConsole
+
+pytestmark = pytest.mark.browser
+
+__all__ = ["browser"]  # a fixture, used by name
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebConsole]:
+    console = WebConsole(tmp_path_factory.mktemp("web"))
+    console.cli("db", "upgrade")
+    console.cli("ext", "set", "101", "--recording", "always")
+    console.cli("users", "add", "ayse", "--role", "admin", "--password-stdin",
+                "--language", "en", stdin=PASSWORD + "\n")
+    console.start()
+    try:
+        yield console
+    finally:
+        console.stop()
+
+
+def sign_in(browser: Browser, console: WebConsole, name: str, password: str) -> Page:
+    page = new_page(browser)
+    page.goto(console.url + "/sign-in")
+    page.locator("#username").fill(name)
+    page.locator("#password").fill(password)
+    page.locator("form.stacked button[type=submit]").click()
+    expect(page).to_have_url(console.url + "/dashboard")
+    return page
+
+
+def test_the_admin_adds_a_user_and_a_route_in_the_browser(
+    browser: Browser, console: WebConsole
+) -> None:
+    page = sign_in(browser, console, "ayse", PASSWORD)
+    navigation = page.get_by_role("navigation")
+    navigation.get_by_role("link", name="Users").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Users")
+    page.get_by_label("User name").fill("kerem")
+    page.get_by_label("Role").select_option("supervisor")
+    page.get_by_label("Extensions").fill("101")
+    page.get_by_role("button", name="Add a user").click()
+    password = page.get_by_label("Password of kerem").input_value()
+    assert len(password) >= 12
+    expect(page.locator('tr[data-user="kerem"]')).to_contain_text("supervisor")
+    screenshot(page, "admin-users-en")
+
+    navigation.get_by_role("link", name="Routes").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Routes")
+    form = page.locator("#route-form")
+    form.get_by_label("DID (dialled number)").fill("2125550150")
+    form.get_by_label("Target extension").fill("101")
+    form.get_by_label("Recording", exact=True).select_option("never")
+    form.get_by_label("Legal basis").select_option("legitimate-interest")
+    form.get_by_label("Seconds to wait for a key").fill("90")
+    form.get_by_role("button", name="Save").click()
+    error = page.locator("#prompt_timeout_s-error")
+    expect(error).to_have_text("invalid prompt timeout 90s: must be between 1 and 60")
+    expect(form.get_by_label("Seconds to wait for a key")).to_have_value("90")
+    screenshot(page, "admin-route-error-en")
+    form.get_by_label("Seconds to wait for a key").fill("6")
+    form.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Route 2125550150 saved.")
+    row = page.locator('tr[data-did="2125550150"]')
+    expect(row.locator('td[data-field="recording"]')).to_have_text("never")
+    expect(row).to_contain_text("legitimate-interest")
+    screenshot(page, "admin-routes-en")
+
+    routes = console.cli("route", "list")
+    assert "2125550150" in routes and "legitimate-interest" in routes
+    extensions = console.cli("ext", "list")
+    assert any(line.split()[:2] == ["101", "never"] for line in extensions.splitlines())
+    trail = console.cli("audit", "list", "--target", "route:2125550150")
+    assert "user:ayse" in trail and "route.created" in trail
+
+    kerem = sign_in(browser, console, "kerem", password)
+    expect(kerem.get_by_role("navigation").get_by_role("link", name="Routes")).to_have_count(0)
+    assert kerem.goto(console.url + "/admin/routes").status == 403  # type: ignore[union-attr]

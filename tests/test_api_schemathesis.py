@@ -98,8 +98,15 @@ async def _known_ids(web: Console) -> dict[str, list[str]]:
             for _ in range(1)
         ]
         await session.commit()
+    admin = web.api("ayse")  # a route, an extension and a class for the admin's API
+    for path, body in (("/api/v1/retention-classes/sales", {"days": 30}),
+                       ("/api/v1/routes/2125550100", {"target": "101"}),
+                       ("/api/v1/extensions/101", {"recording": "always"})):
+        made = await web.client.put(path, json=body, headers=admin)
+        assert made.status_code == 200, made.text
     return {"call_id": [web.call_id, web.other_call_id], "recording_id": [web.recording_id],
-            "share_id": shares, "dsar_id": dsars, "approval_id": approvals}
+            "share_id": shares, "dsar_id": dsars, "approval_id": approvals,
+            "did": ["2125550100"], "ext": ["101"], "name": ["sales"]}
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

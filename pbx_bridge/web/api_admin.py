@@ -19,6 +19,7 @@ from pbx_bridge.calls.extensions import (
     get_extension,
     list_extensions,
     set_extension,
+    validate_extension,
 )
 from pbx_bridge.calls.retention import (
     MAX_DAYS,
@@ -34,6 +35,7 @@ from pbx_bridge.calls.routes import (
     delete_route,
     get_route,
     list_routes,
+    validate_did,
 )
 from pbx_bridge.config import Announcement, Language, LegalBasis, RecordingMode, TimeoutRule
 from pbx_bridge.config_admin import (
@@ -211,6 +213,10 @@ async def get_routes(request: Request, principal: Caller) -> list[dict[str, Any]
 @router.get("/routes/{did}", response_model=RouteConfig)
 async def get_one_route(request: Request, principal: Caller, did: Did) -> Any:
     await require(request, principal, ROUTES_READ)
+    try:
+        validate_did(did)  # before any query: a DID holding NUL is no key to look up
+    except CONFIG_ERRORS as exc:
+        return invalid(request, exc, "route")
     async with web_state(request).sessions() as session:
         route = await get_route(session, did)
         if route is None:
@@ -268,6 +274,10 @@ async def get_extensions(request: Request, principal: Caller) -> list[dict[str, 
 @router.get("/extensions/{ext}", response_model=ExtensionOut)
 async def get_one_extension(request: Request, principal: Caller, ext: Ext) -> Any:
     await require(request, principal, EXTENSIONS_READ)
+    try:
+        validate_extension(ext)
+    except CONFIG_ERRORS as exc:
+        return invalid(request, exc, "extension")
     async with web_state(request).sessions() as session:
         info = await get_extension(session, ext)
     if info is None:

@@ -11,6 +11,7 @@ sends. So the document is rewritten once, when first asked for:
 - every operation that needs a bearer token documents 401 (no, an unknown, revoked or
   expired token) and 403 (the token's role or scopes do not allow it);
 - every operation taking parameters or a body documents 422 (a value it cannot take),
+  one taking a body 400 as well (a body that does not parse as JSON),
   and every one with a path parameter 404 (nothing has that id), because the app answers
   them there, whether or not a router remembered to say so.
 """
@@ -69,6 +70,8 @@ def problem_json_document(document: dict[str, Any]) -> dict[str, Any]:
             parameters = operation.get("parameters", [])
             if parameters or "requestBody" in operation:
                 needed.append(422)
+            if "requestBody" in operation:
+                needed.append(400)  # a body that is not JSON at all
             if any(p.get("in") == "path" for p in parameters):
                 needed.append(404)
             for status in needed:

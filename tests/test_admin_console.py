@@ -378,6 +378,10 @@ async def test_route_form_saves_shows_errors_beside_fields_and_deletes(web: Cons
         assert await session.get(Route, "2125550100") is None
         assert await session.get(Route, "2125550177") is None
     assert [e.actor for e in await web.entries("route.deleted")] == ["user:ayse"]
+    for bad in ("a%00b", "%2e%2e", "1'%20OR%201=1"):  # refused before any query
+        refused = await web.post(f"/admin/routes/{bad}/delete", {})
+        assert refused.status_code == 422 and "invalid DID" in field_error(refused.text,
+                                                                            "delete")
     missing = await web.post("/admin/routes/2125550100/delete", {})
     assert missing.status_code == 404 and "no route for DID" in field_error(missing.text,
                                                                             "delete")
@@ -514,8 +518,10 @@ async def test_tokens_form_shows_the_secret_once_and_revokes(web: Console) -> No
     assert revoked.status_code == 303
     assert await web.users.token_principal(bearer) is None
     assert [e.actor for e in await web.entries("token.revoked")] == ["user:ayse"]
-    unknown = await web.post("/admin/tokens/nosuch/revoke", {})
-    assert unknown.status_code == 404
+    unknown = await web.post("/admin/tokens/00000000-0000-4000-8000-000000000009/revoke", {})
+    assert unknown.status_code == 404 and "no token" in unknown.text
+    assert (await web.post("/admin/tokens/..%2f..%2fetc/revoke", {})).status_code in (400, 404)
+    assert (await web.post("/admin/tokens/nosuch/revoke", {})).status_code == 400
 
 
 async def test_admin_pages_in_turkish(web: Console) -> None:

@@ -10,6 +10,7 @@ caller's number (nothing here reads a call)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Annotated
 
@@ -39,7 +40,7 @@ from storage.models import utcnow
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_checked)])
 Name = Annotated[str, Path(min_length=1, max_length=64)]
-TokenId = Annotated[str, Path(min_length=1, max_length=64)]
+TokenId = Annotated[uuid.UUID, Path()]  # anything else is refused before any query
 USER_ERRORS = (UserError, WeakPassword, InvalidScope)
 
 
@@ -216,7 +217,7 @@ async def revoke_token_form(request: Request, viewer: SignedIn, token_id: TokenI
     principal = await admin_of(request, viewer, USERS_WRITE)
     try:
         async with web_state(request).sessions() as session:
-            await revoke_token(session, token_id, actor=actor_of(principal))
+            await revoke_token(session, str(token_id), actor=actor_of(principal))
             await session.commit()
     except USER_ERRORS as exc:
         return await _tokens_page(request, viewer, error=str(exc), status_code=404)

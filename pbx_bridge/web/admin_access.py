@@ -4,6 +4,7 @@ users.read, ...), so the role rules stay in pbx_bridge/users/permissions.py. Any
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends
@@ -11,6 +12,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 
 from pbx_bridge.web.accounts import Principal
+from pbx_bridge.web.api_auth import api_principal
 from pbx_bridge.web.viewer import Forbidden, Viewer, signed_in
 from pbx_bridge.web.web_state import web_state
 
@@ -21,6 +23,20 @@ async def require(request: Request, principal: Principal, action: str) -> None:
     grant = await web_state(request).accounts.allowed(principal, action)
     if not grant.allowed:
         raise Forbidden
+
+
+def token_allowed(action: str) -> Callable[..., Awaitable[Principal]]:
+    """An API dependency: the token's principal once allowed ``action``. As a dependency
+    it answers 401/403 before the body is read, so a refused caller learns nothing of
+    what the body should have been."""
+
+    async def allowed_principal(
+        request: Request, principal: Annotated[Principal, Depends(api_principal)]
+    ) -> Principal:
+        await require(request, principal, action)
+        return principal
+
+    return allowed_principal
 
 
 async def admin_of(request: Request, viewer: Viewer, action: str) -> Principal:

@@ -47,8 +47,7 @@ from pbx_bridge.config_admin import (
 )
 from pbx_bridge.storage_overview import BackendState, backend_states
 from pbx_bridge.web.accounts import Principal
-from pbx_bridge.web.admin_access import require
-from pbx_bridge.web.api_auth import api_principal
+from pbx_bridge.web.admin_access import require, token_allowed
 from pbx_bridge.web.api_models import problem_responses
 from pbx_bridge.web.call_record import actor_of
 from pbx_bridge.web.permissions import (
@@ -67,7 +66,14 @@ from storage.status import storage_status
 router = APIRouter(
     prefix="/api/v1", tags=["admin"], responses=problem_responses(401, 403, 404, 422)
 )
-Caller = Annotated[Principal, Depends(api_principal)]
+# Each operation's principal, allowed its action before the body is read (else 401/403).
+RoutesReader = Annotated[Principal, Depends(token_allowed(ROUTES_READ))]
+RoutesWriter = Annotated[Principal, Depends(token_allowed(ROUTES_WRITE))]
+ExtensionsReader = Annotated[Principal, Depends(token_allowed(EXTENSIONS_READ))]
+ExtensionsWriter = Annotated[Principal, Depends(token_allowed(EXTENSIONS_WRITE))]
+RetentionReader = Annotated[Principal, Depends(token_allowed(RETENTION_READ))]
+RetentionWriter = Annotated[Principal, Depends(token_allowed(RETENTION_WRITE))]
+StorageReader = Annotated[Principal, Depends(token_allowed(STORAGE_STATUS))]
 Did = Annotated[str, Path(min_length=1, max_length=64, description="The dialled number.")]
 Ext = Annotated[str, Path(min_length=1, max_length=64, description="The extension number.")]
 ClassName = Annotated[str, Path(min_length=1, max_length=64, description="The class name.")]
@@ -201,9 +207,8 @@ def not_found(request: Request, detail: str) -> Response:
 
 
 @router.get("/routes", response_model=list[RouteConfig])
-async def get_routes(request: Request, principal: Caller) -> list[dict[str, Any]]:
+async def get_routes(request: Request, principal: RoutesReader) -> list[dict[str, Any]]:
     """Every route with a row of its own (DIDs without one take the configured default)."""
-    await require(request, principal, ROUTES_READ)
     async with web_state(request).sessions() as session:
         routes = await list_routes(session)
         modes = {e.number: e.recording for e in await list_extensions(session)}
@@ -211,8 +216,7 @@ async def get_routes(request: Request, principal: Caller) -> list[dict[str, Any]
 
 
 @router.get("/routes/{did}", response_model=RouteConfig)
-async def get_one_route(request: Request, principal: Caller, did: Did) -> Any:
-    await require(request, principal, ROUTES_READ)
+async def get_one_route(request: Request, principal: RoutesReader, did: Did) -> Any:
     try:
         validate_did(did)  # before any query: a DID holding NUL is no key to look up
     except CONFIG_ERRORS as exc:
@@ -225,10 +229,9 @@ async def get_one_route(request: Request, principal: Caller, did: Did) -> Any:
 
 
 @router.put("/routes/{did}", response_model=RouteConfig)
-async def put_route(request: Request, principal: Caller, did: Did, body: RouteIn) -> Any:
+async def put_route(request: Request, principal: RoutesWriter, did: Did, body: RouteIn) -> Any:
     """Create or change a route, as ``pbx-bridge route set``; ``recording`` sets the target
     extension's policy (``ext set``). Audited as route.created/changed (and extension.*)."""
-    await require(request, principal, ROUTES_WRITE)
     if body.recording is not None:
         await require(request, principal, EXTENSIONS_WRITE)
     state = web_state(request)
@@ -249,9 +252,8 @@ async def put_route(request: Request, principal: Caller, did: Did, body: RouteIn
 
 
 @router.delete("/routes/{did}", status_code=204, response_class=Response)
-async def delete_one_route(request: Request, principal: Caller, did: Did) -> Response:
+async def delete_one_route(request: Request, principal: RoutesWriter, did: Did) -> Response:
     """The DID's calls take the configured default route from then on."""
-    await require(request, principal, ROUTES_WRITE)
     async with web_state(request).sessions() as session:
         try:
             await delete_route(session, did, actor=actor_of(principal))
@@ -264,16 +266,14 @@ async def delete_one_route(request: Request, principal: Caller, did: Did) -> Res
 
 
 @router.get("/extensions", response_model=list[ExtensionOut])
-async def get_extensions(request: Request, principal: Caller) -> list[dict[str, Any]]:
+async def get_extensions(request: Request, principal: ExtensionsReader) -> list[dict[str, Any]]:
     """Extensions with a policy of their own (any other records: always)."""
-    await require(request, principal, EXTENSIONS_READ)
     async with web_state(request).sessions() as session:
         return [extension_json(e) for e in await list_extensions(session)]
 
 
 @router.get("/extensions/{ext}", response_model=ExtensionOut)
-async def get_one_extension(request: Request, principal: Caller, ext: Ext) -> Any:
-    await require(request, principal, EXTENSIONS_READ)
+async def get_one_extension(request: Request, principal: ExtensionsReader, ext: Ext) -> Any:
     try:
         validate_extension(ext)
     except CONFIG_ERRORS as exc:
@@ -286,10 +286,9 @@ async def get_one_extension(request: Request, principal: Caller, ext: Ext) -> An
 
 
 @router.put("/extensions/{ext}", response_model=ExtensionOut)
-async def put_extension(request: Request, principal: Caller, ext: Ext,
+async def put_extension(request: Request, principal: ExtensionsWriter, ext: Ext,
                         body: ExtensionIn) -> Any:
     """As ``pbx-bridge ext set``: ``retention_class`` null keeps the current one."""
-    await require(request, principal, EXTENSIONS_WRITE)
     async with web_state(request).sessions() as session:
         try:
             info = await set_extension(session, ext, body.recording, body.retention_class,
@@ -301,18 +300,16 @@ async def put_extension(request: Request, principal: Caller, ext: Ext,
 
 
 @router.get("/retention-classes", response_model=list[RetentionClassOut])
-async def get_classes(request: Request, principal: Caller) -> list[dict[str, Any]]:
-    await require(request, principal, RETENTION_READ)
+async def get_classes(request: Request, principal: RetentionReader) -> list[dict[str, Any]]:
     state = web_state(request)
     async with state.sessions() as session:
         return [class_json(c) for c in await list_classes(session, state.config.retention)]
 
 
 @router.put("/retention-classes/{name}", response_model=RetentionClassOut)
-async def put_class(request: Request, principal: Caller, name: ClassName,
+async def put_class(request: Request, principal: RetentionWriter, name: ClassName,
                     body: RetentionClassIn) -> Any:
     """As ``pbx-bridge retention set``: recordings already made keep their date."""
-    await require(request, principal, RETENTION_WRITE)
     async with web_state(request).sessions() as session:
         try:
             info = await set_class(session, name, body.days, actor=actor_of(principal))
@@ -324,9 +321,10 @@ async def put_class(request: Request, principal: Caller, name: ClassName,
 
 @router.delete("/retention-classes/{name}", status_code=204, response_class=Response,
                responses=problem_responses(409))
-async def delete_one_class(request: Request, principal: Caller, name: ClassName) -> Response:
+async def delete_one_class(
+    request: Request, principal: RetentionWriter, name: ClassName
+) -> Response:
     """Only a class nobody uses: 409 names the routes, extensions or recordings that do."""
-    await require(request, principal, RETENTION_WRITE)
     state = web_state(request)
     async with state.sessions() as session:
         try:
@@ -345,10 +343,9 @@ async def delete_one_class(request: Request, principal: Caller, name: ClassName)
 
 
 @router.get("/storage", response_model=StorageStatusOut)
-async def get_storage(request: Request, principal: Caller) -> dict[str, Any]:
+async def get_storage(request: Request, principal: StorageReader) -> dict[str, Any]:
     """``pbx-bridge storage status --json``, plus each backend: type, jurisdiction, target,
     encryption, whether it answers now, and its copies by state."""
-    await require(request, principal, STORAGE_STATUS)
     state = web_state(request)
     status = await storage_status(state.sessions)
     backends = await backend_states(state.config.storage, status, timeout_s=REACH_TIMEOUT_S)

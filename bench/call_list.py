@@ -33,7 +33,8 @@ import sqlite3
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,9 @@ async def _load_postgres(url: str, calls: int) -> None:
                     await conn.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
         for row in indexes:
             await conn.execute(row["indexdef"])
-        await conn.execute("ANALYZE")
+        # VACUUM too: a fresh COPY leaves the visibility map unset, so index-only scans
+        # read the table, and autovacuum would then do it in the middle of the timed run.
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
 
@@ -326,8 +329,25 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+@dataclass(frozen=True)
+class Ran:
+    """What the parent gets back from the two phases of a run."""
+
+    calls: int
+    repeat: int
+    database: str  # "sqlite" or "postgresql"
+    setup: dict[str, Any]
+    run: dict[str, Any]
+
+
+def run_phases(
+    script: Path, doc: str, phase: str, work_prefix: str,
+    measure: Callable[[str, int, int], Coroutine[Any, Any, None]],
+) -> Ran | None:
+    """The command line this benchmark and ``call_list_web.py`` share: as a child, run
+    the phase asked for (None); as the parent, the bulk load then the measurement, each
+    in a fresh process, on a throw-away database."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=1_000_000, help="calls (default 1000000)")
     parser.add_argument("--repeat", type=int, default=20, help="runs per case (default 20)")
     parser.add_argument("--database", default="sqlite",
@@ -340,24 +360,30 @@ def main() -> int:
 
     if args.phase == "setup":
         _setup_phase(args.db_url, args.calls)
-        return 0
+        return None
     if args.phase == "measure":
-        run_maybe_profiled("call-list",
-                           lambda: _measure_phase(args.db_url, args.calls, args.repeat))
-        return 0
+        run_maybe_profiled(phase, lambda: measure(args.db_url, args.calls, args.repeat))
+        return None
 
     calls = 50_000 if args.quick else args.calls
     repeat = min(args.repeat, 5) if args.quick else args.repeat
     if calls < HEAVY_CALLS + SUBJECTS // 10 or repeat < 1:
         parser.error(f"need --calls >= {HEAVY_CALLS + SUBJECTS // 10} and --repeat >= 1")
     with (
-        work_folder("pbxb-bench-calls-") as work,
+        work_folder(work_prefix) as work,
         bench_database(args.database, work) as (db_url, database),
     ):
         shared = ["--db-url", db_url, "--calls", str(calls)]
-        setup = run_phase(SCRIPT, ["--phase", "setup", *shared])
-        run = run_phase(SCRIPT, ["--phase", "measure", "--repeat", str(repeat), *shared])
+        setup = run_phase(script, ["--phase", "setup", *shared])
+        run = run_phase(script, ["--phase", "measure", "--repeat", str(repeat), *shared])
+    return Ran(calls, repeat, database, setup, run)
 
+
+def main() -> int:
+    ran = run_phases(SCRIPT, __doc__, "call-list", "pbxb-bench-calls-", _measure_phase)
+    if ran is None:
+        return 0
+    calls, repeat, database, setup, run = ran.calls, ran.repeat, ran.database, ran.setup, ran.run
     for label, found in run["pages"].items():
         want = _expected_page(label, calls)
         if found != want:

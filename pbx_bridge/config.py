@@ -407,6 +407,8 @@ class WebSettings(_Section):
     dashboard_refresh_s: float = Field(default=60.0, ge=1.0, le=3600.0)
     # Share links: the default lifetime in days; a link may ask for 1..MAX_SHARE_DAYS.
     share_days: int = Field(default=7, ge=1, le=30)
+    # How often the console deletes ended sign-in sessions and long-ended share links.
+    cleanup_interval_s: float = Field(default=600.0, ge=1.0, le=86400.0)
 
     @field_validator("listen")
     @classmethod

@@ -4,13 +4,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pbx_bridge.config import AuthSettings, Language, Role
+from pbx_bridge.config import AuthSettings, Language, Role, Settings
 from pbx_bridge.users import accounts, tokens
 from pbx_bridge.users.console_accounts import UsersAccounts
 from pbx_bridge.web import accounts as console
+
+
+def console_settings(state: Path, secret_key: str) -> Settings:
+    """Settings of an in-process console: cheap password hashes (the tests sign in often;
+    the cost is not what they test) and the subject key (TOTP secrets) under ``state``."""
+    return Settings(
+        auth={"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1},
+        privacy={"subject_key_file": state / "subject.key"},
+        web={"secret_key": secret_key},
+    )
 
 
 def bearer_header(token: str) -> dict[str, str]:

@@ -72,7 +72,7 @@ def test_a_form_without_this_browsers_csrf_token_is_refused(
     browser: Browser, web_console: WebConsole
 ) -> None:
     page = sign_in_page(browser, web_console)
-    token = page.locator("input[name=csrf_token]").get_attribute("value")
+    token = page.locator("#content input[name=csrf_token]").get_attribute("value")
     assert token
     form = {"username": "nobody", "password": "wrong"}
     url, english = web_console.url + "/sign-in", {"Accept-Language": "en"}
@@ -83,7 +83,7 @@ def test_a_form_without_this_browsers_csrf_token_is_refused(
     assert forged.status == 403
     # Another browser's valid token is no good with this browser's cookie.
     other = sign_in_page(browser, web_console)
-    foreign = other.locator("input[name=csrf_token]").get_attribute("value")
+    foreign = other.locator("#content input[name=csrf_token]").get_attribute("value")
     assert foreign and foreign != token
     refused = page.request.post(url, form={**form, "csrf_token": foreign})
     assert refused.status == 403

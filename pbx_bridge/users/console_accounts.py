@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pbx_bridge.config import Settings
-from pbx_bridge.users import auth
+from pbx_bridge.config import Language, Settings
+from pbx_bridge.users import auth, self_service
 from pbx_bridge.users.auth import Action, AuthContext, Decision, Principal
+from pbx_bridge.users.models import User
+from pbx_bridge.users.passwords import WeakPassword
 from pbx_bridge.web import accounts as console
 
 _ACTIONS = frozenset(a.value for a in Action)
@@ -98,6 +100,78 @@ def _known(principal: console.Principal, action: str) -> tuple[Principal, Action
     if action not in _ACTIONS:
         return Decision(False, f"unknown action {action!r}")
     return principal, Action(action)
+
+    # -- "My account" ------------------------------------------------------------------
+
+    @staticmethod
+    def _own(principal: console.Principal) -> tuple[str, str]:
+        """The user's id and session id: only a console session of this module may
+        change its own account (a token may not)."""
+        if not isinstance(principal, Principal) or principal.session_id is None:
+            raise console.AccountChangeRefused(
+                "not-a-session", "only a signed-in console session may change its account"
+            )
+        return principal.user_id, principal.session_id
+
+    async def set_language(self, principal: console.Principal, language: str | None) -> None:
+        user_id, _ = self._own(principal)
+        try:
+            chosen = None if language is None else Language(language)
+        except ValueError:
+            raise console.AccountChangeRefused(
+                "unknown-language", f"unknown language {language!r}"
+            ) from None
+        await self_service.set_language(self._sessions, user_id, chosen)
+
+    async def change_password(
+        self, principal: console.Principal, current: str, new: str
+    ) -> int:
+        user_id, session_id = self._own(principal)
+        try:
+            return await self_service.change_password(
+                self._sessions, user_id, session_id, current, new, auth=self._context.auth
+            )
+        except WeakPassword as weak:
+            raise console.AccountChangeRefused(f"weak.{weak.rule}", str(weak),
+                                               weak.params) from None
+
+    async def totp_enrolled(self, principal: console.Principal) -> bool:
+        user_id, _ = self._own(principal)
+        async with self._sessions() as session:
+            user = await session.get(User, user_id)
+            return user is not None and user.totp_secret is not None
+
+    async def start_totp(self, principal: console.Principal) -> console.TotpEnrolment:
+        user_id, _ = self._own(principal)
+        return await self_service.start_totp(
+            self._sessions, user_id, sealer=self._context.sealer,
+            issuer=self._context.auth.totp_issuer,
+        )
+
+    async def reopen_totp(
+        self, principal: console.Principal, sealed: str
+    ) -> console.TotpEnrolment:
+        user_id, _ = self._own(principal)
+        return self_service.reopen_totp(
+            user_id, principal.name, sealed, sealer=self._context.sealer,
+            issuer=self._context.auth.totp_issuer,
+        )
+
+    async def confirm_totp(self, principal: console.Principal, sealed: str, code: str) -> None:
+        user_id, _ = self._own(principal)
+        await self_service.confirm_totp(
+            self._sessions, user_id, sealed, code, sealer=self._context.sealer
+        )
+
+    async def own_sessions(self, principal: console.Principal) -> list[console.LiveSession]:
+        user_id, session_id = self._own(principal)
+        return await self_service.live_sessions(
+            self._sessions, user_id, session_id, auth=self._context.auth
+        )
+
+    async def end_other_sessions(self, principal: console.Principal) -> int:
+        user_id, session_id = self._own(principal)
+        return await self_service.end_other_sessions(self._sessions, user_id, session_id)
 
 
 def _conforms(accounts: UsersAccounts) -> console.Accounts:

@@ -21,7 +21,14 @@ MAX_PASSWORD_LENGTH = 1024
 
 
 class WeakPassword(ValueError):
-    """A password the policy refuses; the message says which rule it breaks."""
+    """A password the policy refuses; the message says which rule it breaks, ``rule``
+    names it for a translated message (``too_short``, ``too_long``, ``spaces``,
+    ``too_simple``, ``contains_name``) and ``params`` its numbers."""
+
+    def __init__(self, message: str, rule: str, **params: int) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.params = params
 
 
 def hasher_for(auth: AuthSettings) -> PasswordHasher:
@@ -37,16 +44,19 @@ def check_policy(password: str, *, user_name: str, min_length: int) -> None:
     the two guesses every attacker tries first: the user's own name, one repeated key."""
     if len(password) < min_length:
         raise WeakPassword(
-            f"password too short: {len(password)} characters, at least {min_length} needed"
+            f"password too short: {len(password)} characters, at least {min_length} needed",
+            "too_short", length=len(password), min_length=min_length,
         )
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise WeakPassword(f"password too long: at most {MAX_PASSWORD_LENGTH} characters")
+        raise WeakPassword(f"password too long: at most {MAX_PASSWORD_LENGTH} characters",
+                           "too_long", max_length=MAX_PASSWORD_LENGTH)
     if password.strip() != password:
-        raise WeakPassword("password must not begin or end with a space")
+        raise WeakPassword("password must not begin or end with a space", "spaces")
     if len(set(password)) < 4:
-        raise WeakPassword("password too simple: it needs at least 4 different characters")
+        raise WeakPassword("password too simple: it needs at least 4 different characters",
+                           "too_simple")
     if user_name and user_name.lower() in password.lower():
-        raise WeakPassword("password must not contain the user's name")
+        raise WeakPassword("password must not contain the user's name", "contains_name")
 
 
 def new_password(*, user_name: str, min_length: int) -> str:

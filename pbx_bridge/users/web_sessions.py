@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.config import AuthSettings
@@ -37,7 +37,8 @@ class OpenedSession:
     expires_at: datetime  # the latest it can last (idle time ends it sooner)
 
 
-def _digest(session_id: str) -> str:
+def digest(session_id: str) -> str:
+    """What the table keeps of a session id (its sha256, hex)."""
     return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 
@@ -66,12 +67,12 @@ async def open_web_session(
         if replacing:
             await session.execute(
                 update(WebSession)
-                .where(WebSession.id_hash == _digest(replacing), WebSession.revoked_at.is_(None))
+                .where(WebSession.id_hash == digest(replacing), WebSession.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
         session.add(
             WebSession(
-                id_hash=_digest(session_id),
+                id_hash=digest(session_id),
                 user_id=signed_in.principal.user_id,
                 created_at=now,
                 last_seen_at=now,
@@ -97,7 +98,7 @@ async def session_principal(
         return None
     now = now or utcnow()
     async with sessions() as session:
-        found = await with_user(session, WebSession, WebSession.id_hash == _digest(session_id))
+        found = await with_user(session, WebSession, WebSession.id_hash == digest(session_id))
         if found is None:
             return None
         row, user = found
@@ -130,7 +131,7 @@ async def end_web_session(
         found = await with_user(
             session,
             WebSession,
-            WebSession.id_hash == _digest(session_id),
+            WebSession.id_hash == digest(session_id),
             WebSession.revoked_at.is_(None),
         )
         if found is None:
@@ -146,3 +147,28 @@ async def end_web_session(
         )
         await session.commit()
     return True
+
+
+async def delete_ended_sessions(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    auth: AuthSettings,
+    now: datetime | None = None,
+) -> int:
+    """Delete every session no cookie can use any more (signed out or ended by a password
+    change, past its absolute end, or idle too long); how many. The sign-ins and
+    sign-outs themselves are in the audit trail; the table keeps only live sessions."""
+    now = now or utcnow()
+    idle_before = now - timedelta(minutes=auth.session_idle_minutes)
+    async with sessions() as session:
+        result = await session.execute(
+            delete(WebSession).where(
+                or_(
+                    WebSession.revoked_at.is_not(None),
+                    WebSession.expires_at <= now,
+                    WebSession.last_seen_at <= idle_before,
+                )
+            )
+        )
+        await session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -9,7 +9,8 @@ subtly different.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -89,6 +90,38 @@ class WebSession:
     principal: Principal
 
 
+class AccountChangeRefused(Exception):
+    """A change on "My account" refused; ``reason`` picks the message (``account.<reason>``,
+    e.g. ``wrong-password``, ``weak.too_short``), ``params`` fill it in."""
+
+    def __init__(self, reason: str, message: str, params: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.params = params or {}
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    """One of the signed-in user's own sessions (``current``: the one asking)."""
+
+    current: bool
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    """A new second factor waiting for its first code: the otpauth URI (for the QR code),
+    the secret (to type in) and the sealed form of it the confirming form carries."""
+
+    uri: str
+    secret: str = field(repr=False)
+    sealed: str = field(repr=False)
+
+
 class Accounts(Protocol):
     async def sign_in(self, attempt: SignInAttempt) -> WebSession:
         """A new server-side session (a new id), or ``SignInRefused``."""
@@ -109,3 +142,21 @@ class Accounts(Protocol):
     def approval(self, requester_user_id: str, approver: Principal, action: str) -> Grant:
         """May ``approver`` approve ``action`` that ``requester_user_id`` asked for?"""
         ...
+    # "My account": what a signed-in user changes about themselves (never anyone else).
+    async def set_language(self, principal: Principal, language: str | None) -> None: ...
+
+    async def change_password(self, principal: Principal, current: str, new: str) -> int:
+        """The number of the user's other sessions ended; ``AccountChangeRefused``."""
+        ...
+
+    async def totp_enrolled(self, principal: Principal) -> bool: ...
+
+    async def start_totp(self, principal: Principal) -> TotpEnrolment: ...
+
+    async def reopen_totp(self, principal: Principal, sealed: str) -> TotpEnrolment: ...
+
+    async def confirm_totp(self, principal: Principal, sealed: str, code: str) -> None: ...
+
+    async def own_sessions(self, principal: Principal) -> list[LiveSession]: ...
+
+    async def end_other_sessions(self, principal: Principal) -> int: ...

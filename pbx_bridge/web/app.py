@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.config import Settings, WebSettings
 from pbx_bridge.web import (
+    account_page,
     admin_pages,
     admin_users_page,
     api_admin,
@@ -36,6 +38,7 @@ from pbx_bridge.web import (
 from pbx_bridge.web.accounts import Accounts
 from pbx_bridge.web.audit_verification import ChainVerifier
 from pbx_bridge.web.call_search_setup import Subjects, cursor_signer
+from pbx_bridge.web.cleanup import WebCleanup
 from pbx_bridge.web.cookies import CookieNames
 from pbx_bridge.web.dashboard_numbers import DashboardNumbers
 from pbx_bridge.web.dsar_desk import DsarDesk
@@ -59,6 +62,22 @@ def secret_key_of(web: WebSettings) -> bytes:
     return web.secret_key.get_secret_value().encode()
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """What runs beside the requests: the clean-up job from start-up on; at shutdown it
+    stops and the dashboard's and the DSAR badge's background refreshes are cancelled and
+    awaited, before the server disposes of the database engine (no task left pending,
+    no connection left checked out)."""
+    state: WebState = app.state.web
+    cleanup: WebCleanup = app.state.cleanup
+    cleanup.start()
+    try:
+        yield
+    finally:
+        await cleanup.stop()
+        await state.dashboard.close()
+
+
 def create_app(
     settings: Settings,
     accounts: Accounts,
@@ -69,7 +88,9 @@ def create_app(
 ) -> FastAPI:
     """``player``: recordings for listening (``storage_setup.build_player``); without
     one the media URLs answer 503. ``dsar_backends``: the storage backends erasures
-    delete from (tests); by default the configured ones, as ``dsar run`` builds them."""
+    delete from (tests); by default the configured ones, as ``dsar run`` builds them.
+    Its ``lifespan`` (uvicorn runs it; in-process tests enter
+    ``app.router.lifespan_context(app)``) starts and stops the background work."""
     web = settings.web
     secret_key = secret_key_of(web)
     app = FastAPI(
@@ -81,6 +102,7 @@ def create_app(
         # The interactive docs load scripts from CDNs and inline: not under our CSP.
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     subjects = Subjects(settings.privacy)
     app.state.web = WebState(
@@ -102,6 +124,7 @@ def create_app(
     )
     app.state.player = player
     app.state.audit_verifier = ChainVerifier(sessions, accounts)
+    app.state.cleanup = WebCleanup(sessions, settings.auth, interval_s=web.cleanup_interval_s)
     # Inside the headers' middleware, so its refusals carry them too.
     app.middleware("http")(input_guard.refuse_nul)
     app.middleware("http")(add_security_headers)
@@ -125,5 +148,6 @@ def create_app(
     app.include_router(dsar_page.router)
     app.include_router(admin_pages.router)
     app.include_router(admin_users_page.router)
+    app.include_router(account_page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,6 +1,7 @@
 """The console's words, one TOML file per language in ``messages/`` (adding a language is
-adding a file), and which language a request gets: the user's own choice, else the
-browser's Accept-Language, else the site's default."""
+adding a file), and which language a request gets: the user's own choice, else the one
+picked signed out with the header's switch (a cookie), else the browser's
+Accept-Language, else the site's default."""
 
 from __future__ import annotations
 
@@ -40,9 +41,12 @@ class Catalogue:
     def languages(self) -> list[str]:
         return sorted(self.messages)
 
-    def choose(self, preferred: str | None, accept_language: str | None) -> str:
-        if preferred in self.messages:
-            return str(preferred)
+    def choose(
+        self, preferred: str | None, accept_language: str | None, picked: str | None = None
+    ) -> str:
+        for choice in (preferred, picked):
+            if choice in self.messages:
+                return str(choice)
         for tag in accepted(accept_language or ""):
             base = tag.split("-")[0]
             if base in self.messages:

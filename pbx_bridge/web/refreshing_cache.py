@@ -41,9 +41,14 @@ class RefreshingCache(Generic[K, T]):
         self._clock = clock
         self._entries: dict[K, Computed[T]] = {}
         self._running: dict[K, asyncio.Task[Computed[T]]] = {}
+        self._closed = False
 
     async def get(self, key: K) -> Computed[T]:
         entry = self._entries.get(key)
+        if self._closed:
+            # Shutting down: no new background task (nothing would cancel it); a request
+            # still being answered gets the last value, or computes its own.
+            return entry or await self._refresh(key)
         if entry is not None:
             age = (self._clock() - entry.at).total_seconds()
             if age >= self._max_age_s and key not in self._running:
@@ -72,6 +77,8 @@ class RefreshingCache(Generic[K, T]):
         return entry
 
     async def close(self) -> None:
+        """Cancel and await the refreshes running; none starts after this."""
+        self._closed = True
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()

@@ -91,7 +91,7 @@ async def serve(settings: Settings) -> None:
                 log_config=None,
                 log_level="warning",
                 access_log=False,
-                lifespan="off",
+                lifespan="on",  # the clean-up job, and the caches closed at shutdown
                 proxy_headers=True,
                 timeout_graceful_shutdown=_SHUTDOWN_GRACE_S,
             )

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.web.accounts import Principal
 from pbx_bridge.web.call_record import CallNotFound, actor_of, recording_call
@@ -42,6 +42,8 @@ from storage.models import utcnow
 MAX_SHARE_DAYS = 30
 MAX_NOTE = 500
 ONE_TIME_WINDOW = timedelta(hours=2)
+# An ended link stays listed (state expired, revoked, used) this long, then is deleted.
+KEEP_ENDED = timedelta(days=MAX_SHARE_DAYS)
 TOKEN_BYTES = 32
 CREATED, REVOKED, OPENED = "share.created", "share.revoked", "share.opened"
 
@@ -230,6 +232,28 @@ async def media_link(
         await audit_open(state, link, ip, "refused", via="media", reason=str(found))
         raise ShareGone(str(found))
     return link
+
+
+async def delete_ended_links(
+    sessions: async_sessionmaker[AsyncSession], *, now: datetime | None = None
+) -> int:
+    """Delete the links that ended (expired, revoked, or a one-time link whose playback
+    window closed) more than :data:`KEEP_ENDED` ago; how many. Nothing can open them any
+    more; their making, opens and revoking stay in the audit trail (``share_id``)."""
+    cutoff = (now or utcnow()) - KEEP_ENDED
+    async with sessions() as session:
+        result = await session.execute(
+            delete(ShareLink).where(
+                or_(
+                    ShareLink.expires_at <= cutoff,
+                    ShareLink.revoked_at <= cutoff,
+                    and_(ShareLink.one_time.is_(True),
+                         ShareLink.used_at <= cutoff - ONE_TIME_WINDOW),
+                )
+            )
+        )
+        await session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 __all__ = ["CallNotFound", "ShareGone", "ShareNotFound", "create_share", "list_shares"]

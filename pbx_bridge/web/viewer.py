@@ -103,7 +103,8 @@ def _viewer(
     if nonce is None:
         nonce = new_nonce = csrf.new_nonce()
     language = state.catalogue.choose(
-        principal.language if principal else None, request.headers.get("accept-language")
+        principal.language if principal else None, request.headers.get("accept-language"),
+        state.cookies.language_choice(request),
     )
     return Viewer(
         principal=principal,

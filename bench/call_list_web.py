@@ -16,9 +16,10 @@ permission, the search, the audit entry of an unmasked page, the template or the
 - the **baseline**: ``SELECT * FROM calls ORDER BY started_at DESC, id DESC LIMIT 50``,
   the cheapest page there is, in the same process between the requests.
 
-Each case runs ``--repeat`` times (the first cold); p50 and p95, and the machine's load
-average as the case ended (the figures are wall time: whatever else runs shares the
-CPU); every answer must be 200 with as many calls as the data set says, or the run fails.
+Each case runs ``--repeat`` times (the first cold); p50 and p95, this process's CPU time
+per request, and the machine's load average as the case ended (the times are wall time:
+whatever else runs shares the CPU, the CPU per request is what it costs us); every
+answer must be 200 with as many calls as the data set says, or the run fails.
 
     .venv/bin/python bench/call_list_web.py [--calls N] [--repeat R] [--quick] [--database URL]
 """
@@ -137,12 +138,16 @@ async def _measure_phase(db: str, calls: int, repeat: int) -> None:
 
     async def timed(label: str, run: Callable[[], Awaitable[int]]) -> None:
         times, found = [], 0
+        cpu_before = time.process_time()
         for _ in range(repeat):
             started = time.perf_counter()
             found = await run()
             times.append(time.perf_counter() - started)
-        # The machine's 1-minute load average as the case ended: other work shares it.
-        results[label] = {**_quantiles(times), "load": os.getloadavg()[0]}
+        # This process's CPU per request (all its threads; not the PostgreSQL server's),
+        # which the machine's load does not stretch, and the 1-minute load average as
+        # the case ended: other work shares the cores, and the wall times show it.
+        cpu = (time.process_time() - cpu_before) / repeat
+        results[label] = {**_quantiles(times), "cpu": cpu, "load": os.getloadavg()[0]}
         if label != BASELINE:
             expected = _expected(label.split(": ", 1)[1], calls, "supervisor" in label)
             pages[label] = (found, expected)
@@ -216,10 +221,10 @@ def main() -> int:
     print(f"call list through the console on {database}: {calls:,} calls (inserted and "
           f"analysed in {setup['rows_s']:.1f} s); pages of {LIMIT}, {repeat} requests "
           "each, first cold; in-process ASGI")
-    print(f"  {'case':<52} {'first':>10} {'p50':>10} {'p95':>10} {'load':>6}")
+    print(f"  {'case':<52} {'first':>10} {'p50':>10} {'p95':>10} {'CPU/req':>10} {'load':>6}")
     for label, t in run["times"].items():
         print(f"  {label:<52} {_ms(t['first']):>10} {_ms(t['p50']):>10} {_ms(t['p95']):>10}"
-              f" {t['load']:>6.1f}")
+              f" {_ms(t['cpu']):>10} {t['load']:>6.1f}")
     base = run["times"][BASELINE]["p95"]
     worst = max((t["p95"], label) for label, t in run["times"].items()
                 if label in run["pages"])

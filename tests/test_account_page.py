@@ -163,6 +163,13 @@ async def test_the_header_switch_works_signed_out_with_a_cookie_and_signed_in_on
     assert 'pbxb_lang=""' in signed_in.headers["set-cookie"]
     assert (await web.user("selim")).language == "en"
     assert _lang(await web.get(me, "/calls")) == "en"
+    calls = await web.get(me, "/calls?disposition=busy")
+    assert 'name="next" value="/calls?disposition=busy"' in calls.text
+    # An error page's switch leads home: it never repeats what was refused.
+    missing = "00000000-0000-4000-8000-000000000000"
+    refused = await web.get(me, f"/calls/{missing}")
+    assert refused.status_code == 404 and missing not in refused.text
+    assert 'name="next" value="/"' in refused.text
 
 
 async def test_a_password_change_needs_the_current_one_and_ends_the_other_sessions(

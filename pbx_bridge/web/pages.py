@@ -19,13 +19,24 @@ def render(
     response = state.templates.TemplateResponse(
         request,
         template,
-        {"viewer": viewer, "t": viewer.t, "lang": viewer.language, "active": None, **context},
+        {"viewer": viewer, "t": viewer.t, "lang": viewer.language, "active": None,
+         "here": _here(request, status_code), **context},
         status_code=status_code,
     )
     if viewer.new_nonce is not None:
         state.cookies.set_csrf(response, viewer.new_nonce)
     response.headers["Content-Language"] = viewer.language
     return response
+
+
+def _here(request: Request, status_code: int) -> str:
+    """Where the header's language switch comes back to: this page, but never an error
+    page's address (it would repeat what was refused, e.g. another extension's call id,
+    in the page), which goes back to the start instead."""
+    if status_code >= 400:
+        return "/"
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
 
 
 def error_page(

@@ -93,14 +93,6 @@ class UsersAccounts:
         return auth.approval(requester_user_id, known[0], known[1])
 
 
-def _known(principal: console.Principal, action: str) -> tuple[Principal, Action] | Decision:
-    """The users module's principal and action, or the refusal of a foreign one."""
-    if not isinstance(principal, Principal):
-        return Decision(False, "not a principal of the users module")
-    if action not in _ACTIONS:
-        return Decision(False, f"unknown action {action!r}")
-    return principal, Action(action)
-
     # -- "My account" ------------------------------------------------------------------
 
     @staticmethod
@@ -172,6 +164,15 @@ def _known(principal: console.Principal, action: str) -> tuple[Principal, Action
     async def end_other_sessions(self, principal: console.Principal) -> int:
         user_id, session_id = self._own(principal)
         return await self_service.end_other_sessions(self._sessions, user_id, session_id)
+
+
+def _known(principal: console.Principal, action: str) -> tuple[Principal, Action] | Decision:
+    """The users module's principal and action, or the refusal of a foreign one."""
+    if not isinstance(principal, Principal):
+        return Decision(False, "not a principal of the users module")
+    if action not in _ACTIONS:
+        return Decision(False, f"unknown action {action!r}")
+    return principal, Action(action)
 
 
 def _conforms(accounts: UsersAccounts) -> console.Accounts:

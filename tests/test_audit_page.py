@@ -97,7 +97,7 @@ async def test_an_auditor_lands_on_the_audit_trail_and_others_on_their_pages(
     assert nav == ["/audit"]
     dpo_page = await web.client.get("/calls", headers=await web.signed_in("deniz"))
     assert re.findall(r'<li><a href="(/\w+)"', dpo_page.text) == [
-        "/dashboard", "/calls", "/shares", "/audit"]
+        "/dashboard", "/calls", "/shares", "/audit", "/dsar"]
     assert 'href="/audit"' not in (
         await web.client.get("/calls", headers=await web.signed_in("selim"))).text
 

@@ -143,6 +143,7 @@ async def open_form(
     note: Annotated[str, Form(max_length=MAX_NOTE)] = "",
 ) -> Response:
     assert viewer.principal is not None
+    await _desk(request).require(viewer.principal, "dsar.open")  # the role before the values
     values = {"number": number, "kind": kind, "channel": channel,
               "their_reference": their_reference, "note": note}
     try:

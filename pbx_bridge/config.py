@@ -29,6 +29,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from pbx_bridge.flow.feature_codes import InvalidFeatureCodes, build_codes
 from storage.backends.settings import BackendSettings
 
 CONFIG_ENV = "PBX_BRIDGE_CONFIG"
@@ -254,6 +255,32 @@ class CallSettings(_Section):
     # Record caller and agent on separate channels (caller left, agent right) instead of
     # the mixed bridge: quality teams and speech analytics want to tell them apart.
     stereo: bool = False
+    # The agent's PCI pause: *5 mutes the conversation recording (silence of the same
+    # length in the file, so times line up and card details never reach disk), *6 ends
+    # it. A pause left on resumes by itself after this many minutes, with a tone to the
+    # agent: a forgotten pause must not leave the rest of the call unrecorded.
+    pci_pause_code: str = "5"
+    pci_resume_code: str = "6"
+    pci_pause_max_minutes: float = Field(default=5.0, gt=0, le=240)
+    # The agent keeps this call's recordings per a retention class: "*" then the code,
+    # e.g. {"7" = "sales", "0" = "discard"} (a 0-day class: deleted when the call ends).
+    # The classes must exist (`pbx-bridge retention set CLASS DAYS`).
+    retention_codes: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _codes_apart(self) -> CallSettings:
+        try:
+            build_codes(
+                pause=self.pci_pause_code,
+                resume=self.pci_resume_code,
+                retention=self.retention_codes,
+            )
+        except InvalidFeatureCodes as exc:
+            raise ValueError(str(exc)) from exc
+        for name in self.retention_codes.values():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+                raise ValueError(f"retention_codes: {name!r} is no retention class name")
+        return self
 
     @field_validator("dial_template")
     @classmethod

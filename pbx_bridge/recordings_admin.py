@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pbx_bridge.calls.changes import SYSTEM_ACTOR
 from pbx_bridge.calls.history import RecordingView, recording_view
 from pbx_bridge.calls.models import Call
+from pbx_bridge.calls.pauses import PauseSpan, pauses_of
 from pbx_bridge.calls.retention import class_days
 from pbx_bridge.config import RetentionSettings, Settings
 from pbx_bridge.privacy import mask_number
@@ -245,6 +246,8 @@ class RecordingDetail:
     deleted_at: datetime | None
     copies: tuple[CopyView, ...]
     tombstone: TombstoneView | None
+    # PCI pauses: muted spans, as offsets into the file (calls/pauses.py).
+    pauses: tuple[PauseSpan, ...] = ()
 
     def masked(self) -> RecordingDetail:
         return RecordingDetail(**{**self.__dict__, "recording": self.recording.masked()})
@@ -294,6 +297,7 @@ async def recording_detail(session: AsyncSession, recording_id: str) -> Recordin
         )
     ).all()
     tombstone = await latest_tombstone(session, recording_id)
+    pauses = (await pauses_of(session, [recording_id])).get(recording_id, [])
     view = recording_view(row, caller)
     return RecordingDetail(
         recording=view,
@@ -309,6 +313,7 @@ async def recording_detail(session: AsyncSession, recording_id: str) -> Recordin
         deleted_at=row.deleted_at,
         copies=tuple(_copy_view(c) for c in copies),
         tombstone=None if tombstone is None else _tombstone_view(tombstone),
+        pauses=tuple(pauses),
     )
 
 

@@ -142,6 +142,7 @@ class FakeAsterisk:
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, list[str]] = {}
         self.live: dict[str, _Recording] = {}
+        self.muted: set[str] = set()  # live recordings muted (PCI pause)
         self.recorded: list[str] = []  # Asterisk names of the recordings made, in order
         self._heard: dict[str, list[Heard]] = {}
         # Every playback's media per channel, in order (a composed prompt lists its sounds).
@@ -395,6 +396,19 @@ class FakeAsterisk:
         if name not in self.live:
             raise AriNotFound(404, "POST", f"/recordings/live/{name}/stop", "Recording not found")
         self._finish_recording(name)
+
+    async def mute_recording(self, name: str) -> None:
+        self._log("mute_recording", name)
+        if name not in self.live:
+            raise AriNotFound(404, "POST", f"/recordings/live/{name}/mute", "Recording not found")
+        self.muted.add(name)
+
+    async def unmute_recording(self, name: str) -> None:
+        self._log("unmute_recording", name)
+        if name not in self.live:
+            raise AriNotFound(404, "DELETE", f"/recordings/live/{name}/mute",
+                              "Recording not found")
+        self.muted.discard(name)
 
     async def cancel_recording(self, name: str) -> None:
         self._log("cancel_recording", name)

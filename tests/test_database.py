@@ -59,6 +59,7 @@ EXPECTED_TABLES = {
     "web_sessions",
     "share_links",
     "dsar_approvals",
+    "recording_pauses",
 }
 
 

@@ -574,6 +574,14 @@ class AriClient:
         """Stop and keep; RecordingFinished follows on the event stream."""
         await self._command("POST", f"/recordings/live/{_segment(name)}/stop")
 
+    async def mute_recording(self, name: str) -> None:
+        """Write silence instead of the audio until unmuted; the file keeps its timeline
+        (``/pause`` would leave the span out, shifting everything after it)."""
+        await self._command("POST", f"/recordings/live/{_segment(name)}/mute")
+
+    async def unmute_recording(self, name: str) -> None:
+        await self._command("DELETE", f"/recordings/live/{_segment(name)}/mute")
+
     async def cancel_recording(self, name: str) -> None:
         """Stop and discard the file."""
         await self._command("DELETE", f"/recordings/live/{_segment(name)}")

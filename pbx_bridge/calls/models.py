@@ -194,3 +194,25 @@ class DoNotRecord(Base):
     request_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     added_by: Mapped[str] = mapped_column(String(128))
     added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RecordingPause(Base):
+    """A PCI pause of a conversation recording: where in the file, and who.
+
+    The span is silence in the stored file (the recording was muted, not paused), so
+    ``start_s``/``end_s`` are offsets into the file as it plays; a listener or an
+    auditor sees why that stretch is silent and who asked for it (migration 0013).
+    """
+
+    __tablename__ = "recording_pauses"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    recording_id: Mapped[str] = mapped_column(ForeignKey("recordings.id"), index=True)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: still paused
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # "agent:100", "user:NAME", "token:ID"; resumed also "auto" (the time limit) or
+    # "recording-end" (the recording or the call ended while paused).
+    paused_by: Mapped[str] = mapped_column(String(128))
+    resumed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)

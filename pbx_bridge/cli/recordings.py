@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from pbx_bridge.calls.history import DEFAULT_LIMIT, RecordingView, iso, list_recordings
+from pbx_bridge.calls.pauses import pause_json
 from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, sessions_for, settings_of
 from pbx_bridge.cli.errors import EXIT_RUNTIME, EXIT_USAGE, fail, reporting_errors
@@ -158,6 +159,7 @@ def _detail_json(detail: RecordingDetail, unmasked: bool) -> dict[str, object]:
             for c in detail.copies
         ],
         "tombstone": None,
+        "pauses": [pause_json(p) for p in detail.pauses],
     }
     if detail.tombstone is not None:
         t = detail.tombstone

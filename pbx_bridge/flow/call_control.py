@@ -85,5 +85,10 @@ class CallControl(Protocol):
 
     async def cancel_recording(self, name: str) -> None: ...
 
+    # The PCI pause: silence written in place of the audio (the file keeps its timeline).
+    async def mute_recording(self, name: str) -> None: ...
+
+    async def unmute_recording(self, name: str) -> None: ...
+
 
 __all__ = ["CallControl"]

@@ -37,6 +37,10 @@ class LiveRecording:
     names: tuple[str, ...]
     layout: Layout = Layout.MIXED
     snoops: tuple[str, ...] = ()
+    # The row, and when Asterisk began writing (PCI pauses are offsets from it); unknown
+    # for a recording adopted after a restart.
+    recording_id: str | None = None
+    started_at: datetime | None = None
 
     @classmethod
     def of_row(cls, asterisk_name: str, layout: str) -> LiveRecording:

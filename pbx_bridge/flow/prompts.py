@@ -43,6 +43,12 @@ REQUIRED_PROMPTS: tuple[str, ...] = (
     *SEGMENT_PROMPTS,
     "invalid-choice-objection",
     "language-choice",
+    "agent-recording-paused",
+    "agent-recording-resumed",
+    "agent-pause-auto-resumed",
+    "agent-not-recording",
+    "agent-retention-set",
+    "agent-retention-failed",
 )
 
 _BUILD_HINT = "run `pbx-bridge prompts build`"

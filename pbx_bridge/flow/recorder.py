@@ -12,21 +12,28 @@ start makes a new recording with its own id.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pbx_bridge.ari import AriError, AriNotFound
+from pbx_bridge.calls.pauses import CALL_END_ACTOR, offset_s, store_pause_end, store_pause_start
 from pbx_bridge.flow import names
 from pbx_bridge.flow.call_state import CallState, LiveRecording
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox, LegGone
 from storage.legs import Layout, leg_names
-from storage.models import RecordingKind
+from storage.models import RecordingKind, utcnow
 
 log = logging.getLogger(__name__)
 
 # A snoop channel enters our app on its own thread after the REST call returns; it
 # cannot be recorded before that (Asterisk answers 404/409).
 _ENTER_APP_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class _Pause:
+    id: str
+    live: LiveRecording
 
 
 class ConversationRecorder:
@@ -48,10 +55,64 @@ class ConversationRecorder:
         self._bridge_id = state.bridge_id
         self._retention_days = retention_days
         self._inbox = inbox
+        self._pause: _Pause | None = None
 
     @property
     def recording(self) -> bool:
         return self._state.recording is not None
+
+    @property
+    def paused(self) -> bool:
+        return self._pause is not None
+
+    def retain_as(self, retention_class: str, retention_days: int) -> None:
+        """Recordings this call starts from now on are kept per this class."""
+        self._state.retention_class, self._retention_days = retention_class, retention_days
+
+    async def pause(self, actor: str) -> bool:
+        """PCI pause: mute what is being recorded; False when nothing is (or it is already).
+
+        Muted first, stored after: the card details must not reach the file while the
+        database is written.
+        """
+        live = self._state.recording
+        if live is None or self._pause is not None or live.recording_id is None:
+            return False
+        for name in live.names:
+            await self._ctx.ari.mute_recording(name)
+        assert live.started_at is not None
+        at = utcnow()
+        pause_id = await store_pause_start(
+            self._ctx.sessions, recording_id=live.recording_id, call_id=self._call_id,
+            start_s=offset_s(live.started_at, at), at=at, actor=actor,
+        )
+        self._pause = _Pause(pause_id, live)
+        log.info("call %s: recording %s paused by %s", self._call_id, live.recording_id, actor)
+        return True
+
+    async def resume(self, actor: str) -> bool:
+        """End the pause: the recording hears the call again. False when not paused."""
+        pause = self._pause
+        if pause is None:
+            return False
+        if pause.live is self._state.recording:
+            for name in pause.live.names:
+                await self._ctx.ari.unmute_recording(name)
+        await self._close_pause(actor)
+        log.info("call %s: recording resumed by %s", self._call_id, actor)
+        return True
+
+    async def _close_pause(self, actor: str) -> None:
+        pause, self._pause = self._pause, None
+        if pause is None:
+            return
+        assert pause.live.recording_id is not None and pause.live.started_at is not None
+        at = utcnow()
+        await store_pause_end(
+            self._ctx.sessions, pause_id=pause.id, recording_id=pause.live.recording_id,
+            call_id=self._call_id, end_s=offset_s(pause.live.started_at, at), at=at,
+            actor=actor,
+        )
 
     async def start(self) -> bool:
         if self._state.recording is not None:
@@ -72,6 +133,8 @@ class ConversationRecorder:
             except AriError as exc:
                 log.warning("call %s: stopping recording failed: %s", self._call_id, exc)
         await self._hang_up(live.snoops)
+        if self._pause is not None:  # stopped (or the call ended) while paused
+            await self._close_pause(CALL_END_ACTOR)
 
     # -- mixed: the bridge ------------------------------------------------------------------
 
@@ -92,7 +155,9 @@ class ConversationRecorder:
             log.error("call %s: conversation recording failed to start: %s", self._call_id, exc)
             await self._ctx.pipeline.mark_failed(row.id, f"ARI record failed: {exc}")
             return False
-        self._state.recording = LiveRecording((row.asterisk_name,))
+        self._state.recording = LiveRecording(
+            (row.asterisk_name,), recording_id=row.id, started_at=utcnow()
+        )
         log.info("call %s: recording %s started", self._call_id, row.id)
         return True
 
@@ -141,7 +206,9 @@ class ConversationRecorder:
         except LegGone:
             await self._abandon(row.id, snoops, started, "a party hung up as recording started")
             raise
-        self._state.recording = LiveRecording(legs, Layout.STEREO, tuple(snoops))
+        self._state.recording = LiveRecording(
+            legs, Layout.STEREO, tuple(snoops), recording_id=row.id, started_at=utcnow()
+        )
         log.info("call %s: recording %s started (stereo)", self._call_id, row.id)
         return True
 
@@ -169,21 +236,3 @@ class ConversationRecorder:
                 except AriError as exc:
                     log.warning("call %s: snoop hangup failed: %s", self._call_id, exc)
             self._ctx.ownership.release(snoop_id)
-
-
-@dataclass
-class OnDemandKeys:
-    """Recognises the agent's *1 (start) and *2 (stop) within a short window."""
-
-    window_s: float
-    _star_at: float | None = field(default=None)
-
-    def feed(self, digit: str, now: float) -> str | None:
-        """Return "start" or "stop" when a code completes, else None."""
-        if digit == "*":
-            self._star_at = now
-            return None
-        star_at, self._star_at = self._star_at, None
-        if star_at is None or now - star_at > self.window_s:
-            return None
-        return {"1": "start", "2": "stop"}.get(digit)

@@ -18,16 +18,19 @@ from pbx_bridge.ari import AriError, AriNotFound, Channel
 from pbx_bridge.ari import events as ev
 from pbx_bridge.calls.extensions import ExtensionInfo, extension_recording, get_extension
 from pbx_bridge.calls.journal import ConsentProof
-from pbx_bridge.calls.retention import class_days
+from pbx_bridge.calls.pauses import AUTO_RESUME_ACTOR
+from pbx_bridge.calls.retention import UnknownRetentionClass, class_days
 from pbx_bridge.calls.routes import ResolvedRoute, resolve_route
 from pbx_bridge.config import Announcement, LegalBasis, RecordingMode, TimeoutRule
 from pbx_bridge.disclosure import DisclosureFacts
 from pbx_bridge.flow import announcement, names
+from pbx_bridge.flow.agent_features import agent_actor, feature_codes, retention_choice_refused
 from pbx_bridge.flow.call_state import CallState, route_snapshot
 from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.dial import AgentDialer, DialResult
 from pbx_bridge.flow.evidence import EvidenceClip
+from pbx_bridge.flow.feature_codes import FeatureAction, FeatureCodeParser, FeatureKind
 from pbx_bridge.flow.inbox import AgentGone, CallerGone, CallInbox
 from pbx_bridge.flow.player import PromptPlayer
 from pbx_bridge.flow.policy import (
@@ -38,11 +41,12 @@ from pbx_bridge.flow.policy import (
     decide_recording,
 )
 from pbx_bridge.flow.prompts import Prompt
-from pbx_bridge.flow.recorder import ConversationRecorder, OnDemandKeys
+from pbx_bridge.flow.recorder import ConversationRecorder
 from pbx_bridge.flow.together import together
 from pbx_bridge.flow.withdrawal import on_do_not_record_list, withdraw_by_keypress
 from pbx_bridge.metrics import ANSWER_TO_DISCLOSURE, CALLS, CONSENT_DECISIONS
 from pbx_bridge.privacy import mask_number
+from pbx_bridge.recordings_admin import change_call_retention
 from storage.database import database_unavailable
 from storage.failpoints import slow_point
 from storage.models import utcnow
@@ -463,37 +467,108 @@ class CallSession:
         return decision
 
     async def _converse(self, route: ResolvedRoute, decision: RecordingDecision) -> tuple[str, str]:
-        """Both parties talk until one hangs up; the agent may use *1 / *2 on demand."""
+        """Both parties talk until one hangs up; the agent's feature codes act meanwhile.
+
+        Only the agent's keys are read here: the caller's cannot pause or discard a
+        recording. With no code part-typed and no pause running the wait has no limit,
+        so a call whose agent presses nothing costs nothing more.
+        """
         assert self._recorder is not None
         if decision.plan is RecordingPlan.RECORD:
             await self._recorder.start()
-        keys = OnDemandKeys(window_s=self.ctx.call.on_demand_digit_window_s)
+        keys = FeatureCodeParser(feature_codes(self.ctx.call),
+                                 self.ctx.call.on_demand_digit_window_s)
         loop = asyncio.get_running_loop()
         agent_id = self.state.agent_id
+        pause_ends: float | None = None  # loop time of the automatic resume
         while True:
-            item = await self.inbox.next()
-            if not (isinstance(item, ev.ChannelDtmfReceived) and item.channel.id == agent_id):
+            wake = min((t for t in (keys.waiting_until(), pause_ends) if t is not None),
+                       default=None)
+            item = await self.inbox.next(None if wake is None else max(0.0, wake - loop.time()))
+            now = loop.time()
+            if item is None:
+                action = keys.expire(now)
+            elif isinstance(item, ev.ChannelDtmfReceived) and item.channel.id == agent_id:
+                action = keys.feed(item.digit, now)
+            else:
                 continue
-            action = keys.feed(item.digit, loop.time())
+            if pause_ends is not None and now >= pause_ends and self._recorder.paused:
+                await self._auto_resume(route)
             if action is not None:
-                await self._on_demand(route, decision, action)
+                await self._agent_feature(route, decision, action)
+            if not self._recorder.paused:
+                pause_ends = None
+            elif pause_ends is None:
+                pause_ends = now + 60.0 * self.ctx.call.pci_pause_max_minutes
 
-    async def _on_demand(
-        self, route: ResolvedRoute, decision: RecordingDecision, action: str
+    async def _agent_feature(
+        self, route: ResolvedRoute, decision: RecordingDecision, action: FeatureAction
     ) -> None:
-        assert self._recorder is not None and self.state.agent_id is not None
-        lang = route.language.value
-        if decision.plan is not RecordingPlan.ON_DEMAND:
-            log.info("call %s: agent asked to %s recording; not allowed (%s)",
-                     self.call_id, action, decision.reason)
+        assert self._recorder is not None
+        actor = agent_actor(route.target)
+        if action.kind is FeatureKind.PAUSE:
+            name = ("agent-recording-paused" if await self._quietly_false(
+                self._recorder.pause(actor)) else "agent-not-recording")
+        elif action.kind is FeatureKind.RESUME:
+            name = ("agent-recording-resumed" if await self._quietly_false(
+                self._recorder.resume(actor)) else "agent-not-recording")
+        elif action.kind is FeatureKind.RETENTION:
+            name = await self._retain_as(route, action.retention_class, actor)
+        elif decision.plan is not RecordingPlan.ON_DEMAND:
+            log.info("call %s: agent asked to %s; not allowed (%s)",
+                     self.call_id, action.kind.value, decision.reason)
             name = "agent-recording-not-allowed"
-        elif action == "start":
+        elif action.kind is FeatureKind.RECORD_START:
             name = "agent-recording-started" if await self._recorder.start() else (
                 "agent-recording-not-allowed")
         else:
             await self._recorder.stop()
             name = "agent-recording-stopped"
-        await self.player.start(self.state.agent_id, self.ctx.prompts.get(lang, name).media)
+        await self._tell_agent(route, name)
+
+    async def _tell_agent(self, route: ResolvedRoute, name: str) -> None:
+        assert self.state.agent_id is not None
+        prompt = self.ctx.prompts.get(route.language.value, name)
+        await self.player.start(self.state.agent_id, prompt.media)
+
+    async def _auto_resume(self, route: ResolvedRoute) -> None:
+        """A pause left on past the limit: recording again, and the agent is told."""
+        assert self._recorder is not None
+        log.warning("call %s: PCI pause reached %s min; resuming", self.call_id,
+                    self.ctx.call.pci_pause_max_minutes)
+        if await self._quietly_false(self._recorder.resume(AUTO_RESUME_ACTOR)):
+            await self._tell_agent(route, "agent-pause-auto-resumed")
+
+    async def _quietly_false(self, step: Awaitable[bool]) -> bool:
+        """A pause step Asterisk refused (the recording just ended): nothing changed."""
+        try:
+            return await step
+        except AriError as exc:
+            log.warning("call %s: pause step refused: %s", self.call_id, exc)
+            return False
+
+    async def _retain_as(self, route: ResolvedRoute, class_name: str, actor: str) -> str:
+        """The agent keeps this call's recordings per ``class_name``; the prompt to play."""
+        assert self.call_id is not None and self._recorder is not None
+        try:
+            async with self.ctx.sessions() as session:
+                days = await class_days(session, class_name, self.ctx.retention)
+                current = await class_days(session, self.state.retention_class,
+                                           self.ctx.retention)
+        except UnknownRetentionClass as exc:
+            log.error("call %s: agent chose retention: %s", self.call_id, exc)
+            return "agent-retention-failed"
+        refused = retention_choice_refused(route.legal_basis, current, days)
+        if refused is not None:
+            log.warning("call %s: agent chose retention %s: refused, %s", self.call_id,
+                        class_name, refused)
+            return "agent-retention-failed"
+        await change_call_retention(self.ctx.sessions, self.call_id, class_name,
+                                    self.ctx.retention, actor=actor)
+        self._recorder.retain_as(class_name, days)
+        log.info("call %s: agent chose retention class %s (%d days)", self.call_id,
+                 class_name, days)
+        return "agent-retention-set"
 
     async def _resume_connected(
         self, route: ResolvedRoute, consent: ConsentOutcome

@@ -10,9 +10,11 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from pbx_bridge.calls.history import recording_view
+from pbx_bridge.calls.pauses import pause_json, pauses_of
 from pbx_bridge.web.accounts import Principal
 from pbx_bridge.web.api_auth import api_principal
 from pbx_bridge.web.api_models import CallOut, RecordingOut, problem_responses
@@ -31,12 +33,24 @@ CallId = Annotated[uuid.UUID, Path(description="The call's id (a UUID).")]
 RecordingId = Annotated[uuid.UUID, Path(description="The recording's id (a UUID).")]
 
 
+class PauseOut(BaseModel):
+    """A PCI pause: a muted span, seconds from the file's start (end null: still on)."""
+
+    start_s: float
+    end_s: float | None
+    started_at: str
+    ended_at: str | None
+    paused_by: str
+    resumed_by: str | None
+
+
 class RecordingDetailOut(RecordingOut):
     call_id: str
     caller: str | None
     # What each channel holds, left to right: ["caller", "agent"] for stereo.
     channels: list[str]
     on_hold: bool
+    pauses: list[PauseOut]
 
 
 def _refused(exc: Exception) -> HTTPException:
@@ -79,7 +93,10 @@ async def get_recording(
         await audit_view(session, principal, f"recording:{row.id}", unmasked=unmasked, via="api")
         await session.commit()
     channels = [str(leg) for leg in STEREO_LEGS] if row.layout == "stereo" else ["mixed"]
-    return {**view.to_json(), "channels": channels, "on_hold": row.hold_reason is not None}
+    async with state.sessions() as session:
+        pauses = (await pauses_of(session, [row.id])).get(row.id, [])
+    return {**view.to_json(), "channels": channels, "on_hold": row.hold_reason is not None,
+            "pauses": [pause_json(p) for p in pauses]}
 
 
 MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -196,11 +196,18 @@ async def change_call_retention(
         ]
         old_classes = [row.retention_class for row in live]
         changes = [_apply(row, class_name, days, call.ended_at) for row in live]
+        old_call_class = call.retention_class
         call.retention_class = class_name
         for row in live:
             await mark_sidecars_stale(session, row.id)
         for change, old_class in zip(changes, old_classes, strict=True):
             await _record_retention_change(session, change, old_class, actor)
+        # The choice itself, also when the call has no recording (yet).
+        await record_event(
+            session, actor=actor, action="call.retention_changed", target=f"call:{call_id}",
+            details={"class": {"from": old_call_class, "to": class_name}, "days": days,
+                     "recordings": [change.recording_id for change in changes]},
+        )
         await session.commit()
     return changes
 

@@ -39,6 +39,7 @@ from storage_fakes import db_url, sessions
 from test_call_page import CALLER, Console, web
 from web_routes import console_app, openapi_operations
 
+from pbx_bridge.calls.retention import set_class
 from pbx_bridge.subjects.approvals import ApprovalAction, request_approval
 
 __all__ = ["db_url", "sessions", "web"]  # fixtures
@@ -97,6 +98,10 @@ async def _known_ids(web: Console) -> dict[str, list[str]]:
                                     user_id="someone", request_id=dsars[3])).id
             for _ in range(1)
         ]
+        # Retention classes named as the generator's simplest matches of the class-name
+        # pattern, so generated bodies of PUT /calls/{id}/retention can reach a 200.
+        for name in ("0", "00", "a"):
+            await set_class(session, name, 30)
         await session.commit()
     admin = web.api("ayse")  # a route, an extension and a class for the admin's API
     for path, body in (("/api/v1/retention-classes/sales", {"days": 30}),

@@ -52,6 +52,8 @@ class Action(StrEnum):
     RECORDINGS_RELEASE = "recordings.release"
     RECORDINGS_DELETE = "recordings.delete"
     RECORDINGS_RETAIN = "recordings.retain"
+    # One call's retention class (its conversation recordings), as the agent's *7 / *0.
+    CALLS_RETENTION = "calls.retention"
     NUMBERS_UNMASK = "numbers.unmask"
     DSAR_READ = "dsar.read"
     DSAR_OPEN = "dsar.open"
@@ -76,6 +78,7 @@ CALL_ACTIONS = frozenset(
         A.SHARES_READ,
         A.SHARES_REVOKE,
         A.NUMBERS_UNMASK,
+        A.CALLS_RETENTION,
     }
 )
 # Irreversible or wholesale: a second dpo approves them when four eyes are on. A DSAR of
@@ -117,6 +120,7 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
             A.RECORDINGS_RELEASE,
             A.RECORDINGS_DELETE,
             A.RECORDINGS_RETAIN,
+            A.CALLS_RETENTION,
             A.NUMBERS_UNMASK,
             A.DSAR_READ,
             A.DSAR_OPEN,

@@ -17,6 +17,7 @@ from pbx_bridge.web import (
     admin_users_page,
     api_admin,
     api_audit,
+    api_call_retention,
     api_calls,
     api_consents,
     api_dashboard,
@@ -115,6 +116,7 @@ def create_app(
         templates=make_templates(),
         cursor_signer=cursor_signer(secret_key),
         subjects=subjects,
+        retention=settings.retention,
         dashboard=DashboardNumbers(
             sessions, accounts, soon_days=settings.privacy.due_soon_days,
             refresh_s=web.dashboard_refresh_s,
@@ -139,6 +141,7 @@ def create_app(
     app.include_router(api_shares.router)
     app.include_router(api_consents.router)
     app.include_router(api_audit.router)
+    app.include_router(api_call_retention.router)
     app.include_router(sign_in.router)
     app.include_router(dashboard_page.router)
     app.include_router(calls_page.router)

@@ -10,7 +10,7 @@ So a supervisor learns nothing about another extension's call but that the id ex
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import or_, select
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pbx_bridge.calls.history import CallView, call_views
 from pbx_bridge.calls.models import Call
+from pbx_bridge.calls.pauses import PauseSpan, pauses_of
 from pbx_bridge.web.accounts import Grant, Principal
 from pbx_bridge.web.permissions import (
     CALLS_READ,
@@ -65,6 +66,8 @@ class CallRecord:
     may_share: bool
     holds: dict[str, Hold]
     audit: list[AuditLine]
+    # Each recording's PCI pauses (calls/pauses.py); recordings without one are absent.
+    pauses: dict[str, list[PauseSpan]] = field(default_factory=dict)
 
 
 def actor_of(principal: Principal) -> str:
@@ -123,6 +126,7 @@ async def load_call(
             for r in recordings
             if r.hold_reason is not None
         }
+        pauses = await pauses_of(session, [r.id for r in recordings])
         audit: list[AuditLine] = []
         if with_audit:
             targets = [f"call:{call_id}", *(f"recording:{r.id}" for r in recordings)]
@@ -142,6 +146,7 @@ async def load_call(
         may_share=covers(sharing, row.extension),
         holds=holds,
         audit=audit,
+        pauses=pauses,
     )
 
 

@@ -4,7 +4,7 @@ the dashboard's cached numbers, the DSAR desk."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from pbx_bridge.calls.search import CursorSigner
-from pbx_bridge.config import Settings, WebSettings
+from pbx_bridge.config import RetentionSettings, Settings, WebSettings
 from pbx_bridge.web.accounts import Accounts
 from pbx_bridge.web.call_search_setup import Subjects
 from pbx_bridge.web.cookies import CookieNames
@@ -56,6 +56,8 @@ class WebState:
     dsar: DsarDesk
     # The whole configuration, for the admin pages (default route, storage, [auth]).
     config: Settings
+    # A call's retention change (PUT /calls/{id}/retention) reads the default class here.
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 def web_state(request: Request) -> WebState:

@@ -329,7 +329,7 @@ async def test_list_calls_nests_consent_and_recordings(session: AsyncSession) ->
         "key_history": [],
         "prompt_segments": [],
     }
-    assert data["reference"] is None  # a call row written without one (before 0011)
+    assert data["reference"] is None  # a call row written without one (before 0010)
     recordings = data["recordings"]
     assert isinstance(recordings, list)
     assert recordings[0]["retain_until"] == "2026-04-30T09:00:01Z"

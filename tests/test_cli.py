@@ -445,7 +445,7 @@ def test_calls_list_table_and_bad_since(migrated: Path) -> None:
         "answered",
         "granted",
         "2",
-        "-",  # a row from before references (migration 0011)
+        "-",  # a row from before references (migration 0010)
         CALL_ID,
     ]
     bad = cli(migrated, "calls", "list", "--since", "yesterday")

@@ -3,7 +3,7 @@ the stored file, with who paused and who (or what: the time limit, the call's en
 resumed.
 
 Revision ID: 0013
-Revises: 0010 (the head on main when this landed: 0009, 0011, 0012, 0010)
+Revises: 0012
 Create Date: 2026-12-01
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0010"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

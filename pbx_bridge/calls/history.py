@@ -134,7 +134,7 @@ class RecordingView:
 @dataclass(frozen=True)
 class CallView:
     id: str
-    # Nine digits the caller heard and may quote (None: a call from before 0011).
+    # Nine digits the caller heard and may quote (None: a call from before 0010).
     reference: str | None
     linkedid: str
     direction: str

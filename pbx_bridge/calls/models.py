@@ -53,7 +53,7 @@ class Route(Base):
     require_jurisdiction: Mapped[str | None] = mapped_column(String(2), nullable=True)
     # Pressing 8 at the disclosure withdraws consent (opens a withdrawal request).
     offer_withdrawal: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Language choice (migration 0011): the languages offered ("tr,en"; NULL: only
+    # Language choice (migration 0010): the languages offered ("tr,en"; NULL: only
     # ``language``), the key for each ("1,3"), or the caller's country decides.
     languages: Mapped[str | None] = mapped_column(String(128), nullable=True)
     language_keys: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -83,7 +83,7 @@ class Call(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     # Eight digits and a check digit (calls/reference.py), spoken in the notice; the
-    # caller quotes it in a request. NULL for calls made before migration 0011.
+    # caller quotes it in a request. NULL for calls made before migration 0010.
     reference: Mapped[str | None] = mapped_column(String(9), nullable=True)
     linkedid: Mapped[str] = mapped_column(String(64), index=True)
     # The caller's channel id in Asterisk; a resync after reconnect finds the call by it.
@@ -103,7 +103,7 @@ class Call(Base):
     retention_class: Mapped[str] = mapped_column(String(64))
     language: Mapped[str] = mapped_column(String(8))
     # The route as the call started with it (JSON, flow/call_state.route_snapshot): a call
-    # adopted after a restart keeps it. NULL on calls from before migration 0012.
+    # adopted after a restart keeps it. NULL on calls from before migration 0011.
     route_snapshot: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -2,8 +2,8 @@
 export or an un-hold, when, and who approved or refused it), and the subject's own
 reference on a request.
 
-Revision ID: 0010
-Revises: 0012 (0011 and 0012 landed first)
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0012"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

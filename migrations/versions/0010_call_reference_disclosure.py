@@ -3,7 +3,7 @@ callers in requests), the prompt segments a caller heard (the disclosure is comp
 route, so the proof lists every segment's version and sha256), and a route's language
 choice (the languages offered and their keys, or the caller's country).
 
-Revision ID: 0011
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-01
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
+revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

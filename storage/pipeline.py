@@ -663,9 +663,26 @@ class RecordingPipeline:
         return report
 
     async def sweep(self) -> int:
-        """Start work on every recording with a copy due now; returns how many."""
+        """Start work on every recording with a copy due now, and on every recording still
+        ``recording`` after its call closed; returns how many.
+
+        The second kind is a lost ``RecordingFinished``: Asterisk sends a bridge
+        recording's end to the apps subscribed to the bridge, and a bridge destroyed at
+        hangup can take the subscription with it before the end is published (seen under
+        load). Without this the row would wait for the next restart's resume, and the file
+        in Asterisk's folder with it. The task asks Asterisk (``check_live``), so a
+        recording that is really still live is left alone.
+        """
         now = self._clock()
         async with self._session() as session:
+            unfinished = (
+                await session.scalars(
+                    select(Recording.id).where(
+                        Recording.status == RecordingStatus.RECORDING,
+                        Recording.retain_until.is_not(None),  # its call closed
+                    )
+                )
+            ).all()
             due = (
                 await session.scalars(
                     select(RecordingCopy.recording_id)
@@ -695,7 +712,7 @@ class RecordingPipeline:
                         )
                     )
                 ).all()
-        for recording_id in due:
+        for recording_id in (*due, *unfinished):
             if not self._busy(recording_id):
                 self._spawn(recording_id)
         await self._replicator.refresh_sidecars()
@@ -704,7 +721,7 @@ class RecordingPipeline:
             await self._move(
                 cached.id, (RecordingStatus.STORED,), RecordingStatus.STORED, spool_path=None
             )
-        return len(due)
+        return len(due) + len(unfinished)
 
     async def _sweep_spool(self) -> int:
         """Discard half-written ``.part`` files and spool copies of finished rows."""

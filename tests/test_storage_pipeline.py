@@ -289,6 +289,26 @@ async def test_resume_leaves_live_recording_until_finished(rig: Rig) -> None:
     assert_stored_once(rig, await rig.row(row.id), data)
 
 
+async def test_the_sweep_takes_in_a_recording_whose_end_never_came(rig: Rig) -> None:
+    """The call closed, but Asterisk never sent RecordingFinished (a bridge destroyed at
+    hangup can take the event with it): the sweep asks Asterisk and stores the file; while
+    Asterisk still writes it, or before its call closed, the sweep leaves it alone."""
+    data = wav_bytes(1.0)
+    async with rig.pipeline() as pipeline:
+        row = await begin(pipeline)
+        rig.source.put(row.asterisk_name, data)
+        rig.source.live.add(row.asterisk_name)
+        assert await pipeline.sweep() == 0  # its call is still on
+        await pipeline.close_call("call-1", datetime.now(UTC))
+        assert await pipeline.sweep() == 1
+        await pipeline.wait_idle()
+        assert (await rig.row(row.id)).status == RecordingStatus.RECORDING  # still live
+        rig.source.live.discard(row.asterisk_name)  # ...and its end is lost
+        assert await pipeline.sweep() == 1
+        await pipeline.wait_idle()
+    assert_stored_once(rig, await rig.row(row.id), data)
+
+
 async def test_resume_recording_missing_in_asterisk_fails(rig: Rig) -> None:
     pipeline = rig.pipeline()
     row = await begin(pipeline)

@@ -38,10 +38,6 @@ def asterisk_sandbox(built_prompts: Path) -> Iterator[AsteriskSandbox]:
     name = sandbox_name()
     sandbox = AsteriskSandbox(name=name, prompts_dir=built_prompts)
     sandbox.start()
-    # The cached root outlives test runs; start every run from an empty recording folder
-    # so "Asterisk kept nothing" speaks only of this run.
-    for leftover in sandbox.recordings_dir.glob("*"):
-        leftover.unlink()
     try:
         yield sandbox
     finally:
@@ -54,6 +50,11 @@ def asterisk(asterisk_sandbox: AsteriskSandbox) -> AsteriskSandbox:
     before starting it again) must not leave the next test without one."""
     if not asterisk_sandbox.is_running():
         asterisk_sandbox.start()
+    # The cached root outlives test runs, and a failed test may leave a file behind:
+    # every test starts from an empty recording folder, so "Asterisk kept nothing"
+    # speaks only of that test.
+    for leftover in asterisk_sandbox.recordings_dir.glob("*"):
+        leftover.unlink()
     return asterisk_sandbox
 
 

@@ -183,6 +183,35 @@ def _problem_names(answer: httpx.Response, name: str) -> None:
     assert name in answer.json()["detail"], (name, answer.json())
 
 
+# --- an unknown query parameter, in every API operation ------------------------------
+
+API_OPERATIONS = [e for e in ENDPOINTS if e.is_api and e.method in ("GET", "DELETE")
+                  and e.path != "/api/v1/openapi.json"]
+
+
+@SQLITE
+async def test_every_api_operation_refuses_a_query_parameter_it_does_not_know(
+    site: Site,
+) -> None:
+    """A misspelt filter must not answer as if there were none (every call, every
+    consent, every audit entry): 422 naming it, before anything is read or done."""
+    tried = 0
+    for endpoint in API_OPERATIONS:
+        url = endpoint.url(**site.own_ids())
+        if "{" in url:  # ids of no row: the unknown parameter is refused before any lookup
+            url = endpoint.url(**{name: str(uuid.uuid4()) if name.endswith("id") else "100"
+                                  for name in endpoint.params})
+        before = await site.audit_count()
+        for user in ("deniz", "selim", None):
+            answer = await site.request(endpoint, url, user=user,
+                                        params={"extention": "100"})
+            assert answer.status_code == 422, (str(endpoint), user, answer.status_code)
+            _problem_names(answer, "'extention'")
+        assert await site.audit_count() == before, str(endpoint)
+        tried += 1
+    assert tried >= 15  # the walk found the API
+
+
 # --- SQL metacharacters in every filter of every list --------------------------------
 
 METACHARACTERS = [

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,6 +44,7 @@ from pbx_bridge.web.cookies import CookieNames
 from pbx_bridge.web.dashboard_numbers import DashboardNumbers
 from pbx_bridge.web.dsar_desk import DsarDesk
 from pbx_bridge.web.i18n import Catalogue
+from pbx_bridge.web.query_parameters import refuse_unknown_query
 from pbx_bridge.web.security_headers import add_security_headers
 from pbx_bridge.web.web_state import STATIC_DIR, WebState, make_templates
 from storage.backends.base import Backend
@@ -132,16 +133,17 @@ def create_app(
     app.middleware("http")(add_security_headers)
     error_handlers.install(app)
     openapi_document.install(app)
+    api_dependencies = [Depends(refuse_unknown_query)]
     app.include_router(health.router)
-    app.include_router(api_admin.router)
-    app.include_router(api_calls.router)
-    app.include_router(api_dashboard.router)
-    app.include_router(api_dsar.router)
-    app.include_router(api_recordings.router)
-    app.include_router(api_shares.router)
-    app.include_router(api_consents.router)
-    app.include_router(api_audit.router)
-    app.include_router(api_call_retention.router)
+    app.include_router(api_admin.router, dependencies=api_dependencies)
+    app.include_router(api_calls.router, dependencies=api_dependencies)
+    app.include_router(api_dashboard.router, dependencies=api_dependencies)
+    app.include_router(api_dsar.router, dependencies=api_dependencies)
+    app.include_router(api_recordings.router, dependencies=api_dependencies)
+    app.include_router(api_shares.router, dependencies=api_dependencies)
+    app.include_router(api_consents.router, dependencies=api_dependencies)
+    app.include_router(api_audit.router, dependencies=api_dependencies)
+    app.include_router(api_call_retention.router, dependencies=api_dependencies)
     app.include_router(sign_in.router)
     app.include_router(dashboard_page.router)
     app.include_router(calls_page.router)

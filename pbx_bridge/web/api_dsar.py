@@ -32,6 +32,7 @@ from pbx_bridge.web.accounts import Principal
 from pbx_bridge.web.api_auth import api_principal
 from pbx_bridge.web.api_models import problem_responses
 from pbx_bridge.web.dsar_desk import (
+    DESK_ERRORS,
     MAX_DECISION,
     MAX_NOTE,
     AnswerFile,
@@ -209,7 +210,7 @@ async def _answering(step: Awaitable[T]) -> T:
     """The desk's refusals as problem JSON (via HTTPException's handler)."""
     try:
         return await step
-    except Exception as exc:
+    except DESK_ERRORS as exc:
         failure = failure_of(exc)
         if failure is None:
             raise

@@ -536,6 +536,16 @@ class Failure:
     detail: str
 
 
+# Every refusal of a DSAR step that failure_of answers; anything else is a defect and
+# rises as it is (the error handlers make it a 500).
+DESK_ERRORS: tuple[type[Exception], ...] = (
+    FourEyesRefused, RequestNotFound, ApprovalNotFound, RecordingNotHeldHere,
+    RecordingNotFound, InvalidNumber, DecisionRequired, ReasonRequired, AnswerGone,
+    RequestStateError, ApprovalStateError, HoldError, UnsafeReference, ExportFailed,
+    StorageError, OSError, SubjectKeyError,
+)
+
+
 def failure_of(exc: Exception) -> Failure | None:
     """The answer to an exception of a DSAR step (None: not one of ours, let it rise).
 

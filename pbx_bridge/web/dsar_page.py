@@ -24,6 +24,7 @@ from pbx_bridge.subjects.register import (
 from pbx_bridge.web.accounts import Principal
 from pbx_bridge.web.api_dsar import DsarId, answer_response
 from pbx_bridge.web.dsar_desk import (
+    DESK_ERRORS,
     MAX_DECISION,
     MAX_NOTE,
     OPEN_CHANNELS,
@@ -157,7 +158,7 @@ async def open_form(
             viewer.principal, number=number, kind=request_type, channel=request_channel,
             their_reference=their_reference or None, note=note or None,
         )
-    except Exception as exc:
+    except DESK_ERRORS as exc:
         failure = failure_of(exc)
         if failure is None:
             raise
@@ -173,7 +174,7 @@ async def _request_page(
     desk = _desk(request)
     try:
         page = await desk.page(viewer.principal, ref)
-    except Exception as exc:
+    except DESK_ERRORS as exc:
         failure = failure_of(exc)
         if failure is None:
             raise
@@ -206,7 +207,7 @@ async def _step(request: Request, viewer: Viewer, ref: str, step: Step) -> Respo
     assert viewer.principal is not None  # signed_in saw to it
     try:
         notice = await step(_desk(request), viewer.principal)
-    except Exception as exc:
+    except DESK_ERRORS as exc:
         failure = _failure(exc)
         return await _request_page(request, viewer, ref, error=failure.detail,
                                    status_code=failure.status)
@@ -249,7 +250,7 @@ async def answer_download(
     assert viewer.principal is not None
     try:
         answer = await _desk(request).answer(viewer.principal, dsar_id, file)
-    except Exception as exc:
+    except DESK_ERRORS as exc:
         failure = _failure(exc)
         return await _request_page(request, viewer, dsar_id, error=failure.detail,
                                    status_code=failure.status)
@@ -282,7 +283,7 @@ async def release_form(
 async def _decision(request: Request, viewer: Viewer, step: Any, done: str) -> Response:
     try:
         await step
-    except Exception as exc:
+    except DESK_ERRORS as exc:
         failure = _failure(exc)
         return await _register_page(request, viewer, error=failure.detail,
                                     status_code=failure.status)

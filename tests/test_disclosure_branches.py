@@ -5,34 +5,17 @@ lists, in order, for each kind of route, and what the consent row keeps of them.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 from database_fixtures import db_url, migrated_url, pg_database, sessions
 from fake_ari import Caller, segments_of
 from flow_rig import FlowRig
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from test_flow_branches import RING, talk_then_caller_hangs_up
+from test_flow_branches import RING, rig, talk_then_caller_hangs_up
 
 from pbx_bridge.calls.reference import damm_valid
 from pbx_bridge.config import Announcement, LegalBasis
 from pbx_bridge.disclosure import DisclosureFacts, disclosure, full_notice, short_notice
 
-__all__ = ["db_url", "migrated_url", "pg_database", "sessions"]  # fixtures, for pytest
-
-
-@pytest.fixture
-async def rig(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
-) -> AsyncIterator[FlowRig]:
-    rig = FlowRig(sessions, tmp_path)
-    async with rig.pipeline:
-        await rig.start()
-        try:
-            yield rig
-        finally:
-            await rig.stop()
+__all__ = ["db_url", "migrated_url", "pg_database", "rig", "sessions"]  # fixtures, for pytest
 
 
 def heard_names(consent_segments: str | None) -> list[str]:

@@ -266,6 +266,17 @@ class CallSettings(_Section):
     # e.g. {"7" = "sales", "0" = "discard"} (a 0-day class: deleted when the call ends).
     # The classes must exist (`pbx-bridge retention set CLASS DAYS`).
     retention_codes: dict[str, str] = Field(default_factory=dict)
+    # Transfers by the agent: "*" + the code + the extension + "#" (or a pause of
+    # transfer_digit_timeout_s after the last digit, as Asterisk's transferdigittimeout).
+    # Blind: the caller goes to the extension at once. Attended: the caller holds while
+    # the agent talks to the extension; the agent hanging up (or "#") completes it, "*"
+    # (or the extension not answering, or hanging up) brings the agent back. Empty: off.
+    blind_transfer_code: str = "8"
+    attended_transfer_code: str = "9"
+    transfer_digit_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    # What the caller hears while held for an attended transfer: Asterisk's
+    # music-on-hold class (musiconhold.conf); empty: silence.
+    transfer_hold_music: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]*$")
 
     @model_validator(mode="after")
     def _codes_apart(self) -> CallSettings:
@@ -274,6 +285,8 @@ class CallSettings(_Section):
                 pause=self.pci_pause_code,
                 resume=self.pci_resume_code,
                 retention=self.retention_codes,
+                blind_transfer=self.blind_transfer_code,
+                attended_transfer=self.attended_transfer_code,
             )
         except InvalidFeatureCodes as exc:
             raise ValueError(str(exc)) from exc

@@ -50,7 +50,8 @@ from pbx_bridge.ari.stream import StreamItem
 APP = "pbx-bridge"
 CALLER_NUMBER = "05321234567"
 
-AgentBehaviour = Literal["answer", "busy", "no-answer", "unreachable"]
+# "ring": rings until the test picks it up (``pick_up``) or someone hangs it up.
+AgentBehaviour = Literal["answer", "busy", "no-answer", "unreachable", "ring"]
 
 
 @dataclass
@@ -143,6 +144,8 @@ class FakeAsterisk:
         self.bridges: dict[str, list[str]] = {}
         self.live: dict[str, _Recording] = {}
         self.muted: set[str] = set()  # live recordings muted (PCI pause)
+        self.music: set[str] = set()  # bridges playing music on hold
+        self.ringing: dict[str, Channel | None] = {}  # legs ringing ("ring"), their caller
         self.recorded: list[str] = []  # Asterisk names of the recordings made, in order
         self._heard: dict[str, list[Heard]] = {}
         # Every playback's media per channel, in order (a composed prompt lists its sounds).
@@ -194,6 +197,14 @@ class FakeAsterisk:
             return
         self._send(ev.ChannelHangupRequest, channel=channel, cause=cause)
         self._destroy(channel_id, cause)
+
+    def pick_up(self, channel_id: str) -> None:
+        """A ringing extension (behaviour "ring") answers."""
+        caller_channel = self.ringing.pop(channel_id)
+        agent = self._existing(channel_id)
+        self.channels[channel_id] = self._channel(channel_id, agent.caller.number, "Up")
+        self._send(ev.Dial, peer=self.channels[channel_id], caller=caller_channel,
+                   dialstatus="ANSWER")
 
     async def until(self, condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
         """Wait until the flow has brought Asterisk to ``condition``."""
@@ -307,10 +318,14 @@ class FakeAsterisk:
         self._log("dial", channel_id)
         agent = self._existing(channel_id)
         behaviour = self.agents.get(agent.caller.number, "unreachable")
-        status = {"answer": "ANSWER", "busy": "BUSY", "no-answer": "NOANSWER",
-                  "unreachable": "CHANUNAVAIL"}[behaviour]
         caller_channel = self.channels.get(caller) if caller else None
         self._send(ev.Dial, peer=agent, caller=caller_channel, dialstatus="RINGING")
+        if behaviour == "ring":
+            self.ringing[channel_id] = caller_channel
+            self._touched()
+            return
+        status = {"answer": "ANSWER", "busy": "BUSY", "no-answer": "NOANSWER",
+                  "unreachable": "CHANUNAVAIL"}[behaviour]
         if status == "ANSWER":
             self.channels[channel_id] = self._channel(channel_id, agent.caller.number, "Up")
         self._send(ev.Dial, peer=self.channels[channel_id], caller=caller_channel,
@@ -359,6 +374,34 @@ class FakeAsterisk:
         for channel_id in ids:
             self._existing(channel_id)
             self.bridges[bridge_id].append(channel_id)
+        self._touched()
+
+    async def remove_channel(self, bridge_id: str, channel: str | Sequence[str]) -> None:
+        ids = [channel] if isinstance(channel, str) else list(channel)
+        self._log("remove_channel", bridge_id, ",".join(ids))
+        members = self.bridges.get(bridge_id)
+        if members is None:
+            raise AriNotFound(404, "POST", f"/bridges/{bridge_id}/removeChannel",
+                              "Bridge not found")
+        for channel_id in ids:
+            if channel_id not in members:
+                raise AriConflict(422, "POST", f"/bridges/{bridge_id}/removeChannel",
+                                  "Channel not in bridge")
+            members.remove(channel_id)
+        self._touched()
+
+    async def start_bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
+        self._log("start_bridge_moh", bridge_id, moh_class or "")
+        if bridge_id not in self.bridges:
+            raise AriNotFound(404, "POST", f"/bridges/{bridge_id}/moh", "Bridge not found")
+        self.music.add(bridge_id)
+        self._touched()
+
+    async def stop_bridge_moh(self, bridge_id: str) -> None:
+        self._log("stop_bridge_moh", bridge_id)
+        if bridge_id not in self.bridges:
+            raise AriNotFound(404, "DELETE", f"/bridges/{bridge_id}/moh", "Bridge not found")
+        self.music.discard(bridge_id)
         self._touched()
 
     async def destroy_bridge(self, bridge_id: str) -> None:
@@ -444,6 +487,7 @@ class FakeAsterisk:
 
     def _destroy(self, channel_id: str, cause: int) -> None:
         channel = self.channels.pop(channel_id, None)
+        self.ringing.pop(channel_id, None)
         if channel is None:
             return
         for playback_id, (target, prompt, task) in list(self._playing.items()):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,16 @@ class FlowRig:
         ownership = ChannelOwnership()
         self.app = StasisApp(self.context(ownership), ownership)
         self._task = asyncio.create_task(self.app.run(self.asterisk.stream()))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[FlowRig]:
+        """The pipeline and the app running, stopped (as at a shutdown) afterwards."""
+        async with self.pipeline:
+            await self.start()
+            try:
+                yield self
+            finally:
+                await self.stop()
 
     async def stop(self) -> None:
         """Stop the app as a service shutdown does: live calls are left to Asterisk."""

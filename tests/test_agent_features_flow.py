@@ -82,7 +82,7 @@ def _session(sessions: async_sessionmaker[AsyncSession], ari: FakeAri, call_id: 
     ctx = cast(FlowContext, SimpleNamespace(
         ari=ari, app="pbx-bridge", sessions=sessions, pipeline=Pipeline(recording_id),
         prompts=Prompts(), ownership=Ownership(),
-        call=CallSettings(retention_codes={"7": "sales", "8": "nope"}, **call),
+        call=CallSettings(retention_codes={"7": "sales", "3": "nope"}, **call),
         retention=RetentionSettings(), default_route=RouteSettings(),
     ))
     state = CallState.arriving(Channel.from_json(_channel(CALLER)), direction="inbound",
@@ -198,8 +198,8 @@ async def test_a_call_ending_while_paused_closes_the_pause(
 async def test_star_seven_keeps_the_call_per_its_class(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    # *8 names a class that does not exist: refused, nothing changes.
-    t = await _talked(sessions, [(AGENT, "*"), (AGENT, "8"), (AGENT, "*"), (AGENT, "7")])
+    # *3 names a class that does not exist: refused, nothing changes.
+    t = await _talked(sessions, [(AGENT, "*"), (AGENT, "3"), (AGENT, "*"), (AGENT, "7")])
     assert _heard(t.ari) == ["agent-retention-failed", "agent-retention-set"]
     async with sessions() as session:
         row = await session.get(Recording, t.recording_id)

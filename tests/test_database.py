@@ -60,6 +60,7 @@ EXPECTED_TABLES = {
     "share_links",
     "dsar_approvals",
     "recording_pauses",
+    "call_transfers",
 }
 
 

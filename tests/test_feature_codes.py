@@ -120,3 +120,74 @@ def test_pause_offsets_count_from_the_recordings_start() -> None:
     start = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
     assert offset_s(start, start + timedelta(seconds=4, milliseconds=250)) == 4.25
     assert offset_s(start, start - timedelta(seconds=1)) == 0.0
+
+
+# -- transfers: a code, then the extension, then # ----------------------------------------
+
+BLIND = FeatureKind.BLIND_TRANSFER
+ATTENDED = FeatureKind.ATTENDED_TRANSFER
+
+
+def transfer_parser(target_s: float = 3.0) -> FeatureCodeParser:
+    codes = build_codes(pause="5", resume="6", retention={"7": "sales"},
+                        blind_transfer="8", attended_transfer="9")
+    return FeatureCodeParser(codes, 3.0, target_s)
+
+
+def test_a_transfer_code_takes_the_extension_up_to_the_hash() -> None:
+    p = transfer_parser()
+    assert feed_all(p, [(0.0, "*"), (0.2, "8"), (0.5, "1"), (0.7, "0"), (0.9, "1")]) == []
+    assert p.waiting_until() == 0.9 + 3.0  # still typing the extension
+    assert feed_all(p, [(1.1, "#")]) == [FeatureAction(BLIND, extension="101")]
+    assert p.waiting_until() is None
+    # Digits after the code are the extension, even those that are codes themselves.
+    assert feed_all(p, [(5.0, "*"), (5.1, "9"), (5.2, "5"), (5.3, "6"), (5.4, "#")]) == [
+        FeatureAction(ATTENDED, extension="56")
+    ]
+
+
+def test_the_extension_is_dialled_once_the_agent_stops_typing() -> None:
+    """As Asterisk's transferdigittimeout: no # needed; nothing typed forgets the code."""
+    p = transfer_parser(target_s=2.0)
+    assert feed_all(p, [(0.0, "*"), (0.1, "8"), (0.4, "1"), (0.6, "0"), (0.8, "2")]) == []
+    assert p.expire(2.5) is None
+    assert p.expire(2.9) == FeatureAction(BLIND, extension="102")
+    assert feed_all(p, [(10.0, "*"), (10.1, "9")]) == []
+    assert p.expire(13.0) is None and p.waiting_until() is None
+    assert feed_all(p, [(20.0, "5")]) == []  # a digit after that is no code
+
+
+def test_a_star_abandons_the_extension_and_an_empty_one_is_handed_on() -> None:
+    p = transfer_parser()
+    assert feed_all(p, [(0.0, "*"), (0.1, "8"), (0.2, "1"), (0.3, "*"), (0.4, "5")]) == [PAUSE]
+    # "*8#": the flow tells the agent there is no extension, rather than doing nothing.
+    assert feed_all(p, [(5.0, "*"), (5.1, "8"), (5.2, "#")]) == [FeatureAction(BLIND)]
+    # A digit past any extension's length ends the typing; the flow refuses it.
+    keys = [(10.0, "*"), (10.1, "9")] + [(10.2 + i / 100, "1") for i in range(21)]
+    assert feed_all(p, keys) == [FeatureAction(ATTENDED, extension="1" * 21)]
+
+
+@pytest.mark.parametrize(
+    ("blind", "attended", "retention", "named"),
+    [
+        ("8", "8", {}, r"\*8 is given twice"),
+        ("8", "9", {"81": "sales"}, r"\*8 \(blind-transfer\) is followed by an extension"),
+        ("77", "9", {"7": "sales"}, r"\*77 \(blind-transfer\)"),
+        ("8#", "9", {}, r"\*8# \(blind-transfer\): # ends the extension"),
+    ],
+)
+def test_transfer_codes_that_would_swallow_another_are_refused(
+    blind: str, attended: str, retention: dict[str, str], named: str
+) -> None:
+    with pytest.raises(InvalidFeatureCodes, match=named):
+        build_codes(pause="5", resume="6", retention=retention, blind_transfer=blind,
+                    attended_transfer=attended)
+
+
+def test_transfers_are_on_by_default_and_can_be_turned_off() -> None:
+    codes = feature_codes(CallSettings())
+    assert (codes["8"].kind, codes["9"].kind) == (BLIND, ATTENDED)
+    off = feature_codes(CallSettings(blind_transfer_code="", attended_transfer_code=""))
+    assert "8" not in off and "9" not in off
+    with pytest.raises(ValueError, match=r"\*8 is given twice"):
+        CallSettings(retention_codes={"8": "sales"})

@@ -37,13 +37,8 @@ RING = "tone:ring"
 async def rig(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> AsyncIterator[FlowRig]:
-    rig = FlowRig(sessions, tmp_path)
-    async with rig.pipeline:
-        await rig.start()
-        try:
-            yield rig
-        finally:
-            await rig.stop()
+    async with FlowRig(sessions, tmp_path).running() as rig:
+        yield rig
 
 
 def connected(rig: FlowRig) -> bool:

@@ -515,6 +515,15 @@ class AriClient:
             "POST", f"/bridges/{_segment(bridge_id)}/removeChannel", {"channel": _ids(channel)}
         )
 
+    async def start_bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
+        """Music on hold into the bridge, for everyone in it (and its recording)."""
+        await self._command(
+            "POST", f"/bridges/{_segment(bridge_id)}/moh", {"mohClass": moh_class}
+        )
+
+    async def stop_bridge_moh(self, bridge_id: str) -> None:
+        await self._command("DELETE", f"/bridges/{_segment(bridge_id)}/moh")
+
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self._command("DELETE", f"/bridges/{_segment(bridge_id)}")
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from pbx_bridge.calls.models import Call, Consent
 from pbx_bridge.calls.reference import parse_reference
+from pbx_bridge.calls.transfers import TransferView, handled_by, transfers_of
 from pbx_bridge.privacy import mask_number
 from storage.models import Recording
 
@@ -151,6 +152,13 @@ class CallView:
     disposition: str | None
     consent: ConsentView | None
     recordings: tuple[RecordingView, ...]
+    # Every transfer tried or made, in order (calls/transfers.py); extensions, no numbers.
+    transfers: tuple[TransferView, ...] = ()
+
+    @property
+    def handled_by(self) -> list[dict[str, object]]:
+        """The extensions that talked with the caller, in turn, from when to when."""
+        return handled_by(self.extension, self.answered_at, self.ended_at, self.transfers)
 
     def masked(self) -> CallView:
         return replace(
@@ -178,6 +186,8 @@ class CallView:
             "retention_class": self.retention_class,
             "consent": None if self.consent is None else self.consent.to_json(with_call=False),
             "recordings": [r.to_json(with_call=False) for r in self.recordings],
+            "handled_by": self.handled_by,
+            "transfers": [t.to_json() for t in self.transfers],
         }
 
 
@@ -255,8 +265,8 @@ def _check_limit(limit: int) -> int:
 
 
 async def call_views(session: AsyncSession, calls: Sequence[Call]) -> list[CallView]:
-    """The calls, in the order given, each with its consent and recordings (two queries
-    for the page, not two a call)."""
+    """The calls, in the order given, each with its consent and recordings (three queries
+    for the page, not three a call)."""
     ids = [call.id for call in calls]
     if not ids:
         return []
@@ -272,6 +282,7 @@ async def call_views(session: AsyncSession, calls: Sequence[Call]) -> list[CallV
     )
     for recording in recording_rows.all():
         recordings.setdefault(recording.call_id, []).append(recording)
+    transfers = await transfers_of(session, ids)
     return [
         CallView(
             id=call.id,
@@ -292,6 +303,7 @@ async def call_views(session: AsyncSession, calls: Sequence[Call]) -> list[CallV
             recordings=tuple(
                 recording_view(row, call.caller) for row in recordings.get(call.id, [])
             ),
+            transfers=tuple(transfers.get(call.id, ())),
         )
         for call in calls
     ]

@@ -216,3 +216,32 @@ class RecordingPause(Base):
     # "recording-end" (the recording or the call ended while paused).
     paused_by: Mapped[str] = mapped_column(String(128))
     resumed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class CallTransfer(Base):
+    """One transfer of a call by its agent (or by API), tried or made: from which
+    extension to which, when, how it went, and what became of the recording.
+
+    The completed ones are the call's history of who handled it (the first extension
+    from the answer, each target from its ``answered_at``); the failed ones show what
+    the caller lived through (held, then back with the first agent). Migration 0014.
+    """
+
+    __tablename__ = "call_transfers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(16))  # blind, attended
+    from_extension: Mapped[str] = mapped_column(String(64))
+    # As typed: a refused attempt may hold digits that are no extension.
+    to_extension: Mapped[str] = mapped_column(String(64))
+    # "agent:100" (its keypad), "user:NAME" or "token:ID" (the API).
+    requested_by: Mapped[str] = mapped_column(String(128))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the target answered (None: it never did), and when the attempt ended.
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # completed, busy, no-answer, unreachable, cancelled, refused, caller-left
+    outcome: Mapped[str] = mapped_column(String(16))
+    # What the target's policy did to the recording: continued, stopped, started, none.
+    recording: Mapped[str | None] = mapped_column(String(16), nullable=True)

@@ -28,6 +28,8 @@ def feature_codes(settings: CallSettings) -> dict[str, FeatureAction]:
         pause=settings.pci_pause_code,
         resume=settings.pci_resume_code,
         retention=settings.retention_codes,
+        blind_transfer=settings.blind_transfer_code,
+        attended_transfer=settings.attended_transfer_code,
     )
 
 

@@ -83,6 +83,12 @@ class CallState:
     started_at: datetime = field(default_factory=utcnow)
     agent_id: str | None = None  # the department's leg, while it rings and once answered
     agent_answered: bool = False
+    # The extension on the agent leg now, once a transfer handed the call on (None: the
+    # route's target, which it reached first).
+    agent_extension: str | None = None
+    # A transfer is under way: the agent leaving then completes it (or, blind, changes
+    # nothing) instead of ending the call; the transfer reads that departure itself.
+    transferring: bool = False
     bridge_id: str | None = None
     joined: bool = False  # caller and agent are in the bridge
     evidence_snoop_id: str | None = None
@@ -104,7 +110,14 @@ class CallState:
     def connected_agent_id(self) -> str | None:
         """The agent leg once it answered: before that its hangup is a dial result the
         flow wants to see, not the end of the call."""
+        if self.transferring:
+            return None
         return self.agent_id if self.agent_answered else None
+
+    @property
+    def extension(self) -> str:
+        """The extension talking with the caller now (or ringing, or last to)."""
+        return self.agent_extension or self.known_route.target
 
     @property
     def legal_basis(self) -> LegalBasis:

@@ -26,6 +26,7 @@ class Kind(StrEnum):
     """What an id of ours names; the value is the word after the prefix."""
 
     BRIDGE = "call"  # the call's mixing bridge: pbxb-call-{call id}
+    CONSULT = "consult"  # an attended transfer's agents talking: pbxb-consult-{call id}
     AGENT = "agent"  # the leg ringing the department: pbxb-agent-{uuid}
     SNOOP = "snoop"  # evidence clip or stereo leg: pbxb-snoop-{uuid | leg name}
     PLAYBACK = "play"  # a prompt or tone: pbxb-play-{uuid}
@@ -65,6 +66,14 @@ def bridge_id(call_id: str) -> str:
     return f"{_word(Kind.BRIDGE)}{call_id}"
 
 
+def consult_bridge_id(call_id: str) -> str:
+    """Where the agent talks to a transfer's target, the caller held in the call's own
+    bridge; named after the call, so a restart clears it as the call's leftover."""
+    if not call_id:
+        raise ValueError("a bridge id needs the call's id")
+    return f"{_word(Kind.CONSULT)}{call_id}"
+
+
 def agent_channel_id() -> str:
     """A new id for the leg that rings the department."""
     return f"{_word(Kind.AGENT)}{uuid.uuid4()}"
@@ -92,7 +101,7 @@ def parse(object_id: str) -> AsteriskName | None:
     """What one of our ids names; None for anyone else's (a caller's channel, say)."""
     if not object_id.startswith(PREFIX):
         return None
-    for kind in (Kind.BRIDGE, Kind.AGENT, Kind.SNOOP, Kind.PLAYBACK):
+    for kind in (Kind.BRIDGE, Kind.CONSULT, Kind.AGENT, Kind.SNOOP, Kind.PLAYBACK):
         word = _word(kind)
         if object_id.startswith(word):
             key = object_id[len(word):]
@@ -126,6 +135,7 @@ __all__ = [
     "agent_channel_id",
     "bridge_id",
     "call_of_bridge",
+    "consult_bridge_id",
     "evidence_snoop_id",
     "is_kind",
     "is_our_leg",

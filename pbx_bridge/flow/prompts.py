@@ -49,6 +49,15 @@ REQUIRED_PROMPTS: tuple[str, ...] = (
     "agent-not-recording",
     "agent-retention-set",
     "agent-retention-failed",
+    # Transfers (flow/transfer.py): the held caller, the agent back with the caller (and
+    # why), the new agent told what became of the recording.
+    "transfer-hold",
+    "agent-transfer-busy",
+    "agent-transfer-no-answer",
+    "agent-transfer-failed",
+    "agent-transfer-cancelled",
+    "agent-transfer-not-recorded",
+    "agent-transfer-on-demand",
 )
 
 _BUILD_HINT = "run `pbx-bridge prompts build`"

@@ -2,7 +2,8 @@
 
 ARI's channel record hears only that channel's own audio; recording the mixing bridge
 hears everyone in it, in one channel. With ``[call] stereo`` each party is recorded on
-its own instead, from a snoop channel that hears only what that party sends, so the
+its own instead, from two snoops on the caller's leg: what the caller sends, and what
+reaches the caller from the bridge (the agent, whoever that is after a transfer), so the
 stored file can put the caller left and the agent right (quality teams and speech
 analytics want to tell them apart). Both legs belong to one recording row; the storage
 pipeline merges them. On-demand extensions start and stop either with *1 / *2, and each
@@ -15,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from pbx_bridge.ari import AriError, AriNotFound
+from pbx_bridge.ari.rest import SpyDirection
 from pbx_bridge.calls.pauses import CALL_END_ACTOR, offset_s, store_pause_end, store_pause_start
 from pbx_bridge.flow import names
 from pbx_bridge.flow.call_state import CallState, LiveRecording
@@ -178,18 +180,21 @@ class ConversationRecorder:
             layout=Layout.STEREO,
         )
         legs = leg_names(row)  # caller, agent: the channel order of the stored file
-        parties = (self._state.caller_id, agent_id)
+        # Both legs are heard on the caller's channel: "in" is what the caller sends,
+        # "out" what reaches them from the bridge, i.e. the agent. So the agent's side
+        # follows whoever talks with the caller, across a transfer, in one file (a
+        # snoop on the agent's own leg would end with that leg).
+        directions: tuple[SpyDirection, SpyDirection] = ("in", "out")
         snoops: list[str] = []
         started: list[str] = []
         try:
-            for party, name in zip(parties, legs, strict=True):
+            for spy, name in zip(directions, legs, strict=True):
                 snoop_id = names.leg_snoop_id(name)
                 self._ctx.ownership.claim(snoop_id, self._inbox)
                 snoops.append(snoop_id)
-                # "in": only what this party sends, not what it hears from the other.
                 await self._ctx.ari.snoop(
-                    party,
-                    spy="in",
+                    self._state.caller_id,
+                    spy=spy,
                     app=self._ctx.app,
                     app_args=f"snoop,{self._call_id}",
                     snoop_id=snoop_id,

@@ -15,6 +15,8 @@ from sqlalchemy import select
 
 from pbx_bridge.ari import AriError, AriNotFound
 from pbx_bridge.calls.journal import OpenCall
+from pbx_bridge.calls.models import CallTransfer
+from pbx_bridge.calls.transfers import TransferOutcome
 from pbx_bridge.flow import names
 from pbx_bridge.flow.call_state import CallState, LiveRecording, route_started_with
 from pbx_bridge.flow.context import FlowContext
@@ -65,7 +67,9 @@ class Resync:
 
     def _tell_sessions_what_vanished(self, live_channels: set[str]) -> None:
         for object_id, inbox in self._ownership.owned().items():
-            if names.is_kind(object_id, names.Kind.BRIDGE) or object_id in live_channels:
+            if object_id in live_channels or names.is_kind(object_id, names.Kind.BRIDGE) or (
+                names.is_kind(object_id, names.Kind.CONSULT)
+            ):
                 continue
             inbox.put(ChannelVanished(object_id))
 
@@ -104,6 +108,7 @@ class Resync:
                 None,
             )
             state.recording = await self._live_conversation(call.id)
+            state.agent_extension = await self._transferred_to(call.id)
         log.info("call %s: still live after reconnect, adopting (%s)", call.id,
                  "connected" if state.joined else "restarting its flow")
         # The session claims what the state holds (caller, agent, bridge, a running
@@ -126,7 +131,9 @@ class Resync:
     async def _clear_strays(self, live_channels: set[str], live_bridges: set[str]) -> None:
         owned = self._ownership.owned()
         for bridge_id in live_bridges:
-            if names.is_kind(bridge_id, names.Kind.BRIDGE) and bridge_id not in owned:
+            ours = names.is_kind(bridge_id, names.Kind.BRIDGE) or names.is_kind(
+                bridge_id, names.Kind.CONSULT)
+            if ours and bridge_id not in owned:
                 await self._quietly_destroy(bridge_id)
         for channel_id in live_channels:
             if names.is_our_leg(channel_id) and channel_id not in owned:
@@ -141,6 +148,17 @@ class Resync:
             await self._ctx.ari.destroy_bridge(bridge_id)
         except AriError as exc:
             log.debug("bridge %s: %s", bridge_id, exc)
+
+    async def _transferred_to(self, call_id: str) -> str | None:
+        """The extension the call's last completed transfer handed it to, if any: its
+        agent's keys and recording policy are that extension's."""
+        async with self._ctx.sessions() as session:
+            return await session.scalar(
+                select(CallTransfer.to_extension)
+                .where(CallTransfer.call_id == call_id,
+                       CallTransfer.outcome == TransferOutcome.COMPLETED.value)
+                .order_by(CallTransfer.ended_at.desc()).limit(1)
+            )
 
     async def _live_conversation(self, call_id: str) -> LiveRecording | None:
         """The conversation recording still running for the call."""

@@ -30,7 +30,12 @@ from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.dial import AgentDialer, DialResult
 from pbx_bridge.flow.evidence import EvidenceClip
-from pbx_bridge.flow.feature_codes import FeatureAction, FeatureCodeParser, FeatureKind
+from pbx_bridge.flow.feature_codes import (
+    TRANSFER_KINDS,
+    FeatureAction,
+    FeatureCodeParser,
+    FeatureKind,
+)
 from pbx_bridge.flow.inbox import AgentGone, CallerGone, CallInbox
 from pbx_bridge.flow.player import PromptPlayer
 from pbx_bridge.flow.policy import (
@@ -43,6 +48,7 @@ from pbx_bridge.flow.policy import (
 from pbx_bridge.flow.prompts import Prompt
 from pbx_bridge.flow.recorder import ConversationRecorder
 from pbx_bridge.flow.together import together
+from pbx_bridge.flow.transfer import CallTransfer, request_of
 from pbx_bridge.flow.withdrawal import on_do_not_record_list, withdraw_by_keypress
 from pbx_bridge.metrics import ANSWER_TO_DISCLOSURE, CALLS, CONSENT_DECISIONS
 from pbx_bridge.privacy import mask_number
@@ -453,7 +459,7 @@ class CallSession:
 
     async def _decide(self, route: ResolvedRoute, consent: ConsentOutcome) -> RecordingDecision:
         async with self.ctx.sessions() as session:
-            mode = await extension_recording(session, route.target)
+            mode = await extension_recording(session, self.state.extension)
         days = self.state.retention_days  # read when the call opened (or was adopted)
         assert days is not None
         decision = decide_recording(
@@ -477,9 +483,9 @@ class CallSession:
         if decision.plan is RecordingPlan.RECORD:
             await self._recorder.start()
         keys = FeatureCodeParser(feature_codes(self.ctx.call),
-                                 self.ctx.call.on_demand_digit_window_s)
+                                 self.ctx.call.on_demand_digit_window_s,
+                                 self.ctx.call.transfer_digit_timeout_s)
         loop = asyncio.get_running_loop()
-        agent_id = self.state.agent_id
         pause_ends: float | None = None  # loop time of the automatic resume
         while True:
             wake = min((t for t in (keys.waiting_until(), pause_ends) if t is not None),
@@ -488,13 +494,16 @@ class CallSession:
             now = loop.time()
             if item is None:
                 action = keys.expire(now)
-            elif isinstance(item, ev.ChannelDtmfReceived) and item.channel.id == agent_id:
+            elif (isinstance(item, ev.ChannelDtmfReceived)
+                  and item.channel.id == self.state.agent_id):  # the agent now
                 action = keys.feed(item.digit, now)
             else:
                 continue
             if pause_ends is not None and now >= pause_ends and self._recorder.paused:
                 await self._auto_resume(route)
-            if action is not None:
+            if action is not None and action.kind in TRANSFER_KINDS:
+                decision = await self._transfer(decision, action)
+            elif action is not None:
                 await self._agent_feature(route, decision, action)
             if not self._recorder.paused:
                 pause_ends = None
@@ -505,7 +514,7 @@ class CallSession:
         self, route: ResolvedRoute, decision: RecordingDecision, action: FeatureAction
     ) -> None:
         assert self._recorder is not None
-        actor = agent_actor(route.target)
+        actor = agent_actor(self.state.extension)
         if action.kind is FeatureKind.PAUSE:
             name = ("agent-recording-paused" if await self._quietly_false(
                 self._recorder.pause(actor)) else "agent-not-recording")
@@ -525,6 +534,16 @@ class CallSession:
             await self._recorder.stop()
             name = "agent-recording-stopped"
         await self._tell_agent(route, name)
+
+    async def _transfer(
+        self, decision: RecordingDecision, action: FeatureAction
+    ) -> RecordingDecision:
+        """The agent hands the call on (flow/transfer.py); the new extension's policy."""
+        assert self._recorder is not None
+        transfer = CallTransfer(self.ctx, self.state, self.inbox, self.player, self._dialer,
+                                self._recorder)
+        return await transfer.run(request_of(action, agent_actor(self.state.extension)),
+                                  decision)
 
     async def _tell_agent(self, route: ResolvedRoute, name: str) -> None:
         assert self.state.agent_id is not None

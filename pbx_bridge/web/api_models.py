@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ConsentOut(BaseModel):
@@ -41,6 +41,32 @@ class RecordingOut(BaseModel):
     started_at: str | None
 
 
+class HandledByOut(BaseModel):
+    """An extension that talked with the caller, from when until when (null: still)."""
+
+    extension: str
+    from_: str | None = Field(alias="from")
+    until: str | None
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class TransferOut(BaseModel):
+    """A transfer of the call, tried or made (``call_transfers``)."""
+
+    mode: str
+    from_: str = Field(alias="from")
+    to: str
+    requested_by: str
+    requested_at: str | None
+    answered_at: str | None
+    ended_at: str | None
+    outcome: str
+    recording: str | None
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
 class CallOut(BaseModel):
     id: str
     reference: str | None
@@ -58,6 +84,8 @@ class CallOut(BaseModel):
     retention_class: str
     consent: ConsentOut | None
     recordings: list[RecordingOut]
+    handled_by: list[HandledByOut] = []
+    transfers: list[TransferOut] = []
 
 
 class ConsentListedOut(ConsentOut):

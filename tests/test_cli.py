@@ -15,6 +15,13 @@ from cli_support import clean_pbx_env, cli  # noqa: F401  (clean_pbx_env: autous
 from typer.testing import CliRunner
 
 from pbx_bridge.calls.models import Call, Consent
+from pbx_bridge.calls.transfers import (
+    RecordingEffect,
+    TransferAttempt,
+    TransferMode,
+    TransferOutcome,
+    store_transfer,
+)
 from pbx_bridge.cli.main import app
 from pbx_bridge.subjects.index import SubjectIndex
 from pbx_bridge.subjects.numbers import SubjectKeyer
@@ -272,6 +279,47 @@ def test_route_set_with_bad_language(migrated: Path) -> None:
 
 
 # --- history ---------------------------------------------------------------------------
+
+
+def test_calls_show_lists_who_handled_the_call_and_its_transfers(migrated: Path) -> None:
+    _seed(migrated)
+
+    async def transferred() -> None:
+        engine = make_engine(f"sqlite+aiosqlite:///{migrated.parent}/var/pbx-bridge.db")
+        try:
+            sessions = make_session_factory(engine)
+            for to, outcome, at in (("105", TransferOutcome.BUSY, 30), ("102",
+                                    TransferOutcome.COMPLETED, 60)):
+                await store_transfer(sessions, TransferAttempt(
+                    call_id=CALL_ID, mode=TransferMode.BLIND, from_extension="101",
+                    to_extension=to, requested_by="agent:101",
+                    requested_at=T0 + timedelta(seconds=at),
+                    ended_at=T0 + timedelta(seconds=at + 5), outcome=outcome,
+                    recording=RecordingEffect.CONTINUED if to == "102" else None,
+                ))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(transferred())
+    shown = cli(migrated, "calls", "show", CALL_ID)
+    assert shown.exit_code == 0, shown.output
+    assert "handled by:  101 -> 102" in shown.stdout
+    assert "caller:      +9053***4567" in shown.stdout  # masked unless --unmasked
+    rows = [line.split() for line in shown.stdout.split("transfers:")[1].splitlines()[2:]]
+    assert [(r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows if r] == [
+        ("blind", "101", "105", "agent:101", "busy", "-"),
+        ("blind", "101", "102", "agent:101", "completed", "continued"),
+    ]
+    data = json.loads(cli(migrated, "calls", "show", CALL_ID, "--json").stdout)
+    assert data["handled_by"] == [
+        {"extension": "101", "from": "2026-03-01T09:00:20Z", "until": "2026-03-01T09:01:05Z"},
+        {"extension": "102", "from": "2026-03-01T09:01:05Z", "until": "2026-03-01T09:02:00Z"},
+    ]
+    assert [t["outcome"] for t in data["transfers"]] == ["busy", "completed"]
+    listed = json.loads(cli(migrated, "calls", "list", "--json").stdout)
+    assert listed[0]["transfers"] == data["transfers"]
+    missing = cli(migrated, "calls", "show", "no-such-call")
+    assert missing.exit_code == 2 and "no call with id no-such-call" in missing.stderr
 
 
 def test_calls_list_json_shape(migrated: Path) -> None:

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from pbx_bridge.calls.history import CallView
+from pbx_bridge.calls.history import CallView, call_views
+from pbx_bridge.calls.models import Call
 from pbx_bridge.calls.search import (
     CONSENT_FILTERS,
     DEFAULT_LIMIT,
@@ -26,6 +27,7 @@ from pbx_bridge.calls.search import (
     InvalidSearch,
     search_calls,
 )
+from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, settings_of
 from pbx_bridge.cli.errors import EXIT_USAGE, fail, reporting_errors
 from pbx_bridge.cli.listing_options import (
@@ -40,6 +42,7 @@ from pbx_bridge.cli.listing_options import (
 )
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.subjects.index import SubjectIndex, SubjectKeyError, subject_index_from_settings
+from storage.audit_trail import record_event
 
 app = typer.Typer(help="Call history (numbers masked unless --unmasked).")
 
@@ -132,3 +135,57 @@ def list_command(
     if page.next_cursor is not None:
         typer.echo(f"next page: --cursor {page.next_cursor}", err=True)
 
+
+
+@app.command("show")
+def show_command(
+    ctx: typer.Context,
+    call_id: Annotated[str, typer.Argument(metavar="ID", help="The call's id.")],
+    as_json: JsonOption = False,
+    unmasked: UnmaskedOption = False,
+) -> None:
+    """One call: its facts, consent, recordings, who handled it and its transfers."""
+
+    async def fetch() -> CallView | None:
+        async with session_for(settings_of(ctx)) as session:
+            row = await session.get(Call, call_id)
+            if row is None:
+                return None
+            (view,) = await call_views(session, [row])
+            # Looking at a call's facts is an access too, as on the call page.
+            await record_event(session, actor=cli_actor(), action="call.viewed",
+                               target=f"call:{row.id}",
+                               details={"unmasked": unmasked, "via": "cli"})
+            return view
+
+    with reporting_errors():
+        found = asyncio.run(fetch())
+    if found is None:
+        fail(f"no call with id {call_id}", EXIT_USAGE)
+    call = found if unmasked else found.masked()
+    if as_json:
+        typer.echo(json.dumps(call.to_json(), indent=2, ensure_ascii=False))
+        return
+    consent = call.consent.decision if call.consent else None
+    facts = [
+        ("id", call.id), ("reference", call.reference), ("started", short_time(call.started_at)),
+        ("answered", short_time(call.answered_at)), ("ended", short_time(call.ended_at)),
+        ("caller", call.caller), ("did", call.did), ("extension", call.extension),
+        ("disposition", call.disposition or "(live)"), ("consent", consent),
+        ("legal basis", call.legal_basis), ("retention", call.retention_class),
+        ("handled by", " -> ".join(str(h["extension"]) for h in call.handled_by) or None),
+    ]
+    for name, value in facts:
+        typer.echo(f"{name + ':':<13}{value if value is not None else '-'}")
+    typer.echo("\nrecordings:")
+    typer.echo(render_table(
+        ["KIND", "STATUS", "LAYOUT", "DURATION", "ID"],
+        [[r.kind, r.status, r.layout, r.duration_s, r.id] for r in call.recordings],
+    ))
+    if call.transfers:
+        typer.echo("\ntransfers:")
+        typer.echo(render_table(
+            ["ASKED (UTC)", "MODE", "FROM", "TO", "BY", "OUTCOME", "RECORDING"],
+            [[short_time(t.requested_at), t.mode, t.from_extension, t.to_extension,
+              t.requested_by, t.outcome, t.recording] for t in call.transfers],
+        ))

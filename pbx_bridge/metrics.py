@@ -25,7 +25,8 @@ CALLS = Counter(
 )
 CONSENT_DECISIONS = Counter(
     "pbx_bridge_consent_decisions",
-    "Consent rows saved, by outcome (granted, declined, timeout, not-asked, withdrawn).",
+    "Consent rows saved, by outcome (granted, declined, timeout, not-asked, withdrawn, "
+    "not-objected).",
     ["outcome"],
 )
 

@@ -22,7 +22,14 @@ __all__ = ["db_url", "migrated_url", "pg_database", "session"]
 
 NOW = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
 TODAY = datetime(2026, 12, 1, tzinfo=UTC)
-DECISIONS = ["granted", "declined", "timeout", "not-asked", "withdrawn", None, "granted"]
+DECISIONS = ["granted", "declined", "timeout", "not-asked", "withdrawn", None, "granted",
+             "not-objected"]
+
+
+def _basis(i: int) -> str:
+    """Every fourth call on a legitimate-interest route: its callers may only object."""
+    return "legitimate-interest" if i % 4 == 3 else "consent"
+
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -45,7 +52,7 @@ def _calls() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             calls.append({
                 "id": cid, "linkedid": f"l{i}", "channel_id": f"c{i}", "direction": "inbound",
                 "caller": "+905321234567", "did": did, "extension": "101" if i % 2 else "102",
-                "announcement": "before-connect", "legal_basis": "consent",
+                "announcement": "before-connect", "legal_basis": _basis(i),
                 "retention_class": "default", "language": "tr", "started_at": started,
             })
             decision = DECISIONS[i % len(DECISIONS)]
@@ -66,8 +73,11 @@ def _expected(calls: list[dict[str, Any]], consents: list[dict[str, Any]],
         if scope is not None and row["extension"] not in scope:
             continue
         d = decision.get(row["id"])
-        count = ConsentCount(1, int(d in ("granted", "declined", "timeout", "withdrawn")),
-                             int(d == "granted"))
+        # Only consent routes ask for consent: elsewhere nothing is asked or granted.
+        on_consent = row["legal_basis"] == "consent"
+        count = ConsentCount(
+            1, int(on_consent and d in ("granted", "declined", "timeout", "withdrawn")),
+            int(on_consent and d == "granted"))
         day = row["started_at"].date()
         out[day] = out.get(day, ConsentCount()) + count
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from database_fixtures import db_url, migrated_url, pg_database, sessions
 from fake_ari import Caller, segments_of
 from flow_rig import FlowRig
@@ -57,6 +58,27 @@ async def test_a_wrong_key_on_a_legitimate_interest_route_is_re_asked_without_pr
     assert rig.asterisk.prompts(caller) == [
         "disclosure", "invalid-choice-objection", "confirm-declined", RING]
     assert ended.consent is not None and ended.consent.decision == "declined"
+
+
+@pytest.mark.parametrize("basis", [LegalBasis.LEGITIMATE_INTEREST, LegalBasis.CONTRACT])
+async def test_pressing_1_where_no_consent_is_asked_is_no_consent(
+    rig: FlowRig, basis: LegalBasis
+) -> None:
+    """1 is not on the menu of a route that does not record on consent: the caller goes
+    on and is recorded on the route's basis, hears "thank you" (not "your consent is
+    recorded"), and the row says not-objected, the key kept in its history."""
+    await rig.route(legal_basis=basis)
+    caller = rig.asterisk.call_in(Caller(keys=[("disclosure", "1")]))
+    await talk_then_caller_hangs_up(rig, caller, recorded=True)
+    ended = await rig.ended_call()
+
+    assert rig.asterisk.prompts(caller) == ["disclosure", "confirm-not-objected", RING]
+    assert rig.asterisk.media[caller][1] == "sound:pbx-bridge/tr/confirm-not-objected"
+    consent = ended.consent
+    assert consent is not None and (consent.decision, consent.digit) == ("not-objected", "1")
+    assert [k["digit"] for k in json.loads(consent.key_history or "[]")] == ["1"]
+    (conversation,) = ended.of_kind("conversation")
+    assert conversation.legal_basis == basis.value
 
 
 async def test_notice_only_0_plays_the_full_notice_and_the_proof_keeps_both(

@@ -7,13 +7,15 @@ what the route's composition says, and what was stored.
 - the call's reference number is played digit by digit and is the one stored on the call;
 - on a notice-only (legal-obligation) route, 0 plays the full notice, and the consent
   row keeps both as proof;
-- a route offering two languages: the caller picks English by its key.
+- a route offering two languages: the caller picks English by its key;
+- on a legitimate-interest route a caller's 1 is thanked, never taken for consent.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_harness import ServiceHarness, recordings_of
@@ -45,6 +47,23 @@ def played_since(asterisk: AsteriskSandbox, offset: int) -> list[str]:
 
 def log_size(asterisk: AsteriskSandbox) -> int:
     return asterisk.log_path.stat().st_size if asterisk.log_path.exists() else 0
+
+
+async def called(
+    service: ServiceHarness, did: str, dtmf: list[tuple[float, str]], *,
+    caller: str = CALLER,
+) -> tuple[dict[str, Any], list[str]]:
+    """Start the service and call ``did`` pressing ``dtmf``, agent 100 answering, 20 s:
+    the call as stored, and what Asterisk played to the caller, in order."""
+    service.start()
+    offset = log_size(service.asterisk)
+    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer")
+    result = await sipp.call(service.asterisk.sip_address, did, caller, dtmf=dtmf,
+                             hangup_after_s=20.0)
+    await agent.wait(timeout_s=40)
+    assert result.answered, result
+    (call,) = await service.wait_for_calls(1)
+    return call, played_since(service.asterisk, offset)
 
 
 async def test_legitimate_interest_offers_no_refusal_says_the_reference_and_records(
@@ -130,17 +149,8 @@ async def test_the_caller_chooses_english_by_its_key(
 ) -> None:
     service.cli("route", "set", "2125550142", "--languages", "tr,en",
                 "--language-keys", "1,3")
-    service.start()
-    offset = log_size(service.asterisk)
-    agent = await sipp.start_agent(service.asterisk.agent_ports["100"], "answer")
     # 3 while the menu plays (English), then 1 during the English disclosure: consent.
-    result = await sipp.call(service.asterisk.sip_address, "2125550142", CALLER,
-                             dtmf=[(3.0, "3"), (9.0, "1")], hangup_after_s=20.0)
-    await agent.wait(timeout_s=40)
-    assert result.answered, result
-
-    (call,) = await service.wait_for_calls(1)
-    played = played_since(service.asterisk, offset)
+    call, played = await called(service, "2125550142", [(3.0, "3"), (9.0, "1")])
     assert played[0] == "tr/language-choice", played
     english = played.index("en/disclosure-intro")
     assert all(p.startswith("en/") for p in played[english:]), played
@@ -153,3 +163,20 @@ async def test_the_caller_chooses_english_by_its_key(
     assert segments == [name for _, name in menu] + list(disclosure(facts))
     (conversation,) = recordings_of(call, "conversation")
     assert_intact(conversation)
+
+
+async def test_pressing_1_on_a_legitimate_interest_route_is_thanked_not_called_consent(
+    service: ServiceHarness,
+) -> None:
+    service.cli("route", "set", "2125550143", "--legal-basis", "legitimate-interest",
+                "--language", "en")
+    # 1 at 4 s, during the disclosure (barge-in): not a key its menu offers.
+    call, played = await called(service, "2125550143", [(4.0, "1")])
+    assert played[0] == "en/disclosure-intro", played
+    assert "en/confirm-not-objected" in played and "en/confirm-granted" not in played
+    consent = call["consent"]
+    assert (consent["decision"], consent["digit"]) == ("not-objected", "1"), consent
+    assert [k["digit"] for k in consent["key_history"]] == ["1"]
+    (conversation,) = recordings_of(call, "conversation")
+    assert_hears(assert_intact(conversation), caller=True, agent=True)
+    assert conversation["legal_basis"] == "legitimate-interest"

@@ -10,13 +10,15 @@ from pbx_bridge.flow.policy import (
     RecordingPlan,
     confirmation_prompt,
     decide_recording,
+    outcome_of_key,
 )
 
-G, D, T, N = (
+G, D, T, N, NO = (
     ConsentOutcome.GRANTED,
     ConsentOutcome.DECLINED,
     ConsentOutcome.TIMEOUT,
     ConsentOutcome.NOT_ASKED,
+    ConsentOutcome.NOT_OBJECTED,
 )
 
 
@@ -31,6 +33,9 @@ G, D, T, N = (
         (LegalBasis.LEGITIMATE_INTEREST, D, False),  # an objection is honoured
         (LegalBasis.LEGITIMATE_INTEREST, T, True),
         (LegalBasis.LEGITIMATE_INTEREST, N, True),
+        (LegalBasis.LEGITIMATE_INTEREST, NO, True),  # pressed 1: went on, no objection
+        (LegalBasis.CONTRACT, NO, True),
+        (LegalBasis.CONSENT, NO, False),  # never arises: "not objected" is no consent
         (LegalBasis.CONTRACT, D, False),
         (LegalBasis.CONTRACT, N, True),
         (LegalBasis.LEGAL_OBLIGATION, D, True),  # the law requires it whatever the caller says
@@ -76,6 +81,12 @@ def test_do_not_record_list_beats_consent_but_not_a_legal_obligation() -> None:
         # Under legitimate interest silence is recorded: "will not be recorded" would lie.
         (LegalBasis.LEGITIMATE_INTEREST, T, None),
         (LegalBasis.LEGITIMATE_INTEREST, D, "confirm-declined"),
+        # 1 where no consent is asked: "thank you", never "your consent is recorded"
+        # (also for a row stored as "granted" before the two were told apart).
+        (LegalBasis.LEGITIMATE_INTEREST, NO, "confirm-not-objected"),
+        (LegalBasis.CONTRACT, NO, "confirm-not-objected"),
+        (LegalBasis.LEGITIMATE_INTEREST, G, "confirm-not-objected"),
+        (LegalBasis.CONTRACT, D, "confirm-declined"),
         (LegalBasis.LEGAL_OBLIGATION, D, None),
     ],
 )
@@ -83,3 +94,25 @@ def test_confirmation_never_says_something_false(
     basis: LegalBasis, outcome: ConsentOutcome, prompt: str | None
 ) -> None:
     assert confirmation_prompt(basis, outcome) == prompt
+
+
+@pytest.mark.parametrize(
+    ("basis", "digit", "outcome"),
+    [
+        (LegalBasis.CONSENT, "1", G),
+        (LegalBasis.CONSENT, "2", D),
+        (LegalBasis.LEGITIMATE_INTEREST, "1", NO),  # nobody asked for consent: none given
+        (LegalBasis.LEGITIMATE_INTEREST, "2", D),  # the objection
+        (LegalBasis.CONTRACT, "1", NO),
+        (LegalBasis.CONTRACT, "2", D),
+    ],
+)
+def test_what_a_key_means_depends_on_the_basis(
+    basis: LegalBasis, digit: str, outcome: ConsentOutcome
+) -> None:
+    assert outcome_of_key(basis, digit) is outcome
+
+
+def test_only_1_and_2_are_answers() -> None:
+    with pytest.raises(ValueError, match="key '9' is no answer"):
+        outcome_of_key(LegalBasis.CONSENT, "9")

@@ -72,6 +72,7 @@ def _dialogue(caller: ScriptedCaller, offer: Prompt | None) -> ConsentDialogue:
         cast(PromptPlayer, caller),
         DISCLOSURE,
         INVALID,
+        legal_basis=LegalBasis.CONSENT,
         max_repeats=2,
         timeout_s=1.0,
         withdrawal_offer=offer,

@@ -9,8 +9,10 @@ daily reminder use, so the dashboard never tells another story than they do.
 
 Days are UTC days, like every time pbx-bridge shows. The consent rate is granted out of
 asked: a caller who pressed 1, of those who answered the disclosure (granted, declined,
-withdrew) or let it time out; calls where nobody was asked (notice-only routes, legal
-obligation) and callers who hung up before answering are not in it.
+withdrew) or let it time out, on routes whose basis is consent; calls where nobody was
+asked for consent (notice-only routes, legal obligation, and legitimate-interest or
+contract routes, whose callers may only object) and callers who hung up before answering
+are not in it.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, case, func, select
+from sqlalchemy import String, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from pbx_bridge.calls.models import Call, Consent
+from pbx_bridge.config import LegalBasis
 from pbx_bridge.flow.policy import ConsentOutcome
 from pbx_bridge.subjects.due_report import read_due_report
 from storage.backlog import read_backlog
@@ -137,8 +140,13 @@ async def call_stats(
     """
     first, start, end = _window(now, days)
     day = utc_day(Call.started_at)
-    asked = case((Consent.decision.in_([o.value for o in ASKED]), 1), else_=0)
-    granted = case((Consent.decision == ConsentOutcome.GRANTED.value, 1), else_=0)
+    # Only consent routes ask for consent (a legitimate-interest caller's 1 before this
+    # was told apart was stored as "granted": it is no consent either).
+    on_consent = Call.legal_basis == LegalBasis.CONSENT.value
+    asked = case((and_(on_consent, Consent.decision.in_([o.value for o in ASKED])), 1),
+                 else_=0)
+    granted = case((and_(on_consent, Consent.decision == ConsentOutcome.GRANTED.value), 1),
+                   else_=0)
     query = (
         select(day, Call.did, func.count(Call.id), func.sum(asked), func.sum(granted))
         .select_from(Call)

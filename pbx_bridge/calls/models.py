@@ -124,7 +124,7 @@ class Consent(Base):
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.id"), unique=True)
     caller: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     caller_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    # granted, declined, timeout, not-asked, withdrawn
+    # granted, declined, timeout, not-asked, withdrawn, not-objected (policy.ConsentOutcome)
     decision: Mapped[str] = mapped_column(String(16))
     digit: Mapped[str | None] = mapped_column(String(1), nullable=True)
     language: Mapped[str] = mapped_column(String(8))

@@ -1,5 +1,8 @@
 """The disclosure and the caller's answer: 1 consent, 2 decline, 9 repeat, silence times out.
 
+Where the basis is not consent (legitimate interest, contract) 2 objects and 1 is only
+"go on": no consent is asked, so none is given (``policy.outcome_of_key``).
+
 Where the route offers withdrawal by keypress, a short offer follows each disclosure (and
 each re-ask) and 8 withdraws consent for this and every later call; elsewhere 8 is just
 another wrong key, so no caller can withdraw by a key nobody told them about.
@@ -15,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pbx_bridge.calls.journal import CallerKey
+from pbx_bridge.config import LegalBasis
 from pbx_bridge.flow.player import PromptPlayer
-from pbx_bridge.flow.policy import ConsentOutcome
+from pbx_bridge.flow.policy import ConsentOutcome, outcome_of_key
 from pbx_bridge.flow.prompts import Prompt
 from storage.models import utcnow
 
@@ -52,11 +56,13 @@ class ConsentDialogue:
         disclosure: Prompt,
         invalid_choice: Prompt,
         *,
+        legal_basis: LegalBasis,
         max_repeats: int,
         timeout_s: float,
         withdrawal_offer: Prompt | None = None,
     ) -> None:
         self._player = player
+        self._basis = legal_basis
         self._disclosure = disclosure
         self._invalid = invalid_choice
         self._max_repeats = max_repeats
@@ -93,10 +99,7 @@ class ConsentDialogue:
             keys.append(key)
             digit = key.digit
             if digit in (KEY_CONSENT, KEY_DECLINE):
-                outcome = (
-                    ConsentOutcome.GRANTED if digit == KEY_CONSENT else ConsentOutcome.DECLINED
-                )
-                return answer(outcome, digit)
+                return answer(outcome_of_key(self._basis, digit), digit)
             if digit == KEY_WITHDRAW and self._offer is not None:
                 return answer(ConsentOutcome.WITHDRAWN, digit)
             if digit == KEY_REPEAT and times_played <= self._max_repeats:

@@ -19,6 +19,9 @@ class ConsentOutcome(StrEnum):
     NOT_ASKED = "not-asked"
     # Pressed 8 (where the route offers it): consent withdrawn for this and later calls.
     WITHDRAWN = "withdrawn"
+    # Pressed 1 where no consent is asked (legitimate interest, contract): the caller
+    # goes on without objecting; recorded on the route's basis, never "consent".
+    NOT_OBJECTED = "not-objected"
 
 
 class RecordingPlan(StrEnum):
@@ -56,6 +59,25 @@ def caller_permits(basis: LegalBasis, outcome: ConsentOutcome) -> tuple[bool, st
     if outcome is ConsentOutcome.WITHDRAWN:
         return False, f"caller withdrew from recording under {basis.value}"
     return True, f"legal basis is {basis.value}"
+
+
+def outcome_of_key(basis: LegalBasis, digit: str) -> ConsentOutcome:
+    """What 1 (go on) or 2 (no) means under the route's basis.
+
+    Under consent, 1 is the caller's consent. Where the basis is legitimate interest or
+    contract nobody is asked for consent (the disclosure offers only 2, the objection):
+    a caller who presses 1 anyway has not consented to anything, only not objected, and
+    the proof must not say otherwise (GDPR art. 7(1): a controller relying on consent
+    must be able to show it; here it does not rely on it). 2 is a refusal under consent
+    and an objection (GDPR art. 21) elsewhere, honoured either way.
+    """
+    if digit == "2":
+        return ConsentOutcome.DECLINED
+    if digit != "1":
+        raise ValueError(f"key {digit!r} is no answer: only 1 and 2 are")
+    if basis is LegalBasis.CONSENT:
+        return ConsentOutcome.GRANTED
+    return ConsentOutcome.NOT_OBJECTED
 
 
 def key_answers(*, disclosure_began: bool) -> bool:
@@ -96,10 +118,15 @@ def confirmation_prompt(basis: LegalBasis, outcome: ConsentOutcome) -> str | Non
     """The short prompt that tells the caller what their answer means, if any is true.
 
     A confirmation must never say something false: "your call will not be recorded" is
-    only played when that is so.
+    only played when that is so, and "your consent is recorded" only where consent is
+    the basis and was given. A caller who pressed 1 where no consent is asked hears a
+    plain "thank you" (``confirm-not-objected``): whether the call is then recorded
+    still depends on the extension, so the prompt promises nothing about it.
     """
-    if outcome is ConsentOutcome.GRANTED:
+    if outcome is ConsentOutcome.GRANTED and basis is LegalBasis.CONSENT:
         return "confirm-granted"
+    if outcome in (ConsentOutcome.GRANTED, ConsentOutcome.NOT_OBJECTED):
+        return "confirm-not-objected"
     permitted, _ = caller_permits(basis, outcome)
     if permitted:
         return None

@@ -24,6 +24,7 @@ MANIFEST_FORMAT = 1
 # Every language must have all of these: the call flow plays them by name.
 REQUIRED_PROMPTS: tuple[str, ...] = (
     "confirm-granted",
+    "confirm-not-objected",
     "confirm-declined",
     "confirm-timeout",
     "confirm-withdrawn",

@@ -301,6 +301,7 @@ class CallSession:
                 self.player,
                 disclosure,
                 announcement.invalid_choice_prompt(self.ctx.prompts, lang, route.legal_basis),
+                legal_basis=route.legal_basis,
                 max_repeats=self.ctx.call.max_repeats,
                 timeout_s=route.prompt_timeout_s,
                 withdrawal_offer=(

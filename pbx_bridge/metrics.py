@@ -30,6 +30,13 @@ CONSENT_DECISIONS = Counter(
     ["outcome"],
 )
 
+TRANSFERS = Counter(
+    "pbx_bridge_transfers",
+    "Transfers by agents, by mode (blind, attended) and outcome (completed, busy,"
+    " no-answer, unreachable, cancelled, refused, caller-left).",
+    ["mode", "outcome"],
+)
+
 # -- latency the caller feels -----------------------------------------------------------
 
 KEYPRESS_TO_ACTION = Histogram(

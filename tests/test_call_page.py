@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,13 @@ from test_playback import noise_wav
 
 from pbx_bridge.calls.extensions import set_extension
 from pbx_bridge.calls.models import Call, Consent
+from pbx_bridge.calls.transfers import (
+    RecordingEffect,
+    TransferAttempt,
+    TransferMode,
+    TransferOutcome,
+    store_transfer,
+)
 from pbx_bridge.config import RecordingMode, Role, Settings
 from pbx_bridge.users import accounts, tokens
 from pbx_bridge.users.console_accounts import UsersAccounts
@@ -30,7 +38,7 @@ from storage.backends.local import LocalBackend
 from storage.envelope import EnvelopeEncryptor
 from storage.keyring import Keyring
 from storage.legs import Layout, leg_names
-from storage.models import AuditEntry, Recording, RecordingCopy, RecordingKind
+from storage.models import AuditEntry, Recording, RecordingCopy, RecordingKind, utcnow
 from storage.pipeline import RecordingPipeline
 from storage.playback import Player
 from storage.replication import Target
@@ -316,3 +324,31 @@ async def test_a_hold_shows_on_the_page_its_reason_only_to_the_dpo(web: Console)
         f"/api/v1/recordings/{web.recording_id}", headers=web.api("selim")
     )
     assert metadata.json()["on_hold"] is True
+
+
+async def test_transfers_show_on_the_call_page_and_in_the_api(web: Console) -> None:
+    now = utcnow()
+    async with web.sessions() as session:
+        call = await session.get(Call, web.call_id)
+        assert call is not None
+        call.answered_at, call.ended_at = now - timedelta(minutes=2), now
+        await session.commit()
+    await store_transfer(web.sessions, TransferAttempt(
+        call_id=web.call_id, mode=TransferMode.ATTENDED, from_extension="101",
+        to_extension="105", requested_by="agent:101", requested_at=now - timedelta(minutes=1),
+        answered_at=now - timedelta(seconds=55), ended_at=now - timedelta(seconds=40),
+        outcome=TransferOutcome.COMPLETED, recording=RecordingEffect.STOPPED,
+    ))
+    page = await web.client.get(f"/calls/{web.call_id}", headers=await web.signed_in("selim"))
+    assert page.status_code == 200, page.text
+    assert 'id="handled-by">101 → 105<' in page.text
+    assert "attended" in page.text and "agent:101" in page.text and "stopped" in page.text
+    api = await web.client.get(f"/api/v1/calls/{web.call_id}", headers=web.api("selim"))
+    assert api.status_code == 200
+    data = api.json()
+    assert [h["extension"] for h in data["handled_by"]] == ["101", "105"]
+    (transfer,) = data["transfers"]
+    assert (transfer["mode"], transfer["from"], transfer["to"], transfer["outcome"],
+            transfer["recording"]) == ("attended", "101", "105", "completed", "stopped")
+    listed = await web.client.get("/api/v1/calls", headers=web.api("selim"))
+    assert [c["transfers"] for c in listed.json() if c["id"] == web.call_id] == [[transfer]]

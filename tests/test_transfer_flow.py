@@ -15,6 +15,7 @@ import pytest
 from database_fixtures import db_url, migrated_url, pg_database, sessions
 from fake_ari import Caller
 from flow_rig import EndedCall, FlowRig
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from test_flow_branches import bridge_recording, connected, rig
@@ -89,7 +90,13 @@ async def blind_to_101(rig: FlowRig) -> tuple[str, str, str]:
     return caller, first, other_agent(rig, first)
 
 
+def transfers_counted(mode: str, outcome: str) -> float:
+    labels = {"mode": mode, "outcome": outcome}
+    return REGISTRY.get_sample_value("pbx_bridge_transfers_total", labels) or 0.0
+
+
 async def test_blind_transfer_hands_the_caller_over_in_one_recording(rig: FlowRig) -> None:
+    counted = transfers_counted("blind", "completed")
     caller, first, second = await blind_to_101(rig)
     assert bridge(rig) == [caller, second]
     assert bridge_recording(rig)  # the same recording goes on
@@ -117,6 +124,7 @@ async def test_blind_transfer_hands_the_caller_over_in_one_recording(rig: FlowRi
         assert call is not None
         (view,) = await call_views(session, [call])
     assert pause.paused_by == "agent:101"
+    assert transfers_counted("blind", "completed") == counted + 1
     assert [h["extension"] for h in view.handled_by] == ["100", "101"]
     assert [t.to_json()["outcome"] for t in view.transfers] == ["completed"]
     assert view.to_json()["transfers"] == [t.to_json() for t in view.transfers]

@@ -62,6 +62,7 @@ from pbx_bridge.flow.policy import (
     decide_recording,
 )
 from pbx_bridge.flow.recorder import ConversationRecorder
+from pbx_bridge.metrics import TRANSFERS
 from pbx_bridge.privacy import mask_number
 from storage.models import utcnow
 
@@ -414,6 +415,7 @@ class CallTransfer:
                      effect: RecordingEffect | None = None) -> None:
         assert self._state.call_id is not None
         request = attempt.request
+        TRANSFERS.labels(request.mode.value, outcome.value).inc()
         await store_transfer(self._ctx.sessions, TransferAttempt(
             call_id=self._state.call_id, mode=request.mode,
             from_extension=attempt.from_extension, to_extension=request.extension[:64],

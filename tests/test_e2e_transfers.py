@@ -10,6 +10,7 @@ The branches (busy, cancel, the caller leaving mid-transfer) are in test_transfe
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -177,4 +178,29 @@ async def test_a_transfer_to_a_never_extension_stops_the_recording(
     assert tone_amplitude(samples, rate, SECOND_TONE_HZ) < ABSENT
     assert spans(heard_at(samples, rate, AGENT_TONE_HZ)) > 2.0
     assert spans(heard_at(samples, rate, CALLER_TONE_HZ)) > 2.0
+    assert_asterisk_kept_nothing(service)
+
+
+async def test_an_attended_transfer_cancelled_brings_the_first_agent_back(
+    service: ServiceHarness,
+) -> None:
+    """100 asks 101, then presses * (its DTMF heard in the agents' own bridge): back with
+    the caller, in the same recording; 101's voice never in it."""
+    call = await transferred_call(service, [*keys("*9101#"), (10.0, "*")], "101")
+
+    (transfer,) = call["transfers"]
+    assert (transfer["mode"], transfer["outcome"]) == ("attended", "cancelled"), transfer
+    assert [h["extension"] for h in call["handled_by"]] == ["100"]
+    (conversation,) = recordings_of(call, "conversation")
+    path = assert_intact(conversation)
+    samples, rate = soundfile.read(str(path), dtype="float64")
+    samples = np.asarray(samples)
+    assert tone_amplitude(samples, rate, SECOND_TONE_HZ) < ABSENT
+    first = heard_at(samples, rate, AGENT_TONE_HZ)
+    # 100 before the transfer and again after it, the caller held in between.
+    gaps = [(a, b) for a, b in pairwise(first) if b - a > 3.0]
+    assert len(gaps) == 1, gaps
+    before, after = gaps[0]
+    assert before > 2.0 and max(first) - after > 4.0, (gaps, max(first))
+    assert audit_actions(service, "call.transferred") == []
     assert_asterisk_kept_nothing(service)

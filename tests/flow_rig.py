@@ -73,6 +73,8 @@ class FlowRig:
     default_route: RouteSettings = field(
         default_factory=lambda: RouteSettings(prompt_timeout_s=1)
     )
+    # [prompts] country_languages: routes with language_by_country follow the caller's.
+    country_languages: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.source = DirSource(self.work / "asterisk")
@@ -94,6 +96,7 @@ class FlowRig:
             prompts=catalogue(), ownership=ownership, call=self.call,
             retention=RetentionSettings(), default_route=self.default_route,
             default_language=Language.TR, subjects=INDEX,
+            country_languages=self.country_languages,
         )
 
     async def start(self) -> None:

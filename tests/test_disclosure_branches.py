@@ -10,7 +10,7 @@ import pytest
 from database_fixtures import db_url, migrated_url, pg_database, sessions
 from fake_ari import Caller, segments_of
 from flow_rig import FlowRig
-from test_flow_branches import RING, rig, talk_then_caller_hangs_up
+from test_flow_branches import RING, connected, rig, talk_then_caller_hangs_up
 
 from pbx_bridge.calls.reference import damm_valid
 from pbx_bridge.config import Announcement, LegalBasis
@@ -130,6 +130,7 @@ async def test_the_key_picks_the_language_and_the_menu_is_in_the_proof(rig: Flow
     assert confirmation == "sound:pbx-bridge/en/confirm-granted"
     consent = ended.consent
     assert consent is not None and consent.language == "en" and consent.decision == "granted"
+    assert ended.call.language == "en"  # the call's row says the language heard, too
     facts = DisclosureFacts(LegalBasis.CONSENT, 60, ended.call.reference)
     assert heard_names(consent.prompt_segments) == [
         "language-choice", "number-1", "language-choice", "number-3", *disclosure(facts)]
@@ -142,3 +143,65 @@ async def test_no_key_at_the_menu_keeps_the_routes_language(rig: FlowRig) -> Non
     ended = await rig.ended_call()
     assert rig.asterisk.media[caller][1].startswith("sound:pbx-bridge/tr/disclosure-intro")
     assert ended.consent is not None and ended.consent.language == "tr"
+
+
+async def test_a_caller_who_chose_by_key_and_left_during_the_disclosure_keeps_it(
+    rig: FlowRig,
+) -> None:
+    """No consent row is written for a caller who hangs up during the disclosure: the
+    call's end still says the language they chose and heard."""
+    await rig.route(languages=("tr", "en"), language_keys=("1", "3"))
+    caller = rig.asterisk.call_in(Caller(keys=[("language-choice", "3")],
+                                         hang_up_at="disclosure"))
+    ended = await rig.ended_call()
+    assert rig.asterisk.prompts(caller)[:2] == ["language-choice", "disclosure"]
+    assert ended.consent is None and ended.call.disposition == "abandoned"
+    assert ended.call.language == "en"
+
+
+async def test_the_callers_country_picks_the_language_of_the_call_and_its_proof(
+    rig: FlowRig,
+) -> None:
+    rig.country_languages = {"GB": "en"}
+    await rig.restart()
+    await rig.route(language_by_country=True)
+    caller = rig.asterisk.call_in(Caller(number="+442079460000",
+                                         keys=[("disclosure", "1")]))
+    await talk_then_caller_hangs_up(rig, caller, recorded=True)
+    ended = await rig.ended_call()
+
+    assert rig.asterisk.prompts(caller) == ["disclosure", "confirm-granted", RING]  # no menu
+    spoken, confirmation, _ = rig.asterisk.media[caller]
+    assert all(s.startswith("en/") for s in segments_of(spoken))
+    assert confirmation == "sound:pbx-bridge/en/confirm-granted"
+    assert ended.call.language == "en"
+    consent = ended.consent
+    assert consent is not None and consent.language == "en"
+    facts = DisclosureFacts(LegalBasis.CONSENT, 60, ended.call.reference)
+    assert heard_names(consent.prompt_segments) == list(disclosure(facts))
+
+
+async def test_a_country_not_listed_hears_the_routes_language(rig: FlowRig) -> None:
+    rig.country_languages = {"GB": "en"}
+    await rig.restart()
+    await rig.route(language_by_country=True)
+    caller = rig.asterisk.call_in(Caller(keys=[("disclosure", "2")]))  # a Turkish number
+    await talk_then_caller_hangs_up(rig, caller, recorded=False)
+    ended = await rig.ended_call()
+    assert rig.asterisk.media[caller][0].startswith("sound:pbx-bridge/tr/disclosure-intro")
+    assert ended.call.language == "tr"
+    assert ended.consent is not None and ended.consent.language == "tr"
+
+
+async def test_an_adopted_call_goes_on_in_the_language_the_caller_chose(rig: FlowRig) -> None:
+    await rig.route(languages=("tr", "en"), language_keys=("1", "3"))
+    caller = rig.asterisk.call_in(Caller(keys=[("language-choice", "3"), ("disclosure", "1")]))
+    await rig.asterisk.until(lambda: connected(rig))
+    await rig.restart()
+    await rig.asterisk.until(lambda: rig.app is not None and rig.app.live_calls == 1)
+    assert rig.app is not None
+    (adopted,) = rig.app.sessions()
+    assert adopted.state.adopted and adopted.state.language == "en"
+    rig.asterisk.hang_up(caller)
+    ended = await rig.ended_call()
+    assert ended.call.language == "en"

@@ -7,7 +7,9 @@ what the route's composition says, and what was stored.
 - the call's reference number is played digit by digit and is the one stored on the call;
 - on a notice-only (legal-obligation) route, 0 plays the full notice, and the consent
   row keeps both as proof;
-- a route offering two languages: the caller picks English by its key;
+- a route offering two languages: the caller picks English by its key, or a route
+  following the caller's country gives a London number English; the call's row, the
+  consent proof and every sound played say English;
 - on a legitimate-interest route a caller's 1 is thanked, never taken for consent.
 """
 
@@ -156,13 +158,33 @@ async def test_the_caller_chooses_english_by_its_key(
     assert all(p.startswith("en/") for p in played[english:]), played
     consent = call["consent"]
     assert consent["decision"] == "granted" and consent["language"] == "en"
+    assert call["language"] == "en"  # the call's row, too: the language heard
     menu = [("tr", "language-choice"), ("tr", "number-1"), ("en", "language-choice"),
             ("en", "number-3")]
     facts = DisclosureFacts(LegalBasis.CONSENT, 60, call["reference"])
-    segments = [s["name"] for s in consent["prompt_segments"]]
-    assert segments == [name for _, name in menu] + list(disclosure(facts))
+    # Every segment's version and sha256 are the English build's (the menu's its own).
+    assert_heard(consent, built_prompts, menu + in_language("en", disclosure(facts)))
+    assert played[played.index("en/confirm-granted") - 1].startswith("en/"), played
     (conversation,) = recordings_of(call, "conversation")
     assert_intact(conversation)
+
+
+async def test_the_callers_country_picks_english(
+    service: ServiceHarness, built_prompts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PBX_BRIDGE_PROMPTS__COUNTRY_LANGUAGES", '{"GB": "en"}')
+    service.cli("route", "set", "2125550144", "--language-by-country")
+    # A London number; 1 during the English disclosure: consent. No menu is played.
+    call, played = await called(service, "2125550144", [(6.0, "1")],
+                                caller="+442079460000")
+    assert played[0] == "en/disclosure-intro", played
+    assert all(p.startswith("en/") for p in played), played
+    assert "en/confirm-granted" in played
+    assert call["language"] == "en"
+    consent = call["consent"]
+    assert consent["decision"] == "granted" and consent["language"] == "en"
+    facts = DisclosureFacts(LegalBasis.CONSENT, 60, call["reference"])
+    assert_heard(consent, built_prompts, in_language("en", disclosure(facts)))
 
 
 async def test_pressing_1_on_a_legitimate_interest_route_is_thanked_not_called_consent(

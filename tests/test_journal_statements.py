@@ -125,6 +125,38 @@ async def test_a_reused_channel_and_a_repeated_consent_keep_the_first(
     await _audit_ok(sessions, 1)
 
 
+async def test_a_language_chosen_by_key_costs_one_update_in_the_consents_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The row opened in the route's language learns the one the caller chose by key,
+    with the proof; a caller who chose and left before any proof, at the close."""
+    journal = CallJournal(sessions, INDEX)
+    await _consenting_call(journal, 1)
+    chosen = await journal.open(
+        linkedid="linked-2", channel_id="channel-2", direction="inbound", caller=None,
+        did="2125550100", extension="100", announcement="before-connect",
+        legal_basis="consent", retention_class="default", language="tr",
+    )
+    left = await journal.open(
+        linkedid="linked-3", channel_id="channel-3", direction="inbound", caller=None,
+        did="2125550100", extension="100", announcement="before-connect",
+        legal_basis="consent", retention_class="default", language="tr",
+    )
+    with counted(sessions) as seen:
+        await journal.save_consent(chosen, None, _proof(T0), call_language="en")
+    assert dict(seen) == {"UPDATE calls": 1, "INSERT consents": 1, "UPDATE audit_head": 1,
+                          "INSERT audit_log": 1, "COMMIT": 1}
+    with counted(sessions) as closing:
+        await journal.close(chosen, "answered", ended_at=T0 + timedelta(seconds=9))
+        await journal.close(left, "abandoned", ended_at=T0 + timedelta(seconds=9),
+                            language="en")
+    assert dict(closing) == {"UPDATE calls": 2, "COMMIT": 2}  # no statement more
+    async with sessions() as session:
+        languages = {c.id: c.language for c in await session.scalars(select(Call))}
+    assert (languages[chosen], languages[left]) == ("en", "en")
+    assert list(languages.values()).count("tr") == 1  # the first call: not chosen, kept
+
+
 async def _append(sessions: async_sessionmaker[AsyncSession], target: str) -> None:
     async with sessions() as session:
         await record_event(session, actor="service", action="test.append", target=target)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
@@ -45,8 +45,16 @@ _CLOSE = (
         ended_at=bindparam("at", type_=_CALLS.c.ended_at.type),
         disposition=bindparam("how", type_=_CALLS.c.disposition.type),
         hangup_cause=bindparam("cause", type_=_CALLS.c.hangup_cause.type),
+        # The language heard, if the flow knew it later than the row (chosen by key).
+        language=func.coalesce(bindparam("language", type_=_CALLS.c.language.type),
+                               _CALLS.c.language),
     )
     .returning(_CALLS.c.ended_at)
+)
+_SET_LANGUAGE = (
+    update(_CALLS)
+    .where(_CALLS.c.id == bindparam("call"))
+    .values(language=bindparam("language", type_=_CALLS.c.language.type))
 )
 _BY_CHANNEL = select(_CALLS.c.id, _CALLS.c.reference).where(
     _CALLS.c.channel_id == bindparam("channel")
@@ -254,23 +262,36 @@ class CallJournal:
         *,
         cause: str | None = None,
         ended_at: datetime | None = None,
+        language: str | None = None,
     ) -> datetime:
         """Mark the call ended (now, or at ``ended_at`` when written late); closing twice
-        keeps the first end (idempotent on resync)."""
+        keeps the first end (idempotent on resync). ``language``: the one the caller
+        heard, when the row does not say it yet (chosen by key, then no consent row
+        was saved: the caller left during the disclosure)."""
         if ended_at is not None and ended_at.tzinfo is None:
             raise ValueError("ended_at must be timezone-aware")
         async with self._sessions() as session, session.begin():
             ended: datetime | None = await session.scalar(
                 _CLOSE,
                 {"call": call_id, "at": ended_at or utcnow(), "how": disposition,
-                 "cause": cause},
+                 "cause": cause, "language": language},
             )
             if ended is None:  # closed already (keep its end), or no such call
                 ended = (await self._get(session, call_id)).ended_at
             assert ended is not None
             return ended
 
-    async def save_consent(self, call_id: str, caller: str | None, proof: ConsentProof) -> None:
+    async def save_consent(
+        self,
+        call_id: str,
+        caller: str | None,
+        proof: ConsentProof,
+        *,
+        call_language: str | None = None,
+    ) -> None:
+        """The proof, with its audit entry. ``call_language``: the call's row learns the
+        language the caller chose by key (heard since), in the same transaction; only
+        such calls pay that UPDATE."""
         row = {
             "id": new_id(),
             "call_id": call_id,
@@ -301,6 +322,9 @@ class CallJournal:
             ),
         }
         async with self._sessions() as session, session.begin():
+            if call_language is not None:
+                await session.execute(_SET_LANGUAGE, {"call": call_id,
+                                                      "language": call_language})
             # The first proof of a call stays (a resync may save it again): the call's
             # unique key decides in the INSERT itself, and only a new proof is audited.
             saved = await session.scalar(_first_insert(session, _CONSENTS, "call_id"), row)

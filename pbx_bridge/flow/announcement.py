@@ -31,6 +31,7 @@ __all__ = [
     "country_language",
     "disclosure_prompt",
     "full_notice_prompt",
+    "heard_after_menu",
     "heard_segments",
     "invalid_choice_prompt",
     "language_for_key",
@@ -104,6 +105,20 @@ def country_language(
     if language is None or (offered and language not in offered):
         return None
     return language
+
+
+def heard_after_menu(
+    prompts: PromptCatalogue, menu: Prompt | None, heard: Prompt
+) -> Prompt:
+    """What the proof keeps when a language menu came first: one sequence, menu and
+    ``heard`` (keeping its name), whose version and sha256 cover every segment the
+    caller heard, as its segments list them."""
+    if menu is None:
+        return heard
+    return prompts.compose(
+        heard.name, [(p.language, p.name) for p in (*menu.heard, *heard.heard)],
+        heard.language,
+    )
 
 
 def heard_segments(*prompts: Prompt | None) -> tuple[HeardSegment, ...]:

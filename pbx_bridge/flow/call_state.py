@@ -73,6 +73,9 @@ class CallState:
     # The language the caller hears when not the route's: their country's, or chosen by
     # key from the route's languages.
     heard_language: str | None = None
+    # The language the call's row says (written when it opened, and again once the
+    # caller chose another by key): what ``language_to_write`` compares with.
+    row_language: str | None = None
     subject_key: str | None = None  # the caller's, when they have a public number
     do_not_record: bool = False  # listed at the start, or pressed 8 on this call
     consent: ConsentOutcome | None = None  # None until asked (or told, or not asked)
@@ -133,6 +136,12 @@ class CallState:
     def language(self) -> str:
         """What the caller hears: their country's or chosen language, else the route's."""
         return self.heard_language or self.known_route.language.value
+
+    def language_to_write(self) -> str | None:
+        """The language heard, when the call's row does not say it yet (chosen by key
+        after the row was opened); None when it does."""
+        language = self.language
+        return None if language == self.row_language else language
 
     def owned_ids(self) -> tuple[str, ...]:
         """Every Asterisk object of this call, for the dispatcher's ownership map."""

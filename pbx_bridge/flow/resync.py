@@ -84,13 +84,19 @@ class Resync:
         except AriNotFound:
             await self._close_lost(call, live_bridges)
             return
+        route = route_started_with(call, self._ctx.default_route)
         state = CallState(
             caller,
             call.direction,
             call.did,
             call_id=call.id,
             reference=call.reference,
-            route=route_started_with(call, self._ctx.default_route),
+            route=route,
+            # The row's language is the one heard (the caller's country's, or the one
+            # chosen by key): the rest of the call is in it, not in the route's.
+            heard_language=(call.language if call.language
+                            and call.language != route.language.value else None),
+            row_language=call.language or None,
             retention_class=call.retention_class,
             consent=ConsentOutcome(call.consent_decision) if call.consent_decision else None,
             caller_answered=caller.state == "Up",

@@ -99,12 +99,14 @@ class CallEnd:
     disposition: str
     cause: str
     ended_at: datetime
+    language: str | None = None  # the language heard, if the row does not say it yet
 
 
 async def write_call_end(ctx: FlowContext, end: CallEnd) -> None:
     """Close the call's row, and start its recordings' retention from that end."""
     ended_at = await ctx.journal.close(
-        end.call_id, end.disposition, cause=end.cause, ended_at=end.ended_at
+        end.call_id, end.disposition, cause=end.cause, ended_at=end.ended_at,
+        language=end.language,
     )
     await ctx.pipeline.close_call(end.call_id, ended_at)
 
@@ -243,6 +245,7 @@ class CallSession:
             route_snapshot=route_snapshot(route),
         )
         state.call_id, state.reference = opened.id, opened.reference
+        state.row_language = state.language
         log.info(
             "call %s: %s call from %s to DID %s, route %s, reference %s",
             state.call_id,
@@ -617,7 +620,8 @@ class CallSession:
         """The proof: what the caller heard (the language menu, every segment of the
         disclosure or notice, each with its version and sha256) and did."""
         assert self.call_id is not None
-        prompt = heard
+        prompt = None if heard is None else announcement.heard_after_menu(
+            self.ctx.prompts, self._language_menu, heard)
         proof = ConsentProof(
             decision=outcome.value,
             digit=answer.digit,
@@ -634,10 +638,13 @@ class CallSession:
             answer_to_disclosure_s=self._disclosure_delay(answer),
             key_history=answer.keys if prompt and prompt.name == "disclosure" else None,
             prompt_segments=(
-                announcement.heard_segments(self._language_menu, prompt) if prompt else None
+                announcement.heard_segments(prompt) if prompt else None
             ),
         )
-        await self.ctx.journal.save_consent(self.call_id, self.caller.caller.number or None, proof)
+        language = self.state.language_to_write()  # chosen by key: the row learns it
+        await self.ctx.journal.save_consent(self.call_id, self.caller.caller.number or None,
+                                            proof, call_language=language)
+        self.state.row_language = self.state.language
         self.state.consent = outcome
         CONSENT_DECISIONS.labels(outcome.value).inc()
 
@@ -714,7 +721,8 @@ class CallSession:
         if self.call_id is None:
             return
         # Kept until written: if the database is away, the app writes it when it is back.
-        self.unwritten_end = CallEnd(self.call_id, disposition, cause, utcnow())
+        self.unwritten_end = CallEnd(self.call_id, disposition, cause, utcnow(),
+                                     self.state.language_to_write())
         CALLS.labels(disposition).inc()
         await write_call_end(self.ctx, self.unwritten_end)
         self.unwritten_end = None

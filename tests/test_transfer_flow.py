@@ -351,3 +351,26 @@ async def test_stereo_legs_are_both_on_the_caller_so_they_outlast_the_first_agen
     ended = await hang_up_and_end(rig, caller)
     (conversation,) = ended.of_kind("conversation")
     assert conversation.status == "stored" and conversation.layout == "stereo"
+
+
+async def test_a_restart_mid_transfer_leaves_the_first_agent_with_the_caller(
+    rig: FlowRig,
+) -> None:
+    """The service stops while the agents consult: the target's leg goes, the first agent
+    is back with the caller, and the next start adopts a plain call, still recorded."""
+    rig.asterisk.agents["101"] = "answer"
+    caller, first = await connected_call(rig)
+    rig.asterisk.press(first, "*9101#")
+    await rig.asterisk.until(lambda: len(bridge(rig, "consult") or []) == 2
+                             and bool(rig.asterisk.music))
+    second = other_agent(rig, first)
+    await rig.restart()
+    await rig.asterisk.until(lambda: bridge(rig) == [caller, first])
+    assert second not in rig.asterisk.channels and bridge(rig, "consult") is None
+    assert not rig.asterisk.music and bridge_recording(rig)
+    # The adopted call is the first agent's: it can hand it on again.
+    rig.asterisk.press(first, "*8101#")
+    await rig.asterisk.until(lambda: first not in rig.asterisk.channels
+                             and len(bridge(rig) or []) == 2)
+    ended = await hang_up_and_end(rig, caller)
+    one_recording(ended)

@@ -206,7 +206,11 @@ class CallTransfer:
             await self._store(attempt, TransferOutcome.CALLER_LEFT)
             raise
         except BaseException:
+            # Asterisk refused a step, or the service is shutting down (the session is
+            # cancelled, the call left to Asterisk for the next start to adopt): the
+            # first agent goes back to the caller, so what is left is a plain call.
             await self._abandon(attempt)
+            await self._restore_first(attempt)
             raise
         finally:
             state.transferring = False
@@ -392,6 +396,12 @@ class CallTransfer:
         await self._dialer.hangup_leg(attempt.leg)
         if attempt.consult_bridge is not None:
             await self._destroy_consult(attempt)
+
+    async def _restore_first(self, attempt: _Attempt) -> None:
+        await self._end_hold(attempt)
+        if self._inbox.is_gone(attempt.first) or self._inbox.is_gone(self._state.caller_id):
+            return
+        await self._quietly(self._ari.add_channel(self._bridge, attempt.first))
 
     async def _destroy_consult(self, attempt: _Attempt) -> None:
         bridge, attempt.consult_bridge = attempt.consult_bridge, None

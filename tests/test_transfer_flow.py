@@ -151,14 +151,19 @@ async def test_a_target_that_does_not_answer_brings_the_agent_back(
     assert await audited(rig, "call.transferred") == []
 
 
-@pytest.mark.parametrize("how", ["hash", "hang-up"])
-async def test_attended_transfer_holds_the_caller_then_completes(rig: FlowRig, how: str) -> None:
+async def consulting_101(rig: FlowRig) -> tuple[str, str, str]:
+    """The agent asks 101 (which answers) first; the caller holds to the music."""
     rig.asterisk.agents["101"] = "answer"
     caller, first = await connected_call(rig)
     rig.asterisk.press(first, "*9101#")
     await rig.asterisk.until(lambda: len(bridge(rig, "consult") or []) == 2
                              and bool(rig.asterisk.music))
-    second = other_agent(rig, first)
+    return caller, first, other_agent(rig, first)
+
+
+@pytest.mark.parametrize("how", ["hash", "hang-up"])
+async def test_attended_transfer_holds_the_caller_then_completes(rig: FlowRig, how: str) -> None:
+    caller, first, second = await consulting_101(rig)
     assert bridge(rig, "consult") == [first, second]  # the agents talk apart
     assert bridge(rig) == [caller]  # the caller holds, still recorded
     assert bridge_recording(rig)
@@ -358,12 +363,7 @@ async def test_a_restart_mid_transfer_leaves_the_first_agent_with_the_caller(
 ) -> None:
     """The service stops while the agents consult: the target's leg goes, the first agent
     is back with the caller, and the next start adopts a plain call, still recorded."""
-    rig.asterisk.agents["101"] = "answer"
-    caller, first = await connected_call(rig)
-    rig.asterisk.press(first, "*9101#")
-    await rig.asterisk.until(lambda: len(bridge(rig, "consult") or []) == 2
-                             and bool(rig.asterisk.music))
-    second = other_agent(rig, first)
+    caller, first, second = await consulting_101(rig)
     await rig.restart()
     await rig.asterisk.until(lambda: bridge(rig) == [caller, first])
     assert second not in rig.asterisk.channels and bridge(rig, "consult") is None

@@ -146,6 +146,29 @@ def test_prompt_missing_in_one_language(
     ]
 
 
+def test_a_language_a_route_offers_is_not_built(
+    admin: ServiceHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The admin added prompts/de/ and offered it on a route, but never built it: its
+    # callers would fail at the menu's German choice.
+    texts = tmp_path / "prompts"
+    for language in ("tr", "de"):
+        (texts / language).mkdir(parents=True)
+    monkeypatch.setenv("PBX_BRIDGE_PROMPTS__DIR", str(texts))
+    offered = in_process(admin, "route", "set", "2125550190", "--languages", "tr,de")
+    assert offered.exit_code == 0, offered.output
+    try:
+        line = assert_only_failure(admin, "FAIL prompts.languages: ")
+    finally:
+        assert in_process(admin, "route", "delete", "2125550190").exit_code == 0
+    assert line == (
+        "FAIL prompts.languages: language de (offered by route 2125550190) has no prompts "
+        "built: add prompts/de/ with every prompt translated and run `pbx-bridge prompts "
+        "build`, or stop offering it")
+    assert "OK   prompts.languages: no route offers a language beside the service's own " \
+        "(tr, en)" in check(admin)[1]
+
+
 def test_prompt_altered(admin: ServiceHarness, asterisk: AsteriskSandbox) -> None:
     installed = asterisk.sounds_dir / "pbx-bridge" / "tr" / "disclosure-intro.wav"
     original = installed.read_bytes()

@@ -9,18 +9,23 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cli_support import clean_pbx_env, cli  # noqa: F401  (clean_pbx_env: autouse fixture)
 
-from pbx_bridge.calls.routes import ResolvedRoute
+from pbx_bridge.ari.errors import AriNotFound
+from pbx_bridge.ari.models import Sound, SoundFormat
+from pbx_bridge.ari.rest import AriClient
+from pbx_bridge.calls.routes import ResolvedRoute, set_route
 from pbx_bridge.config import (
     Announcement,
     AriSettings,
     CheckSettings,
     Language,
     LegalBasis,
+    PromptSettings,
+    RouteSettings,
     StorageSettings,
     TimeoutRule,
 )
@@ -176,6 +181,99 @@ def test_installed_prompt_missing_or_altered_is_named() -> None:
     assert "en/notice: /snd/pbx/en/notice.wav differs from the manifest" in found[1].message
 
 
+def _route(did: str, language: Language = Language.TR,
+           languages: tuple[str, ...] = ()) -> ResolvedRoute:
+    return ResolvedRoute(did, "100", Announcement.BEFORE_CONNECT, language, LegalBasis.CONSENT,
+                         TimeoutRule.DECLINED, 8, "default", False, languages=languages,
+                         language_keys=tuple(str(n + 1) for n in range(len(languages))))
+
+
+def test_every_language_a_caller_may_hear_is_offered_by_someone() -> None:
+    routes = [_route("2125550100", languages=("tr", "de")), _route("2125550101", Language.EN),
+              _route("2125550102", languages=("de", "tr", "en"))]
+    offered = prompt_checks.offered_languages(routes, "tr", {"FR": "fr", "AT": "de"})
+    assert offered == {
+        "tr": ("the default route", "route 2125550100", "route 2125550102"),
+        "de": ("route 2125550100", "route 2125550102", "[prompts] country_languages AT"),
+        "en": ("route 2125550101", "route 2125550102"),
+        "fr": ("[prompts] country_languages FR",),
+    }
+
+
+def _full(*languages: str) -> dict[str, ManifestEntry]:
+    return {f"{lang}/{n}": entry(lang, n) for lang in languages for n in REQUIRED_PROMPTS}
+
+
+def test_a_prompt_missing_in_an_offered_language_is_a_line_naming_who_offers_it() -> None:
+    built = _full("tr", "en", "de")
+    del built["de/busy"], built["de/confirm-not-objected"]
+    offered = {"tr": ("the default route",), "de": ("route 2125550100", "route 2125550102"),
+               "fr": ("[prompts] country_languages FR",)}
+    found = prompt_checks.language_findings(Manifest("now", "c", built), offered)
+    assert [f.status for f in found] == [Status.PROBLEM] * 3
+    assert [f.message for f in found] == [
+        "prompt de/confirm-not-objected is not built, and de is offered by route "
+        "2125550100, route 2125550102: add prompts/de/confirm-not-objected.txt and run "
+        "`pbx-bridge prompts build`",
+        "prompt de/busy is not built, and de is offered by route 2125550100, route "
+        "2125550102: add prompts/de/busy.txt and run `pbx-bridge prompts build`",
+        "language fr (offered by [prompts] country_languages FR) has no prompts built: add "
+        "prompts/fr/ with every prompt translated and run `pbx-bridge prompts build`, or "
+        "stop offering it",
+    ]
+    assert found[0].details["offered_by"] == ["route 2125550100", "route 2125550102"]
+
+
+def test_offered_languages_all_built_and_the_services_own_left_to_the_manifest_check(
+) -> None:
+    built = _full("tr", "en", "de")
+    (found,) = prompt_checks.language_findings(
+        Manifest("now", "c", built), {"tr": ("the default route",), "de": ("route 2125550100",)})
+    assert (found.status, found.message) == (
+        Status.OK, "every language offered is built: de (route 2125550100)")
+    del built["en/busy"]  # the manifest check's: the service does not start without it
+    (own,) = prompt_checks.language_findings(Manifest("now", "c", built),
+                                             {"en": ("route 2125550101",)})
+    assert own.status is Status.OK and "beside the service's own (tr, en)" in own.message
+
+
+def test_an_offered_languages_prompt_missing_in_asterisk_names_who_offers_it() -> None:
+    found = prompt_checks.hash_findings(
+        Path("/snd/pbx"), [entry("de", "busy")], {"de/busy.wav": None},
+        {"de": ("route 2125550100",)})
+    assert found[0].message.startswith(
+        "prompt de/busy (de is offered by route 2125550100): /snd/pbx/de/busy.wav is missing")
+
+
+class SoundsOf:
+    """Asterisk's media index as GET /sounds/{id} answers it: these ids, nothing else."""
+
+    def __init__(self, ids: set[str]) -> None:
+        self.ids = ids
+
+    async def get_sound(self, sound_id: str) -> Sound:
+        if sound_id not in self.ids:
+            raise AriNotFound(404, "GET", f"/sounds/{sound_id}", "Sound not found")
+        return Sound(sound_id, (SoundFormat("pbx-bridge", "wav"),))
+
+
+async def test_asterisk_must_find_the_prompts_of_every_offered_language() -> None:
+    built = _full("tr", "en", "de", "fr")  # fr built, offered by no one: not asked
+    installed = SoundsOf({key for key in built if not key.startswith("de/busy")})
+    found = await prompt_checks.check_visible(
+        cast(AriClient, installed), Manifest("now", "c", built), PromptSettings(),
+        {"tr": ("the default route",), "de": ("route 2125550100",)})
+    assert [(f.status, f.message) for f in found] == [(
+        Status.PROBLEM, "Asterisk cannot find prompt de/busy (de is offered by route "
+        "2125550100) (sound:pbx-bridge/de/busy): install the build as {Asterisk sounds}/"
+        "pbx-bridge (`pbx-bridge prompts build` --out ...)")]
+    everything = await prompt_checks.check_visible(
+        cast(AriClient, SoundsOf(set(built))), Manifest("now", "c", built), PromptSettings(),
+        {"de": ("route 2125550100",)})
+    assert [f.message for f in everything] == [
+        f"Asterisk finds all {3 * len(REQUIRED_PROMPTS)} prompts under sound:pbx-bridge/"]
+
+
 # -- storage -------------------------------------------------------------------------------
 
 def test_probe_failure_names_the_backend_and_the_step() -> None:
@@ -250,6 +348,50 @@ def test_command_names_each_problem_and_exits_1(dead_asterisk_config: Path) -> N
                for line in lines)
     assert any(line.startswith("OK   storage.backends: backend 'local'") for line in lines)
     assert lines[-1].startswith("3 problems to fix")
+
+
+def test_command_names_each_prompt_missing_in_a_language_a_route_offers(
+    dead_asterisk_config: Path,
+) -> None:
+    """A route offering German, built without two of its prompts, and a country mapped
+    to French, never built: a line each, naming the route or the setting."""
+    folder = dead_asterisk_config.parent
+    with dead_asterisk_config.open("a") as config:
+        config.write('[prompts.country_languages]\nFR = "fr"\n')
+    built = _full("tr", "en", "de")
+    del built["de/busy"], built["de/no-answer"]
+    build = folder / "prompts"
+    for item in built.values():
+        (build / item.file).parent.mkdir(parents=True, exist_ok=True)
+        (build / item.file).write_bytes(b"")
+    (build / "manifest.json").write_text(Manifest("now", "c", built).to_json())
+    assert cli(dead_asterisk_config, "db", "upgrade").exit_code == 0
+
+    async def offer_german() -> None:
+        engine = make_engine(f"sqlite+aiosqlite:///{folder}/db.sqlite")
+        try:
+            async with make_session_factory(engine)() as session:
+                await set_route(session, "2125550100", default=RouteSettings(),
+                                default_language=Language.TR, languages=("tr", "de"))
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(offer_german())
+    result = cli(dead_asterisk_config, "check")
+    assert result.exit_code == 1, result.output
+    languages = [line for line in result.output.splitlines()
+                 if line.startswith("FAIL prompts.languages")]
+    assert languages == [
+        "FAIL prompts.languages: prompt de/busy is not built, and de is offered by route "
+        "2125550100: add prompts/de/busy.txt and run `pbx-bridge prompts build`",
+        "FAIL prompts.languages: prompt de/no-answer is not built, and de is offered by "
+        "route 2125550100: add prompts/de/no-answer.txt and run `pbx-bridge prompts build`",
+        "FAIL prompts.languages: language fr (offered by [prompts] country_languages FR) "
+        "has no prompts built: add prompts/fr/ with every prompt translated and run "
+        "`pbx-bridge prompts build`, or stop offering it",
+    ]
+    assert "OK   prompts.manifest:" in result.output  # tr and en, the service's own, built
 
 
 def test_command_json_for_monitoring(dead_asterisk_config: Path) -> None:

@@ -3,12 +3,15 @@ then what needs ARI or the database to have answered (skipped, with the reason, 
 
 from __future__ import annotations
 
-from pbx_bridge.calls.routes import list_routes
+import asyncio
+from collections.abc import Awaitable
+
+from pbx_bridge.calls.routes import ResolvedRoute, list_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.flow.prompts import Manifest
 from pbx_bridge.health_check import asterisk, asterisk_conf, backends, database, disk_space
 from pbx_bridge.health_check import prompts as prompt_checks
-from pbx_bridge.health_check.findings import Finding, Status, ok, problem, skipped
+from pbx_bridge.health_check.findings import Finding, Status, ok, problem, skipped, warning
 from pbx_bridge.health_check.runner import Check, run_all
 from storage.database import make_engine, make_session_factory
 from storage.keys import master_keys_in_use
@@ -28,19 +31,51 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
     engine = make_engine(settings.database.url)
     ari = asterisk.client_for(settings.ari, timeout)
     manifest: list[Manifest] = []
+    db_ok = False
+    routes_read: list[asyncio.Future[list[ResolvedRoute]]] = []
+
+    async def read_routes() -> list[ResolvedRoute]:
+        async with make_session_factory(engine)() as session:
+            return await list_routes(session)
+
+    def routes() -> Awaitable[list[ResolvedRoute]]:
+        """The routes, read once for every check that needs them (shielded: one check
+        stopped at its time limit does not stop the read for the others)."""
+        if not routes_read:
+            routes_read.append(asyncio.ensure_future(read_routes()))
+        return asyncio.shield(routes_read[0])
+
+    async def offered() -> prompt_checks.Offered:
+        """The languages callers may hear beside the service's own (without the
+        database, those of the configuration only)."""
+        default = settings.default_route.language or settings.prompts.default_language
+        return prompt_checks.offered_languages(
+            await routes() if db_ok else [], default.value,
+            settings.prompts.country_languages)
+
+    async def prompt_manifest() -> list[Finding]:
+        found, loaded = await prompt_checks.load_manifest(settings.prompts)
+        if loaded is not None:
+            manifest.append(loaded)
+        return found
 
     async def prompt_files() -> list[Finding]:
-        found, loaded = await prompt_checks.load_manifest(settings.prompts)
-        if loaded is None:
-            return found
-        manifest.append(loaded)
-        return [*found, *await prompt_checks.check_files(loaded, settings.prompts,
-                                                         settings.check)]
+        return await prompt_checks.check_files(manifest[0], settings.prompts,
+                                               settings.check, await offered())
+
+    async def prompt_languages() -> list[Finding]:
+        found = prompt_checks.language_findings(manifest[0], await offered())
+        if not db_ok:
+            found.append(warning("prompts.languages", "the routes' languages were not "
+                                 "checked: they are in the database (see database)"))
+        return found
+
+    async def visible_prompts() -> list[Finding]:
+        return await prompt_checks.check_visible(ari, manifest[0], settings.prompts,
+                                                 await offered())
 
     async def jurisdiction() -> list[Finding]:
-        async with make_session_factory(engine)() as session:
-            routes = await list_routes(session)
-        return backends.jurisdiction_findings(routes, settings.storage)
+        return backends.jurisdiction_findings(await routes(), settings.storage)
 
     async def master_keys() -> list[Finding]:
         async with make_session_factory(engine)() as session:
@@ -54,7 +89,7 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
             Check("asterisk.sessions",
                   lambda: asterisk_conf.check_sessions(settings.ari, settings.check)),
             Check("asterisk.tone_zone", lambda: asterisk_conf.check_tone_zone(settings.check)),
-            Check("prompts.manifest", prompt_files),
+            Check("prompts.manifest", prompt_manifest),
             Check("storage.backends", lambda: backends.check_backends(
                 settings.storage, timeout)),
             Check("storage.encryption", lambda: backends.check_encryption(settings.storage)),
@@ -65,6 +100,9 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
         db_ok = _passed(first, "database")
         ari_down = "ARI is not reachable (see asterisk.ari)"
         second_checks = []
+        if manifest:
+            second_checks += [Check("prompts.files", prompt_files),
+                              Check("prompts.languages", prompt_languages)]
         later: list[Finding] = []
         if ari_ok:
             second_checks += [
@@ -81,8 +119,7 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
                     "asterisk.recordings_dir",
                     lambda: asterisk.check_recordings_dir_is_asterisks(ari, local)))
             if manifest:
-                second_checks.append(Check("prompts.asterisk", lambda: prompt_checks
-                                           .check_visible(ari, manifest[0], settings.prompts)))
+                second_checks.append(Check("prompts.asterisk", visible_prompts))
         else:
             later += [skipped(n, ari_down) for n in
                       ("asterisk.modules", "asterisk.recordings", "asterisk.clock",
@@ -99,6 +136,8 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
                               "the keys in use are in the database (see database)")]
         second = await run_all(second_checks, timeout)
     finally:
+        for read in routes_read:
+            read.cancel()
         await ari.aclose()
         await engine.dispose()
     return _ordered([*findings, *first, *second, *later])

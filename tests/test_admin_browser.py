@@ -51,13 +51,14 @@ def test_the_admin_adds_a_user_and_a_route_in_the_browser(
     navigation = page.get_by_role("navigation")
     navigation.get_by_role("link", name="Users").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Users")
+    # An auditor is the admin's to add (a supervisor waits for a dpo:
+    # test_admin_user_privilege_browser.py).
     page.get_by_label("User name").fill("kerem")
-    page.get_by_label("Role").select_option("supervisor")
-    page.get_by_label("Extensions").fill("101")
+    page.get_by_label("Role").select_option("auditor")
     page.get_by_role("button", name="Add a user").click()
     password = page.get_by_label("Password of kerem").input_value()
     assert len(password) >= 12
-    expect(page.locator('tr[data-user="kerem"]')).to_contain_text("supervisor")
+    expect(page.locator('tr[data-user="kerem"]')).to_contain_text("auditor")
     screenshot(page, "admin-users-en")
 
     navigation.get_by_role("link", name="Routes").click()

@@ -111,7 +111,8 @@ async def _known_ids(web: Console) -> dict[str, list[str]]:
         assert made.status_code == 200, made.text
     return {"call_id": [web.call_id, web.other_call_id], "recording_id": [web.recording_id],
             "share_id": shares, "dsar_id": dsars, "approval_id": approvals,
-            "did": ["2125550100"], "ext": ["101"], "name": ["sales"]}
+            "did": ["2125550100"], "ext": ["101"], "name": ["sales"],
+            "user_name": ["aydin", "selim"]}
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -22,6 +22,7 @@ from pbx_bridge.calls.models import DataSubjectRequest
 from pbx_bridge.calls.reference import InvalidReference, parse_reference
 from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, sessions_for, settings_of
+from pbx_bridge.cli.dsar_approvals import approvals_command
 from pbx_bridge.cli.errors import EXIT_RUNTIME, EXIT_USAGE, fail, reporting_errors
 from pbx_bridge.cli.listing_options import (
     JsonOption,
@@ -57,6 +58,7 @@ from pbx_bridge.subjects.reindex import DEFAULT_BATCH, ReindexReport, reindex
 from storage.models import utcnow
 
 app = typer.Typer(help="Data-subject requests: open, list, show, run, reject (numbers masked).")
+app.command("approvals")(approvals_command)
 
 E = TypeVar("E", bound=StrEnum)
 

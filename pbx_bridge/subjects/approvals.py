@@ -35,6 +35,9 @@ class ApprovalAction(StrEnum):
 
     DSAR_RUN = "dsar.run"
     RECORDINGS_RELEASE = "recordings.release"
+    # An admin's change that widens someone's access to personal data
+    # (pbx_bridge/users/personal_data_grants.py): ``user_name``, ``user_change``.
+    USERS_GRANT = "users.grant"
 
 
 class ApprovalNotFound(LookupError):
@@ -59,6 +62,9 @@ class Approval(Base):
     )
     # What the asker gave with it (an objection's decision), shown to the approver.
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # users.grant: the user the change is about, and the change (UserChange JSON).
+    user_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_change: Mapped[str | None] = mapped_column(Text, nullable=True)
     requested_by: Mapped[str] = mapped_column(String(128))  # the audit actor
     requester_user_id: Mapped[str] = mapped_column(String(36))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -69,6 +75,8 @@ class Approval(Base):
 
 
 def _target(approval: Approval) -> str:
+    if approval.user_name is not None:
+        return f"user:{approval.user_name}"
     if approval.recording_id is not None:
         return f"recording:{approval.recording_id}"
     return f"dsar:{approval.request_id}"
@@ -81,6 +89,8 @@ def _details(approval: Approval) -> dict[str, object]:
         "request_id": approval.request_id,
         "recording_id": approval.recording_id,
         "requested_by": approval.requested_by,
+        **({"user": approval.user_name, "change": approval.note}
+           if approval.user_name is not None else {}),
     }
 
 
@@ -90,11 +100,14 @@ async def pending_for(
     *,
     request_id: str | None = None,
     recording_id: str | None = None,
+    user_name: str | None = None,
 ) -> Approval | None:
     query = select(Approval).where(
         Approval.action == action.value, Approval.state == ApprovalState.PENDING.value
     )
-    if recording_id is not None:
+    if user_name is not None:
+        query = query.where(Approval.user_name == user_name)
+    elif recording_id is not None:
         query = query.where(Approval.recording_id == recording_id)
     else:
         query = query.where(Approval.request_id == request_id, Approval.recording_id.is_(None))
@@ -123,11 +136,14 @@ async def request_approval(
     request_id: str | None = None,
     recording_id: str | None = None,
     note: str | None = None,
+    user_name: str | None = None,
+    user_change: str | None = None,
     now: datetime | None = None,
 ) -> Approval:
-    """A pending approval; ``ApprovalStateError`` when the same thing is already waiting."""
+    """A pending approval; ``ApprovalStateError`` when the same thing is already waiting
+    (for a user: any change of theirs, so two cannot be approved out of order)."""
     waiting = await pending_for(session, action, request_id=request_id,
-                                recording_id=recording_id)
+                                recording_id=recording_id, user_name=user_name)
     if waiting is not None:
         raise ApprovalStateError(
             f"{action.value} is already waiting for approval {waiting.id}"
@@ -136,8 +152,8 @@ async def request_approval(
     at = now or utcnow()
     approval = Approval(
         id=new_id(), action=action.value, request_id=request_id, recording_id=recording_id,
-        note=note, requested_by=actor, requester_user_id=user_id, requested_at=at,
-        state=ApprovalState.PENDING.value,
+        note=note, user_name=user_name, user_change=user_change, requested_by=actor,
+        requester_user_id=user_id, requested_at=at, state=ApprovalState.PENDING.value,
     )
     session.add(approval)
     await session.flush()
@@ -209,12 +225,15 @@ async def refuse(
 
 
 async def list_approvals(
-    session: AsyncSession, *, state: ApprovalState | None = ApprovalState.PENDING
+    session: AsyncSession, *, state: ApprovalState | None = ApprovalState.PENDING,
+    action: ApprovalAction | None = None,
 ) -> list[Approval]:
     """Oldest first (the one waiting longest on top)."""
     query = select(Approval)
     if state is not None:
         query = query.where(Approval.state == state.value)
+    if action is not None:
+        query = query.where(Approval.action == action.value)
     return list((await session.scalars(query.order_by(Approval.requested_at))).all())
 
 

@@ -32,19 +32,34 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 
 
 class UserError(ValueError):
-    """A user command that cannot be carried out as given; the message says why."""
+    """A user command that cannot be carried out as given; the message says why, and
+    ``field`` which input of a form it is about (None: the whole request)."""
+
+    field: str | None = None
+
+
+class InvalidUserName(UserError):
+    field = "name"
 
 
 class DuplicateUser(UserError):
-    pass
+    field = "name"
 
 
 class UnknownUser(UserError):
     pass
 
 
-class UnknownExtension(UserError):
+class InvalidExtensions(UserError):
+    field = "extensions"
+
+
+class UnknownExtension(InvalidExtensions):
     pass
+
+
+class InvalidUnmask(UserError):
+    field = "unmask"
 
 
 @dataclass(frozen=True)
@@ -109,7 +124,7 @@ def normalise_name(name: str) -> str:
     """Names are case-insensitive (``Ayse`` signs in as ``ayse``)."""
     cleaned = name.strip().lower()
     if not NAME_PATTERN.match(cleaned):
-        raise UserError(
+        raise InvalidUserName(
             f"invalid user name {name!r}: 1-64 of a-z 0-9 . _ @ -, starting with a letter "
             "or digit"
         )
@@ -144,16 +159,19 @@ async def _known_extensions(session: AsyncSession, default_target: str) -> set[s
     return configured | targets | {default_target}
 
 
-async def _checked_extensions(
+async def checked_extensions(
     session: AsyncSession, role: Role, extensions: Iterable[str], default_target: str
 ) -> list[str]:
+    """The extensions a user of ``role`` is given, sorted; UserError naming what is wrong."""
     wanted = sorted({e.strip() for e in extensions if e.strip()})
     if role is not Role.SUPERVISOR:
         if wanted:
-            raise UserError(f"only supervisors have assigned extensions, not role {role.value}")
+            raise InvalidExtensions(
+                f"only supervisors have assigned extensions, not role {role.value}")
         return []
     if not wanted:
-        raise UserError("a supervisor needs --extensions (the extensions whose calls they see)")
+        raise InvalidExtensions(
+            "a supervisor needs --extensions (the extensions whose calls they see)")
     known = await _known_extensions(session, default_target)
     unknown = [e for e in wanted if e not in known]
     if unknown:
@@ -181,13 +199,13 @@ async def add_user(
     """A new user; raises :class:`UserError` (or WeakPassword) naming what is wrong."""
     name = normalise_name(name)
     if unmask and role is not Role.SUPERVISOR:
-        raise UserError(
+        raise InvalidUnmask(
             f"--unmask is a supervisor's grant: a dpo always sees numbers, role {role.value} never"
         )
     check_policy(password, user_name=name, min_length=auth.min_password_length)
     if await session.scalar(select(User.id).where(User.name == name)) is not None:
         raise DuplicateUser(f"user {name!r} already exists")
-    assigned = await _checked_extensions(session, role, extensions, default_target)
+    assigned = await checked_extensions(session, role, extensions, default_target)
     user = User(
         name=name,
         role=role.value,
@@ -241,7 +259,11 @@ async def set_user(
     require_totp: bool | None = None,
 ) -> UserInfo:
     """Change what a user is; ``None`` keeps a field. A user who stops being a supervisor
-    loses their extensions and unmask grant; one who becomes one needs extensions."""
+    loses their extensions and unmask grant; one who becomes one needs extensions.
+
+    A new role ends the user's sessions and revokes their tokens: a token's ``*`` scope
+    would otherwise carry over to everything the new role may do, in the hands of
+    whoever the old one was given to."""
     user = await get_user(session, name)
     before = _settings_of(user)
     new_role = Role(user.role) if role is None else role
@@ -251,10 +273,10 @@ async def set_user(
         wanted = split_extensions(user.extensions)
     else:
         wanted = ()
-    assigned = await _checked_extensions(session, new_role, wanted, default_target)
+    assigned = await checked_extensions(session, new_role, wanted, default_target)
     new_unmask = (user.unmask if unmask is None else unmask) and new_role is Role.SUPERVISOR
     if unmask and new_role is not Role.SUPERVISOR:
-        raise UserError(
+        raise InvalidUnmask(
             f"--unmask is a supervisor's grant: a dpo always sees numbers, role "
             f"{new_role.value} never"
         )
@@ -265,6 +287,8 @@ async def set_user(
         user.language = language.value
     if require_totp is not None:
         user.totp_required = require_totp
+    if before["role"] != user.role:
+        await end_access_of(session, user, actor=actor)
     await record_change(
         session, actor=actor, kind="user", key=user.name, before=before,
         after=_settings_of(user),
@@ -284,6 +308,23 @@ async def end_sessions_of(session: AsyncSession, user_id: str) -> int:
         .values(revoked_at=utcnow())
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def end_access_of(session: AsyncSession, user: User, *, actor: str) -> None:
+    """End the user's sessions and revoke their live tokens (audited, with how many)."""
+    ended = await end_sessions_of(session, user.id)
+    revoked = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    tokens = int(getattr(revoked, "rowcount", 0) or 0)
+    if ended or tokens:
+        await record_event(
+            session, actor=actor, action="user.access_ended", target=f"user:{user.name}",
+            details={"sessions_ended": ended, "tokens_revoked": tokens,
+                     "why": "role changed"},
+        )
 
 
 async def set_disabled(

@@ -39,6 +39,9 @@ class Action(StrEnum):
     RETENTION_WRITE = "retention.write"
     USERS_READ = "users.read"
     USERS_WRITE = "users.write"
+    # Carrying out an admin's change that widens someone's access to personal data: the
+    # dpo who approves it (personal_data_grants.py), in the console only.
+    USERS_GRANT = "users.grant"
     STORAGE_STATUS = "storage.status"
     CALLS_READ = "calls.read"
     CONSENTS_READ = "consents.read"
@@ -127,6 +130,7 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
             A.DSAR_RUN,
             A.DSAR_REJECT,
             A.DSAR_APPROVE,
+            A.USERS_GRANT,
             A.DSAR_DOWNLOAD,
             A.EXPORTS_BULK,
             A.AUDIT_READ,

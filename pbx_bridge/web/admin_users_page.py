@@ -1,12 +1,16 @@
 """The admin's pages for users and API tokens, on the users module's own functions (the
 ones ``pbx-bridge users`` and ``tokens`` call): add a user with a role and extensions,
 disable and enable, reset a password, require a TOTP code; make a token, revoke one.
+(A user's edit form is admin_user_edit_page.py.)
 
 A new user's first password and a reset one are made here at random and shown once, on
 the page that answers the form; a token's bearer secret likewise. Only hashes are kept.
-Every change is audited by the users module with the signed-in admin as actor. Only
-``admin`` may (``users.read`` / ``users.write``); a user's extensions are shown, never a
-caller's number (nothing here reads a call)."""
+Whatever would give someone access to personal data, or an admin a credential of someone
+who has it, is decided by pbx_bridge/users/personal_data_grants.py: it waits for a dpo's
+approval (202, listed here as waiting) or is refused for root at the CLI (403, saying
+the command). Every change is audited by the users module with the signed-in admin as
+actor. Only ``admin`` may (``users.read`` / ``users.write``); a user's extensions are
+shown, never a caller's number (nothing here reads a call)."""
 
 from __future__ import annotations
 
@@ -19,18 +23,14 @@ from starlette.responses import RedirectResponse, Response
 
 from pbx_bridge.cli.listing_options import short_time
 from pbx_bridge.config import Language, Role
-from pbx_bridge.users.accounts import (
-    UserError,
-    add_user,
-    list_users,
-    reset_password,
-    set_disabled,
-    set_user,
-)
-from pbx_bridge.users.passwords import WeakPassword, new_password
+from pbx_bridge.subjects.approvals import ApprovalAction, ApprovalStateError, list_approvals
+from pbx_bridge.users.accounts import UserError, get_user, list_users, set_disabled
+from pbx_bridge.users.passwords import WeakPassword
 from pbx_bridge.users.permissions import InvalidScope
+from pbx_bridge.users.personal_data_grants import ChangeKind, UserChange, Who, token_verdict
 from pbx_bridge.users.tokens import create_token, list_tokens, revoke_token
-from pbx_bridge.web.admin_access import SignedIn, admin_of, form_text
+from pbx_bridge.users.user_changes import Done, NeedsRoot, Waiting, ask
+from pbx_bridge.web.admin_access import SignedIn, admin_of, form_text, outcome_notice
 from pbx_bridge.web.call_record import actor_of
 from pbx_bridge.web.pages import render
 from pbx_bridge.web.permissions import USERS_READ, USERS_WRITE
@@ -41,7 +41,15 @@ from storage.models import utcnow
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_checked)])
 Name = Annotated[str, Path(min_length=1, max_length=64)]
 TokenId = Annotated[uuid.UUID, Path()]  # anything else is refused before any query
-USER_ERRORS = (UserError, WeakPassword, InvalidScope)
+USER_ERRORS = (UserError, WeakPassword, InvalidScope, ApprovalStateError)
+
+
+def refusal_status(exc: Exception) -> int:
+    """403 for what only root may do (the admin is not allowed), 409 for a change already
+    waiting, 422 for bad input."""
+    if isinstance(exc, NeedsRoot):
+        return 403
+    return 409 if isinstance(exc, ApprovalStateError) else 422
 
 
 async def _users_page(
@@ -51,6 +59,7 @@ async def _users_page(
 ) -> Response:
     async with web_state(request).sessions() as session:
         users = await list_users(session)
+        waiting = await list_approvals(session, action=ApprovalAction.USERS_GRANT)
     now = utcnow()
     return render(
         request, viewer, "admin_users.html", status_code, active="admin_users", users=users,
@@ -59,14 +68,40 @@ async def _users_page(
         roles=[r.value for r in Role], languages=[lang.value for lang in Language],
         error=error, new_password_for=new_password_for, password=password, notice=notice,
         locked=lambda u: u.locked_until is not None and u.locked_until > now,
-        short_time=short_time,
+        short_time=short_time, waiting=waiting,
+    )
+
+
+async def answer_change(
+    request: Request, viewer: Viewer, change: UserChange
+) -> Done | Waiting | Response:
+    """Ask the users module for ``change`` as the signed-in admin: what was done, what
+    waits for a dpo, or the users page again with the refusal (403 / 409 / 422)."""
+    principal = await admin_of(request, viewer, USERS_WRITE)
+    state = web_state(request)
+    try:
+        async with state.sessions() as session:
+            outcome = await ask(session, change, user_id=principal.user_id,
+                                actor=actor_of(principal), settings=state.config)
+            await session.commit()
+    except USER_ERRORS as exc:
+        return await _users_page(request, viewer, error=str(exc),
+                                 status_code=refusal_status(exc))
+    return outcome
+
+
+async def waiting_page(request: Request, viewer: Viewer, waiting: Waiting) -> Response:
+    """202: nothing is done yet; the page says why and that a dpo decides."""
+    return await _users_page(
+        request, viewer, status_code=202,
+        notice=viewer.t("admin.user_change_waiting", reason=waiting.reason),
     )
 
 
 @router.get("/admin/users")
 async def users_page(request: Request, viewer: SignedIn) -> Response:
     await admin_of(request, viewer, USERS_READ)
-    return await _users_page(request, viewer)
+    return await _users_page(request, viewer, notice=outcome_notice(request, viewer, "user"))
 
 
 @router.post("/admin/users")
@@ -80,88 +115,101 @@ async def add_user_form(request: Request, viewer: SignedIn) -> Response:
     values["require_totp"] = form.get("require_totp") is not None
     values["unmask"] = form.get("unmask") is not None
     try:
-        role_text, language_text = form_text(form, "role"), form_text(form, "language")
-        try:
-            role = Role(role_text)
-        except ValueError:
-            raise UserError(f"invalid role {role_text!r}: use one of "
-                            f"{', '.join(r.value for r in Role)}") from None
-        try:
-            language = Language(language_text) if language_text else None
-        except ValueError:
-            raise UserError(f"invalid language {language_text!r}") from None
-        name = form_text(form, "name")
-        password = new_password(user_name=name.lower(),
-                                min_length=state.config.auth.min_password_length)
+        change = UserChange(
+            ChangeKind.ADD, form_text(form, "name"), role=role_of(form_text(form, "role")),
+            extensions=extensions_of(form_text(form, "extensions")),
+            unmask=bool(values["unmask"]),
+            language=language_of(form_text(form, "language")),
+            require_totp=bool(values["require_totp"]),
+        )
         async with state.sessions() as session:
-            made = await add_user(
-                session, name=name, role=role, password=password, auth=state.config.auth,
-                actor=actor_of(principal),
-                default_target=state.config.default_route.target,
-                extensions=form_text(form, "extensions").split(","), unmask=bool(values["unmask"]),
-                language=language, require_totp=bool(values["require_totp"]),
-            )
+            outcome = await ask(session, change, user_id=principal.user_id,
+                                actor=actor_of(principal), settings=state.config)
             await session.commit()
     except USER_ERRORS as exc:
         return await _users_page(request, viewer, values=values, error=str(exc),
-                                 status_code=422)
-    return await _users_page(request, viewer, status_code=201, new_password_for=made.name,
-                             password=password)
+                                 status_code=refusal_status(exc))
+    if isinstance(outcome, Waiting):
+        return await waiting_page(request, viewer, outcome)
+    return await _users_page(request, viewer, status_code=201,
+                             new_password_for=outcome.user.name, password=outcome.password)
 
 
-async def _change(request: Request, viewer: Viewer, name: str, action: str) -> Response:
-    principal = await admin_of(request, viewer, USERS_WRITE)
-    state = web_state(request)
-    actor = actor_of(principal)
-    form = await request.form()
-    password = None
+class InvalidRole(UserError):
+    field = "role"
+
+
+class InvalidLanguage(UserError):
+    field = "language"
+
+
+def role_of(text: str) -> Role:
     try:
-        async with state.sessions() as session:
-            if action in ("disable", "enable"):
-                if action == "disable" and name.lower() == principal.name:
-                    raise UserError("you cannot disable yourself: ask another admin")
-                user = await set_disabled(session, name, disabled=action == "disable",
-                                          actor=actor)
-            elif action == "reset-password":
-                password = new_password(user_name=name.lower(),
-                                        min_length=state.config.auth.min_password_length)
-                user = await reset_password(session, name, password,
-                                            auth=state.config.auth, actor=actor)
-            else:  # totp: the form says whether a code is required from now on
-                user = await set_user(
-                    session, name, actor=actor,
-                    default_target=state.config.default_route.target,
-                    require_totp=form_text(form, "require_totp") == "on",
-                )
-            await session.commit()
-    except USER_ERRORS as exc:
-        return await _users_page(request, viewer, error=str(exc), status_code=422)
-    if password is not None:
-        return await _users_page(request, viewer, new_password_for=user.name,
-                                 password=password)
+        return Role(text)
+    except ValueError:
+        raise InvalidRole(f"invalid role {text!r}: use one of "
+                          f"{', '.join(r.value for r in Role)}") from None
+
+
+def language_of(text: str) -> Language | None:
+    """"" is the browser's language."""
+    try:
+        return Language(text) if text else None
+    except ValueError:
+        raise InvalidLanguage(f"invalid language {text!r}: use one of "
+                              f"{', '.join(lang.value for lang in Language)}") from None
+
+
+def extensions_of(text: str) -> tuple[str, ...]:
+    return tuple(e.strip() for e in text.split(",") if e.strip())
+
+
+async def _change(request: Request, viewer: Viewer, change: UserChange) -> Response:
+    outcome = await answer_change(request, viewer, change)
+    if isinstance(outcome, Response):
+        return outcome
+    if isinstance(outcome, Waiting):
+        return await waiting_page(request, viewer, outcome)
+    if outcome.password is not None:
+        return await _users_page(request, viewer, new_password_for=outcome.user.name,
+                                 password=outcome.password)
     return RedirectResponse("/admin/users", status_code=303)
 
 
 @router.post("/admin/users/{name}/disable")
 async def disable_form(request: Request, viewer: SignedIn, name: Name) -> Response:
-    return await _change(request, viewer, name, "disable")
+    """Taking access away is always the admin's (never yourself: ask another admin)."""
+    principal = await admin_of(request, viewer, USERS_WRITE)
+    try:
+        async with web_state(request).sessions() as session:
+            if name.lower() == principal.name:
+                raise UserError("you cannot disable yourself: ask another admin")
+            await set_disabled(session, name, disabled=True, actor=actor_of(principal))
+            await session.commit()
+    except USER_ERRORS as exc:
+        return await _users_page(request, viewer, error=str(exc), status_code=422)
+    return RedirectResponse("/admin/users", status_code=303)
 
 
 @router.post("/admin/users/{name}/enable")
 async def enable_form(request: Request, viewer: SignedIn, name: Name) -> Response:
-    return await _change(request, viewer, name, "enable")
+    """A supervisor or dpo enabled again waits for a dpo's approval (202)."""
+    return await _change(request, viewer, UserChange(ChangeKind.ENABLE, name))
 
 
 @router.post("/admin/users/{name}/reset-password")
 async def reset_password_form(request: Request, viewer: SignedIn, name: Name) -> Response:
     """The new password is on the page this answers with, this once; the user's sessions
-    end and any lockout is lifted (as ``users reset-password``)."""
-    return await _change(request, viewer, name, "reset-password")
+    end and any lockout is lifted (as ``users reset-password``). A supervisor's waits for
+    a dpo (who is shown it); a dpo's is root's (403)."""
+    return await _change(request, viewer, UserChange(ChangeKind.RESET_PASSWORD, name))
 
 
 @router.post("/admin/users/{name}/totp")
 async def totp_form(request: Request, viewer: SignedIn, name: Name) -> Response:
-    return await _change(request, viewer, name, "totp")
+    form = await request.form()
+    return await _change(request, viewer, UserChange(
+        ChangeKind.SET, name, require_totp=form_text(form, "require_totp") == "on"))
 
 
 # -- tokens ------------------------------------------------------------------------------
@@ -200,6 +248,12 @@ async def create_token_form(request: Request, viewer: SignedIn) -> Response:
         if days_text and not days_text.isdigit():
             raise UserError(f"--expires-days must be a whole number, not {days_text!r}")
         async with state.sessions() as session:
+            if values["user"]:
+                owner = await get_user(session, values["user"])
+                verdict = token_verdict(Role(owner.role), owner.name,
+                                        by_self=owner.id == principal.user_id)
+                if verdict.who is not Who.ADMIN:
+                    raise NeedsRoot(verdict.reason)
             _, bearer = await create_token(
                 session, user_name=values["user"], scopes=[values["scopes"]],
                 days=int(days_text) if days_text else state.config.auth.token_days,
@@ -208,7 +262,7 @@ async def create_token_form(request: Request, viewer: SignedIn) -> Response:
             await session.commit()
     except USER_ERRORS as exc:
         return await _tokens_page(request, viewer, values=values, error=str(exc),
-                                  status_code=422)
+                                  status_code=refusal_status(exc))
     return await _tokens_page(request, viewer, status_code=201, bearer=bearer)
 
 

@@ -14,6 +14,7 @@ from pbx_bridge.config import Settings, WebSettings
 from pbx_bridge.web import (
     account_page,
     admin_pages,
+    admin_user_edit_page,
     admin_users_page,
     api_admin,
     api_audit,
@@ -24,6 +25,7 @@ from pbx_bridge.web import (
     api_dsar,
     api_recordings,
     api_shares,
+    api_users,
     audit_page,
     call_page,
     calls_page,
@@ -136,6 +138,7 @@ def create_app(
     api_dependencies = [Depends(refuse_unknown_query)]
     app.include_router(health.router)
     app.include_router(api_admin.router, dependencies=api_dependencies)
+    app.include_router(api_users.router, dependencies=api_dependencies)
     app.include_router(api_calls.router, dependencies=api_dependencies)
     app.include_router(api_dashboard.router, dependencies=api_dependencies)
     app.include_router(api_dsar.router, dependencies=api_dependencies)
@@ -153,6 +156,7 @@ def create_app(
     app.include_router(dsar_page.router)
     app.include_router(admin_pages.router)
     app.include_router(admin_users_page.router)
+    app.include_router(admin_user_edit_page.router)
     app.include_router(account_page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

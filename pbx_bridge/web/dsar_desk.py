@@ -59,6 +59,9 @@ from pbx_bridge.subjects.register import (
     open_request,
     reject,
 )
+from pbx_bridge.users.accounts import UserError, UserInfo
+from pbx_bridge.users.models import User
+from pbx_bridge.users.user_changes import carry_out_approved
 from pbx_bridge.web.accounts import Accounts, Principal
 from pbx_bridge.web.call_record import AuditLine, audit_line
 from pbx_bridge.web.call_search_setup import Subjects
@@ -73,6 +76,7 @@ from pbx_bridge.web.permissions import (
     NUMBERS_UNMASK,
     RECORDINGS_HOLD,
     RECORDINGS_RELEASE,
+    USERS_GRANT,
 )
 from pbx_bridge.web.viewer import Forbidden
 from storage.audit_trail import record_event
@@ -170,11 +174,14 @@ class ReleaseOutcome:
 
 @dataclass(frozen=True)
 class Decided:
-    """An approval decided; what approving it did (a run's outcome, a release)."""
+    """An approval decided; what approving it did (a run's outcome, a release, a user's
+    change: ``password`` is a new one, shown this once to the approving dpo)."""
 
     approval: Approval
     run: RunOutcome | None = None
     released: bool = False
+    user: UserInfo | None = None
+    password: str | None = None
 
 
 @dataclass(frozen=True)
@@ -387,6 +394,8 @@ class DsarDesk:
                 )
                 await session.commit()
                 raise FourEyesRefused(grant.reason)
+            if approval.action == ApprovalAction.USERS_GRANT.value:
+                return await self._grant(session, principal, approval)
             if approval.request_id is not None and approval.recording_id is None:
                 asked = await get_request(session, approval.request_id)
                 if asked.status in (RequestStatus.DONE.value, RequestStatus.REJECTED.value):
@@ -403,6 +412,22 @@ class DsarDesk:
         assert approval.recording_id is not None
         await release(self.sessions, approval.recording_id, actor=principal.actor)
         return Decided(approval, released=True)
+
+    async def _grant(
+        self, session: AsyncSession, principal: Principal, approval: Approval
+    ) -> Decided:
+        """An admin's change to a user, approved: done in the approval's transaction (both
+        or neither), the dpo as actor. Never by the user it is about."""
+        assert approval.user_name is not None
+        await self.require(principal, USERS_GRANT)
+        target = await session.scalar(select(User.id).where(User.name == approval.user_name))
+        if target is not None and target == principal.user_id:
+            raise FourEyesRefused("a change to your own account is approved by another dpo")
+        done = await carry_out_approved(session, approval, actor=principal.actor,
+                                        settings=self.settings)
+        await approve(session, approval, actor=principal.actor)
+        await session.commit()
+        return Decided(approval, user=done.user, password=done.password)
 
     async def refuse(self, principal: Principal, approval_id: str, reason: str) -> Approval:
         """Any dpo may refuse (the asker too: taking it back); nothing is done."""
@@ -542,7 +567,7 @@ DESK_ERRORS: tuple[type[Exception], ...] = (
     FourEyesRefused, RequestNotFound, ApprovalNotFound, RecordingNotHeldHere,
     RecordingNotFound, InvalidNumber, DecisionRequired, ReasonRequired, AnswerGone,
     RequestStateError, ApprovalStateError, HoldError, UnsafeReference, ExportFailed,
-    StorageError, OSError, SubjectKeyError,
+    StorageError, OSError, SubjectKeyError, UserError,
 )
 
 
@@ -565,7 +590,8 @@ def failure_of(exc: Exception) -> Failure | None:
         return Failure(422, text)
     if isinstance(exc, AnswerGone):
         return Failure(410, text)
-    if isinstance(exc, (RequestStateError, ApprovalStateError, HoldError, UnsafeReference)):
+    if isinstance(exc, (RequestStateError, ApprovalStateError, HoldError, UnsafeReference,
+                        UserError)):
         return Failure(409, text)
     if isinstance(exc, (ExportFailed, StorageError, OSError, SubjectKeyError)):
         return Failure(503, f"{text}; the request stays in progress, run it again")

@@ -84,7 +84,8 @@ def _notice(notice: str | None) -> str | None:
 async def _register_page(
     request: Request, viewer: Viewer, *, status: str | None = None, kind: str | None = None,
     due: str | None = None, error: str | None = None, status_code: int = 200,
-    notice: str | None = None,
+    notice: str | None = None, new_password_for: str | None = None,
+    password: str | None = None,
 ) -> Response:
     assert viewer.principal is not None
     desk = _desk(request)
@@ -102,6 +103,7 @@ async def _register_page(
         values={"status": status or "", "kind": kind or "", "due": due or ""},
         statuses=[s.value for s in RequestStatus], kinds=[k.value for k in RequestType],
         dues=[d.value for d in DueFilter], error=error, notice=_notice(notice),
+        new_password_for=new_password_for, password=password,
     )
 
 
@@ -295,10 +297,19 @@ async def approve_form(
     request: Request, viewer: SignedIn, approval_id: Annotated[uuid.UUID, Path()]
 ) -> Response:
     assert viewer.principal is not None
-    return await _decision(
-        request, viewer, _desk(request).approve(viewer.principal, str(approval_id)),
-        "approved",
-    )
+    try:
+        decided = await _desk(request).approve(viewer.principal, str(approval_id))
+    except DESK_ERRORS as exc:
+        failure = _failure(exc)
+        return await _register_page(request, viewer, error=failure.detail,
+                                    status_code=failure.status)
+    if decided.password is not None and decided.user is not None:
+        # A user's new password (an approved new supervisor, reset, promotion): shown
+        # to this dpo once, on this page, to hand over; never kept or shown again.
+        return await _register_page(request, viewer, notice="approved",
+                                    new_password_for=decided.user.name,
+                                    password=decided.password)
+    return RedirectResponse("/dsar?notice=approved", status_code=303)
 
 
 @router.post("/approvals/{approval_id}/refuse")

@@ -34,13 +34,14 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebConsole]:
         console.stop()
 
 
-def sign_in(browser: Browser, console: WebConsole, name: str, password: str) -> Page:
+def sign_in(browser: Browser, console: WebConsole, name: str, password: str,
+            landing: str = "/dashboard") -> Page:
     page = new_page(browser)
     page.goto(console.url + "/sign-in")
     page.locator("#username").fill(name)
     page.locator("#password").fill(password)
     page.locator("form.stacked button[type=submit]").click()
-    expect(page).to_have_url(console.url + "/dashboard")
+    expect(page).to_have_url(console.url + landing)
     return page
 
 
@@ -89,6 +90,6 @@ def test_the_admin_adds_a_user_and_a_route_in_the_browser(
     trail = console.cli("audit", "list", "--target", "route:2125550150")
     assert "user:ayse" in trail and "route.created" in trail
 
-    kerem = sign_in(browser, console, "kerem", password)
+    kerem = sign_in(browser, console, "kerem", password, landing="/audit")  # an auditor
     expect(kerem.get_by_role("navigation").get_by_role("link", name="Routes")).to_have_count(0)
     assert kerem.goto(console.url + "/admin/routes").status == 403  # type: ignore[union-attr]

@@ -88,22 +88,26 @@ def validate_languages(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The languages offered and their keys (default 1, 2, 3 ...), checked."""
     if len(languages) > MAX_LANGUAGES:
-        raise InvalidRoute(f"--languages: at most {MAX_LANGUAGES} (one key each)")
+        raise InvalidRoute(f"--languages: at most {MAX_LANGUAGES} (one key each)",
+                           field="languages")
     for code in languages:
         if not LANGUAGE_PATTERN.fullmatch(code):
-            raise InvalidRoute(f"--languages: {code!r} is not a language code such as tr, en")
+            raise InvalidRoute(f"--languages: {code!r} is not a language code such as tr, en",
+                               field="languages")
     if len(set(languages)) != len(languages):
-        raise InvalidRoute(f"--languages: {','.join(languages)} names a language twice")
+        raise InvalidRoute(f"--languages: {','.join(languages)} names a language twice",
+                           field="languages")
     chosen = keys if keys else tuple(str(n) for n in range(1, len(languages) + 1))
     if len(chosen) != len(languages):
         raise InvalidRoute(
             f"--language-keys: {len(chosen)} keys for {len(languages)} languages; give one "
-            "key per language, in the same order"
+            "key per language, in the same order", field="language_keys",
         )
     if any(len(key) != 1 or not key.isdigit() for key in chosen) or len(set(chosen)) != len(
         chosen
     ):
-        raise InvalidRoute(f"--language-keys: {','.join(chosen)}: one distinct digit each")
+        raise InvalidRoute(f"--language-keys: {','.join(chosen)}: one distinct digit each",
+                           field="language_keys")
     return languages, chosen
 
 
@@ -227,7 +231,8 @@ async def set_route(
     if row.languages and row.language not in _split(row.languages):
         raise InvalidRoute(
             f"route {did}: --language {row.language} is not among --languages "
-            f"{row.languages}; the route's language is the one heard without a choice"
+            f"{row.languages}; the route's language is the one heard without a choice",
+            field="languages",
         )
     try:
         check_truthful(

@@ -52,7 +52,8 @@ Key = Annotated[str, Path(min_length=1, max_length=64)]
 E = TypeVar("E", bound=StrEnum)
 REACH_TIMEOUT_S = 5.0
 # The form's fields that are passed on as typed (others are parsed below).
-ROUTE_TEXT = ("target", "retention_class", "require_jurisdiction")
+ROUTE_TEXT = ("target", "retention_class", "require_jurisdiction", "languages",
+              "language_keys")
 
 
 class FormProblem(ValueError):
@@ -103,8 +104,17 @@ def _route_fields(form: FormData) -> RouteFields:
         # Empty: no requirement (the form always says what it wants).
         require_jurisdiction=form_text(form, "require_jurisdiction"),
         offer_withdrawal=form.get("offer_withdrawal") is not None,
+        # The caller's language choice, as ``route set --languages tr,en --language-keys
+        # 1,3``: empty languages remove the choice, empty keys are 1, 2, ...
+        languages=_codes(form, "languages"),
+        language_keys=_codes(form, "language_keys") or None,
+        language_by_country=form.get("language_by_country") is not None,
         recording=_choice(form, "recording", RecordingMode),
     )
+
+
+def _codes(form: FormData, name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in form_text(form, name).split(",") if part.strip())
 
 
 def _problem(error: Exception, of: str) -> dict[str, str]:
@@ -151,6 +161,9 @@ async def _routes_page(
             "prompt_timeout_s": str((editing or default).prompt_timeout_s),
             "require_jurisdiction": (editing.require_jurisdiction or "") if editing else "",
             "offer_withdrawal": (editing or default).offer_withdrawal,
+            "languages": ",".join(editing.languages) if editing else "",
+            "language_keys": ",".join(editing.language_keys) if editing else "",
+            "language_by_country": editing.language_by_country if editing else False,
             "recording": modes.get(editing.target if editing else default.target,
                                    DEFAULT_RECORDING_MODE.value),
         }
@@ -186,6 +199,7 @@ async def save_route_form(request: Request, viewer: SignedIn) -> Response:
         values: dict[str, object] = {name: form_text(form, name) for name in (
             "did", *ROUTE_TEXT, *OPTIONS, "prompt_timeout_s")}
         values["offer_withdrawal"] = form.get("offer_withdrawal") is not None
+        values["language_by_country"] = form.get("language_by_country") is not None
         return await _routes_page(request, viewer, values=values,
                                   errors=_problem(exc, "route"), status_code=422)
     return RedirectResponse(f"/admin/routes?saved={did}", status_code=303)

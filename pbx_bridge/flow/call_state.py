@@ -37,19 +37,30 @@ class LiveRecording:
     names: tuple[str, ...]
     layout: Layout = Layout.MIXED
     snoops: tuple[str, ...] = ()
-    # The row, and when Asterisk began writing (PCI pauses are offsets from it); unknown
-    # for a recording adopted after a restart.
+    # The row, and when Asterisk began writing (PCI pauses are offsets from it; for a
+    # recording adopted after a restart, the row's start, a request earlier).
     recording_id: str | None = None
     started_at: datetime | None = None
+    # A PCI pause found still on after a restart (Asterisk keeps the recording muted):
+    # its row's id and start, so *6 or the time limit ends that very pause.
+    open_pause: tuple[str, datetime] | None = None
 
     @classmethod
-    def of_row(cls, asterisk_name: str, layout: str) -> LiveRecording:
+    def of_row(
+        cls,
+        asterisk_name: str,
+        layout: str,
+        *,
+        recording_id: str | None = None,
+        started_at: datetime | None = None,
+        open_pause: tuple[str, datetime] | None = None,
+    ) -> LiveRecording:
         """A row's recording found running after a restart; its layout is the row's,
         whatever the configuration says now, and a stereo one's snoops are its legs'."""
         legs = source_names(asterisk_name, layout)
         kind = Layout(layout)
         snoops = tuple(names.leg_snoop_id(n) for n in legs) if kind is Layout.STEREO else ()
-        return cls(legs, kind, snoops)
+        return cls(legs, kind, snoops, recording_id, started_at, open_pause)
 
 
 @dataclass

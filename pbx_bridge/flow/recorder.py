@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from pbx_bridge.ari import AriError, AriNotFound
 from pbx_bridge.ari.rest import SpyDirection
@@ -36,6 +37,7 @@ _ENTER_APP_TIMEOUT_S = 3.0
 class _Pause:
     id: str
     live: LiveRecording
+    started_at: datetime
 
 
 class ConversationRecorder:
@@ -57,7 +59,11 @@ class ConversationRecorder:
         self._bridge_id = state.bridge_id
         self._retention_days = retention_days
         self._inbox = inbox
-        self._pause: _Pause | None = None
+        live = state.recording
+        # Adopted while paused: Asterisk still mutes it, and the pause's row is open.
+        self._pause: _Pause | None = (
+            None if live is None or live.open_pause is None
+            else _Pause(live.open_pause[0], live, live.open_pause[1]))
 
     @property
     def recording(self) -> bool:
@@ -88,9 +94,16 @@ class ConversationRecorder:
             self._ctx.sessions, recording_id=live.recording_id, call_id=self._call_id,
             start_s=offset_s(live.started_at, at), at=at, actor=actor,
         )
-        self._pause = _Pause(pause_id, live)
+        self._pause = _Pause(pause_id, live, at)
         log.info("call %s: recording %s paused by %s", self._call_id, live.recording_id, actor)
         return True
+
+    def pause_left_s(self, limit_s: float) -> float | None:
+        """Seconds until the pause running now ends by itself (None: not paused); a
+        pause adopted after a restart has had part of its time already."""
+        if self._pause is None:
+            return None
+        return max(0.0, limit_s - (utcnow() - self._pause.started_at).total_seconds())
 
     async def resume(self, actor: str) -> bool:
         """End the pause: the recording hears the call again. False when not paused."""

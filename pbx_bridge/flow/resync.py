@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from pbx_bridge.ari import AriError, AriNotFound
 from pbx_bridge.calls.journal import OpenCall
-from pbx_bridge.calls.models import CallTransfer
+from pbx_bridge.calls.models import CallTransfer, RecordingPause
 from pbx_bridge.calls.transfers import TransferOutcome
 from pbx_bridge.flow import names
 from pbx_bridge.flow.call_state import CallState, LiveRecording, route_started_with
@@ -167,15 +167,32 @@ class Resync:
             )
 
     async def _live_conversation(self, call_id: str) -> LiveRecording | None:
-        """The conversation recording still running for the call."""
+        """The conversation recording still running for the call, with its row (a PCI
+        pause needs it: *5 / *6 and the automatic resume go on after a restart) and the
+        pause still on, if one is."""
         async with self._ctx.sessions() as session:
             found = (
                 await session.execute(
-                    select(Recording.asterisk_name, Recording.layout).where(
+                    select(Recording.id, Recording.asterisk_name, Recording.layout,
+                           Recording.started_at).where(
                         Recording.call_id == call_id,
                         Recording.kind == RecordingKind.CONVERSATION.value,
                         Recording.status == RecordingStatus.RECORDING.value,
                     )
                 )
             ).first()
-        return LiveRecording.of_row(found[0], found[1]) if found is not None else None
+            if found is None:
+                return None
+            pause = (
+                await session.execute(
+                    select(RecordingPause.id, RecordingPause.started_at)
+                    .where(RecordingPause.recording_id == found.id,
+                           RecordingPause.ended_at.is_(None))
+                    .order_by(RecordingPause.started_at.desc())
+                )
+            ).first()
+        return LiveRecording.of_row(
+            found.asterisk_name, found.layout, recording_id=found.id,
+            started_at=found.started_at,
+            open_pause=None if pause is None else (pause.id, pause.started_at),
+        )

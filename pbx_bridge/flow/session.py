@@ -490,7 +490,9 @@ class CallSession:
                                  self.ctx.call.on_demand_digit_window_s,
                                  self.ctx.call.transfer_digit_timeout_s)
         loop = asyncio.get_running_loop()
-        pause_ends: float | None = None  # loop time of the automatic resume
+        # Loop time of the automatic resume (an adopted call may be paused already).
+        left = self._recorder.pause_left_s(60.0 * self.ctx.call.pci_pause_max_minutes)
+        pause_ends = None if left is None else loop.time() + left
         while True:
             wake = min((t for t in (keys.waiting_until(), pause_ends) if t is not None),
                        default=None)

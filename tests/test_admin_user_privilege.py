@@ -203,8 +203,13 @@ async def test_the_edit_form_changes_role_and_extensions_with_the_rule(console: 
                                                            "extensions": "101"})
     assert "only supervisors have assigned extensions" in field_error(not_supervisor.text,
                                                                       "extensions")
-    assert (await console.client.get("/admin/users/nobody",
-                                 headers=await console.signed_in())).status_code == 404
+    for unknown in ("nobody", "..%2f..%2fetc%2fpasswd", "%00", "a%20b"):
+        assert (await console.client.get(f"/admin/users/{unknown}",
+                                         headers=await console.signed_in())).status_code == 404
+        posted = await console.post(f"/admin/users/{unknown}", {"role": "admin"})
+        assert posted.status_code == 404, unknown
+        api = await console.client.get(f"/api/v1/users/{unknown}", headers=console.api())
+        assert api.status_code in (404, 422), unknown
     assert (await _user(console, "aydin")).role == "auditor"
 
     # CSRF: a form without its token changes nothing.

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from starlette.responses import RedirectResponse, Response
 
 from pbx_bridge.config import Role
-from pbx_bridge.users.accounts import UnknownUser, UserError
+from pbx_bridge.users.accounts import InvalidUserName, UnknownUser, UserError, normalise_name
 from pbx_bridge.users.personal_data_grants import ChangeKind, UserChange
 from pbx_bridge.users.user_changes import NeedsRoot, Waiting, ask, user_info
 from pbx_bridge.web.admin_access import SignedIn, admin_of, form_text
@@ -53,7 +53,7 @@ async def _edit_page(
     async with web_state(request).sessions() as session:
         try:
             user = await user_info(session, name)
-        except UnknownUser:
+        except (UnknownUser, InvalidUserName):  # no such user, nor could there be
             raise HTTPException(404) from None
     shown = values or {"role": user.role.value, "extensions": ",".join(user.extensions),
                        "unmask": user.unmask}
@@ -73,6 +73,10 @@ async def edit_page(request: Request, viewer: SignedIn, name: Name) -> Response:
 async def edit_form(request: Request, viewer: SignedIn, name: Name) -> Response:
     """303 to the users page when done, 202 when it waits for a dpo."""
     principal = await admin_of(request, viewer, USERS_WRITE)
+    try:
+        normalise_name(name)  # a name no user can have is no page to answer with
+    except InvalidUserName:
+        raise HTTPException(404) from None
     form = await request.form()
     values: dict[str, object] = {"role": form_text(form, "role"),
                                  "extensions": form_text(form, "extensions"),

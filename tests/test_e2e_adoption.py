@@ -11,6 +11,7 @@ agent's PCI pause works on the adopted call's recording as on any other.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,21 @@ async def wait_for_log(service: ServiceHarness, text: str) -> None:
         return text in service.log_text()
 
     await eventually(logged, timeout_s=40.0)
+
+
+async def adopted_to_the_end(
+    service: ServiceHarness, caller: sipp.SippProcess, agent: sipp.SippProcess
+) -> dict[str, Any]:
+    """SIGKILL the service mid-call and start it again; once it adopted the call and the
+    caller hung up: the call as stored."""
+    service.kill()
+    service.start()
+    await wait_for_log(service, "adopted after restart")
+    result = await caller.wait(timeout_s=150)
+    await agent.wait(timeout_s=30)
+    assert result.answered and result.hangup_by == "caller", result
+    (call,) = await service.wait_for_calls(1, timeout_s=90)
+    return call
 
 
 async def test_a_killed_service_adopts_a_recorded_call_under_its_original_basis(
@@ -92,15 +108,7 @@ async def test_a_killed_service_does_not_record_an_adopted_declined_call(
     service.cli("route", "set", DID, "--legal-basis", "legal-obligation",
                 "--announcement", "notice-only")
 
-    service.kill()
-    service.start()
-    await wait_for_log(service, "adopted after restart")
-
-    result = await caller.wait(timeout_s=120)
-    await agent.wait(timeout_s=30)
-    assert result.answered and result.hangup_by == "caller", result
-
-    (call,) = await service.wait_for_calls(1, timeout_s=90)
+    call = await adopted_to_the_end(service, caller, agent)
     assert call["legal_basis"] == "consent" and call["disposition"] == "answered"
     assert call["consent"]["decision"] == "declined"
     assert recordings_of(call, "conversation") == []
@@ -123,14 +131,7 @@ async def test_the_agent_pauses_the_recording_of_an_adopted_call(
         max_wait_s=150.0,
     )
     await wait_until_recording(service, timeout_s=40.0)
-    service.kill()
-    service.start()
-    await wait_for_log(service, "adopted after restart")
-
-    result = await caller.wait(timeout_s=150)
-    await agent.wait(timeout_s=30)
-    assert result.answered and result.hangup_by == "caller", result
-    (call,) = await service.wait_for_calls(1, timeout_s=90)
+    call = await adopted_to_the_end(service, caller, agent)
     (conversation,) = recordings_of(call, "conversation")
     path = assert_intact(conversation)
     pauses = show(service, conversation["id"])["pauses"]

@@ -73,6 +73,13 @@ class RecordingMode(StrEnum):
     NEVER = "never"
 
 
+class RingStrategy(StrEnum):
+    """How a ring group rings its members (FreePBX's ringall / hunt)."""
+
+    ALL = "all"  # every member at once; the first to answer takes the call
+    ORDER = "order"  # one member after another, each for its own seconds
+
+
 class Language(StrEnum):
     TR = "tr"
     EN = "en"
@@ -303,10 +310,15 @@ class CallSettings(_Section):
         return value
 
 
+# An extension, or ``group:`` and a ring group's name (calls/ring_groups.py).
+ROUTE_TARGET_PATTERN = r"^(group:[a-z0-9][a-z0-9_-]{0,57}|[A-Za-z0-9_+*#-]+)$"
+
+
 class RouteSettings(_Section):
     """The route used for a DID that has no route of its own in the database."""
 
-    target: str = Field(default="100", pattern=r"^[A-Za-z0-9_+*#-]+$")
+    # An extension, or a ring group as ``group:NAME`` (``pbx-bridge group set``).
+    target: str = Field(default="100", pattern=ROUTE_TARGET_PATTERN)
     announcement: Announcement = Announcement.BEFORE_CONNECT
     language: Language | None = None
     legal_basis: LegalBasis = LegalBasis.CONSENT

@@ -21,12 +21,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pbx_bridge.calls.extensions import InvalidExtension, extension_recording, set_extension
 from pbx_bridge.calls.retention import InvalidRetentionClass, UnknownRetentionClass
+from pbx_bridge.calls.ring_groups import (
+    InvalidRingGroup,
+    Member,
+    RingGroupInfo,
+    UnknownRingGroup,
+    get_group,
+    group_of_target,
+    parse_members,
+    set_group,
+)
 from pbx_bridge.calls.routes import InvalidRoute, ResolvedRoute, set_route, validate_did
 from pbx_bridge.config import (
     Announcement,
     Language,
     LegalBasis,
     RecordingMode,
+    RingStrategy,
     Settings,
     TimeoutRule,
 )
@@ -40,6 +51,8 @@ CONFIG_ERRORS: tuple[type[Exception], ...] = (
     InvalidRetentionClass,
     UnknownRetentionClass,
     JurisdictionViolation,
+    InvalidRingGroup,
+    UnknownRingGroup,
 )
 
 
@@ -125,21 +138,55 @@ async def save_route(
         actor=actor,
     )
     check_routes([route], settings.storage)
+    group = group_of_target(route.target)
+    if fields.recording is not None and group is not None:
+        raise InvalidRoute(
+            f"route {did} rings ring group {group}: the member that answers records as "
+            "its own policy says; set each member's with `pbx-bridge ext set EXT "
+            "--recording MODE`", field="recording")
     # Only a change writes the extension: an unconfigured one already records "always".
     if fields.recording is not None and fields.recording != await route_recording(session, route):
         await set_extension(session, route.target, fields.recording, actor=actor)
     return route
 
 
-async def route_recording(session: AsyncSession, route: ResolvedRoute) -> RecordingMode:
+async def route_recording(session: AsyncSession, route: ResolvedRoute) -> RecordingMode | None:
     """How the route's calls are recorded once the caller's choice allows it: its target
-    extension's mode (``always`` for an extension nobody configured)."""
+    extension's mode (``always`` for an extension nobody configured); None for a ring
+    group, where the member that answers decides."""
+    if group_of_target(route.target) is not None:
+        return None
     return await extension_recording(session, route.target)
+
+
+async def route_group(session: AsyncSession, route: ResolvedRoute) -> RingGroupInfo | None:
+    """The ring group the route rings; None for an extension."""
+    name = group_of_target(route.target)
+    return None if name is None else await get_group(session, name)
+
+
+async def save_group(
+    session: AsyncSession,
+    settings: Settings,
+    name: str,
+    *,
+    members: str | None = None,
+    strategy: RingStrategy | None = None,
+    actor: str,
+) -> RingGroupInfo:
+    """Create or change a ring group from the admin's ``--members 100:15,101:20`` (a
+    member without seconds rings ``[call] ring_timeout_s``), audited with ``actor``."""
+    parsed: tuple[Member, ...] | None = None
+    if members is not None:
+        parsed = parse_members(name, members, default_ring_s=settings.call.ring_timeout_s)
+    return await set_group(session, name, members=parsed, strategy=strategy, actor=actor)
 
 
 # Which input an error is about, where its type alone says it (``field`` otherwise).
 _ROUTE_FIELDS: dict[type[Exception], str] = {
     InvalidExtension: "target",
+    InvalidRingGroup: "target",
+    UnknownRingGroup: "target",
     UnknownRetentionClass: "retention_class",
     JurisdictionViolation: "require_jurisdiction",
 }
@@ -151,6 +198,8 @@ _EXTENSION_FIELDS: dict[type[Exception], str] = {
 
 def error_field(error: Exception, *, of: str) -> str | None:
     """The input ``error`` is about in a form ``of`` "route", "extension" or "retention"."""
+    if of == "group" and isinstance(error, InvalidRingGroup | InvalidExtension):
+        return error.field if isinstance(error, InvalidRingGroup) and error.field else "members"
     if isinstance(error, InvalidRoute | InvalidRetentionClass) and error.field:
         return error.field
     table = {"route": _ROUTE_FIELDS, "extension": _EXTENSION_FIELDS}.get(of, {})

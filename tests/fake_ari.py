@@ -228,6 +228,16 @@ class FakeAsterisk:
     def agent_channels(self) -> list[str]:
         return [c for c in self.channels if c.startswith("pbxb-agent-")]
 
+    def dialled(self) -> list[str]:
+        """Each dial request's extension and ring seconds, in order ("100 15s")."""
+        return [r.detail for r in self.made("dial")]
+
+    def leg_of(self, extension: str) -> str:
+        """The (last) agent leg created for ``extension``."""
+        legs = [c for c, ch in self.channels.items()
+                if c.startswith("pbxb-agent-") and ch.caller.number == extension]
+        return legs[-1]
+
     async def settle(self) -> None:
         """Let scheduled playbacks and events run (for assertions after a hangup)."""
         for _ in range(5):
@@ -315,8 +325,8 @@ class FakeAsterisk:
     async def dial(
         self, channel_id: str, *, caller: str | None = None, timeout_s: int = 30
     ) -> None:
-        self._log("dial", channel_id)
         agent = self._existing(channel_id)
+        self._log("dial", channel_id, f"{agent.caller.number} {timeout_s}s")
         behaviour = self.agents.get(agent.caller.number, "unreachable")
         caller_channel = self.channels.get(caller) if caller else None
         self._send(ev.Dial, peer=agent, caller=caller_channel, dialstatus="RINGING")

@@ -159,7 +159,8 @@ async def test_routes_api_sets_reads_deletes_and_audits_with_the_token(web: Cons
         "legal_basis": "legitimate-interest", "retention_class": "default",
         "language": "tr", "timeout_means": "declined", "prompt_timeout_s": 5,
         "require_jurisdiction": "TR", "offer_withdrawal": False, "languages": [],
-        "language_keys": [], "language_by_country": False, "recording": "never"}
+        "language_keys": [], "language_by_country": False, "recording": "never",
+        "ring_group": None}
     assert (await web.client.get("/api/v1/routes/2125550100", headers=web.api())).json() == route
     assert (await web.client.get("/api/v1/routes", headers=web.api())).json() == [route]
     (created,) = await web.entries("route.created")

@@ -61,6 +61,7 @@ EXPECTED_TABLES = {
     "dsar_approvals",
     "recording_pauses",
     "call_transfers",
+    "ring_groups",
 }
 
 

@@ -38,6 +38,18 @@ _ANSWER = (
     .values(answered_at=bindparam("at", type_=_CALLS.c.answered_at.type))
     .returning(_CALLS.c.id)
 )
+# A ring group's call: the member who answered is the call's extension, and its own
+# retention class (if it has one) the call's.
+_ANSWER_BY = (
+    update(_CALLS)
+    .where(_CALLS.c.id == bindparam("call"), _CALLS.c.answered_at.is_(None))
+    .values(
+        answered_at=bindparam("at", type_=_CALLS.c.answered_at.type),
+        extension=bindparam("extension", type_=_CALLS.c.extension.type),
+        retention_class=bindparam("class", type_=_CALLS.c.retention_class.type),
+    )
+    .returning(_CALLS.c.id)
+)
 _CLOSE = (
     update(_CALLS)
     .where(_CALLS.c.id == bindparam("call"), _CALLS.c.ended_at.is_(None))
@@ -248,10 +260,17 @@ class CallJournal:
             f"no free call reference in {_REFERENCE_DRAWS} draws; check ux_calls_reference"
         )
 
-    async def answered(self, call_id: str, at: datetime | None = None) -> None:
-        """The first answer counts; one UPDATE on the way every call takes."""
+    async def answered(
+        self, call_id: str, at: datetime | None = None, *,
+        by: tuple[str, str] | None = None,
+    ) -> None:
+        """The first answer counts; one UPDATE on the way every call takes. ``by``: the
+        ring group member (extension, retention class) who answered, written with it."""
         async with self._sessions() as session, session.begin():
-            won = await session.scalar(_ANSWER, {"call": call_id, "at": at or utcnow()})
+            when = at or utcnow()
+            won = await session.scalar(
+                _ANSWER, {"call": call_id, "at": when}) if by is None else await session.scalar(
+                _ANSWER_BY, {"call": call_id, "at": when, "extension": by[0], "class": by[1]})
             if won is None:
                 await self._get(session, call_id)  # answered already, or no such call
 

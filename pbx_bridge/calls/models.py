@@ -37,10 +37,24 @@ class Extension(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+class RingGroup(Base):
+    """Extensions rung for one route target (``group:NAME``), at once or in turn, each for
+    its own seconds; several routes may share one (migration 0016)."""
+
+    __tablename__ = "ring_groups"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    strategy: Mapped[str] = mapped_column(String(8))  # RingStrategy: all | order
+    # The members in order, each with the seconds it rings: "100:15,101:20".
+    members: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
 class Route(Base):
     __tablename__ = "routes"
 
     did: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # An extension ("101") or a ring group ("group:sales").
     target: Mapped[str] = mapped_column(String(64))
     announcement: Mapped[str] = mapped_column(String(16))  # Announcement
     language: Mapped[str] = mapped_column(String(8))  # Language

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pbx_bridge.calls.changes import SYSTEM_ACTOR, record_change, record_removal, snapshot
-from pbx_bridge.calls.extensions import validate_extension
 from pbx_bridge.calls.models import Route
 from pbx_bridge.calls.retention import require_class
+from pbx_bridge.calls.ring_groups import validate_target
 from pbx_bridge.config import Announcement, Language, LegalBasis, RouteSettings, TimeoutRule
 from pbx_bridge.disclosure import UntruthfulRoute, check_truthful
 from storage.models import utcnow
@@ -42,6 +42,7 @@ class UnknownRoute(LookupError):
 @dataclass(frozen=True)
 class ResolvedRoute:
     did: str
+    # An extension, or a ring group ``group:NAME`` (``calls/ring_groups.py``).
     target: str
     announcement: Announcement
     language: Language
@@ -175,7 +176,7 @@ async def set_route(
     """
     validate_did(did)
     if target is not None:
-        validate_extension(target)
+        await validate_target(session, target)
     if prompt_timeout_s is not None:
         _validate_prompt_timeout(prompt_timeout_s)
     if retention_class is not None:

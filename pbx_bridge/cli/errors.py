@@ -19,6 +19,7 @@ from pbx_bridge.calls.retention import (
     RetentionClassInUse,
     UnknownRetentionClass,
 )
+from pbx_bridge.calls.ring_groups import InvalidRingGroup, RingGroupInUse, UnknownRingGroup
 from pbx_bridge.calls.routes import InvalidRoute, UnknownRoute
 from pbx_bridge.config import ConfigError
 from pbx_bridge.jurisdiction import JurisdictionViolation
@@ -35,9 +36,12 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (
     InvalidRoute,
     JurisdictionViolation,
     KeyringError,
+    InvalidRingGroup,
     RetentionClassInUse,
+    RingGroupInUse,
     TranscodeUnavailable,
     UnknownRetentionClass,
+    UnknownRingGroup,
     UnknownRoute,
 )
 RUNTIME_ERRORS: tuple[type[Exception], ...] = (DatabaseError, DiskError)

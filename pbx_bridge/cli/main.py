@@ -16,6 +16,7 @@ from pbx_bridge.cli import (
     db,
     dsar,
     ext,
+    group,
     keys,
     prompts,
     purge,
@@ -43,6 +44,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(ext.app, name="ext")
 app.add_typer(route.app, name="route")
+app.add_typer(group.app, name="group")
 app.add_typer(retention.app, name="retention")
 app.add_typer(calls.app, name="calls")
 app.add_typer(recordings.app, name="recordings")

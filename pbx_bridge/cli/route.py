@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
+from pbx_bridge.calls.ring_groups import RingGroupInfo, list_groups
 from pbx_bridge.calls.routes import ResolvedRoute, delete_route, list_routes, validate_did
 from pbx_bridge.cli.actor import cli_actor
 from pbx_bridge.cli.context import session_for, settings_of
 from pbx_bridge.cli.errors import reporting_errors
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Announcement, Language, LegalBasis, Settings, TimeoutRule
-from pbx_bridge.config_admin import RouteFields, check_route_input, save_route
+from pbx_bridge.config_admin import RouteFields, check_route_input, route_group, save_route
 
 app = typer.Typer(help="Routes: per dialled number (DID) target, disclosure and legal basis.")
 
@@ -52,13 +53,13 @@ def _codes(value: str) -> tuple[str, ...]:
 def list_command(ctx: typer.Context) -> None:
     """List routes, and the configured default used for every other DID."""
 
-    async def fetch(settings: Settings) -> list[ResolvedRoute]:
+    async def fetch(settings: Settings) -> tuple[list[ResolvedRoute], list[RingGroupInfo]]:
         async with session_for(settings) as session:
-            return await list_routes(session)
+            return await list_routes(session), await list_groups(session)
 
     with reporting_errors():
         settings = settings_of(ctx)
-        routes = asyncio.run(fetch(settings))
+        routes, groups = asyncio.run(fetch(settings))
     fallback = ResolvedRoute(
         did="(any other)",
         target=settings.default_route.target,
@@ -77,6 +78,15 @@ def list_command(ctx: typer.Context) -> None:
     offering = [route.did for route in [*routes, fallback] if route.offer_withdrawal]
     if offering:
         typer.echo(f"withdrawal by keypress (8) offered on: {', '.join(offering)}")
+    _echo_groups([*routes, fallback], groups)
+
+
+def _echo_groups(routes: list[ResolvedRoute], groups: list[RingGroupInfo]) -> None:
+    """What each ring group a route names rings (the member who answers decides)."""
+    for group in groups:
+        if any(route.target == group.target for route in routes):
+            typer.echo(f"{group.target} rings {group.describe()} (ext:seconds); the member "
+                       "who answers records as its own policy says")
 
 
 @app.command("set")
@@ -86,7 +96,9 @@ def set_command(
         str, typer.Argument(metavar="DID", help="The dialled number, as Asterisk sees it.")
     ],
     target: Annotated[
-        str | None, typer.Option("--target", help="Extension that answers, e.g. 101.")
+        str | None,
+        typer.Option("--target", help="Extension that answers, e.g. 101, or a ring group: "
+                     "group:NAME (pbx-bridge group set)."),
     ] = None,
     announcement: Annotated[
         Announcement | None,
@@ -163,14 +175,16 @@ def set_command(
         language_by_country=language_by_country,
     )
 
-    async def store(settings: Settings) -> ResolvedRoute:
+    async def store(settings: Settings) -> tuple[ResolvedRoute, RingGroupInfo | None]:
         async with session_for(settings) as session:
-            return await save_route(session, settings, did, fields, actor=cli_actor())
+            route = await save_route(session, settings, did, fields, actor=cli_actor())
+            return route, await route_group(session, route)
 
     with reporting_errors():
         check_route_input(did, fields, settings_of(ctx))
-        route = asyncio.run(store(settings_of(ctx)))
+        route, group = asyncio.run(store(settings_of(ctx)))
     typer.echo(render_table(HEADERS, [_row(route.did, route)]))
+    _echo_groups([route], [group] if group else [])
     if route.offer_withdrawal:
         typer.echo("withdrawal by keypress (8) offered")
     if route.languages:

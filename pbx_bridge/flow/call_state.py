@@ -95,10 +95,12 @@ class CallState:
     # of the wait for the disclosure's first audio.
     answered_at: datetime = field(default_factory=utcnow)
     started_at: datetime = field(default_factory=utcnow)
-    agent_id: str | None = None  # the department's leg, while it rings and once answered
+    # The department's leg once answered (a ring group rings several; the dialer keeps
+    # them until one answers).
+    agent_id: str | None = None
     agent_answered: bool = False
-    # The extension on the agent leg now, once a transfer handed the call on (None: the
-    # route's target, which it reached first).
+    # The extension on the agent leg now: the ring group member who answered, or the one
+    # a transfer handed the call on to (None: the route's target, which it reached first).
     agent_extension: str | None = None
     # A transfer is under way: the agent leaving then completes it (or, blind, changes
     # nothing) instead of ending the call; the transfer reads that departure itself.

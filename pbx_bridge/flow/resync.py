@@ -114,7 +114,9 @@ class Resync:
                 None,
             )
             state.recording = await self._live_conversation(call.id)
-            state.agent_extension = await self._transferred_to(call.id)
+            # The extension that took the call: a transfer's target, else the one on
+            # the row (a ring group's member who answered).
+            state.agent_extension = await self._transferred_to(call.id) or call.extension
         log.info("call %s: still live after reconnect, adopting (%s)", call.id,
                  "connected" if state.joined else "restarting its flow")
         # The session claims what the state holds (caller, agent, bridge, a running

@@ -23,7 +23,7 @@ from pbx_bridge.calls.retention import UnknownRetentionClass, class_days
 from pbx_bridge.calls.routes import ResolvedRoute, resolve_route
 from pbx_bridge.config import Announcement, LegalBasis, RecordingMode, TimeoutRule
 from pbx_bridge.disclosure import DisclosureFacts
-from pbx_bridge.flow import announcement, names
+from pbx_bridge.flow import announcement, names, ring_group
 from pbx_bridge.flow.agent_features import agent_actor, feature_codes, retention_choice_refused
 from pbx_bridge.flow.call_state import CallState, route_snapshot
 from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
@@ -127,6 +127,7 @@ class CallSession:
         self.unwritten_end: CallEnd | None = None
         # The language menu the caller heard (routes offering languages), for the proof.
         self._language_menu: Prompt | None = None
+        self._ringing: ring_group.Ringing | None = None  # what the route rings
 
     @property
     def caller(self) -> Channel:
@@ -266,10 +267,11 @@ class CallSession:
             route = await resolve_route(
                 session, self.state.did, self.ctx.default_route, self.ctx.default_language
             )
+            self._ringing = await ring_group.what_rings(session, route, self.ctx.retention)
             extension = await get_extension(session, route.target)
             own = extension.retention_class if extension is not None else None
             days = await class_days(session, own or route.retention_class, self.ctx.retention)
-            return route, extension, days
+            return route, extension, ring_group.told_days(days, self._ringing)
 
     async def _answer_caller(self) -> None:
         if self.state.caller_answered:
@@ -433,14 +435,15 @@ class CallSession:
             ringback = await self._on_caller(self.player.start(self.caller.id, "tone:ring"))
         else:
             await self._on_caller(self.ctx.ari.ring(self.caller.id))
-        try:
-            result = await self._dialer.dial(route.target)
+        ringing = self._ringing or await ring_group.what_rings_now(self.ctx, route)
+        try:  # a ring group the default route names but nobody created: unreachable
+            result = await self._dialer.ring(ringing) if ringing else DialResult.UNREACHABLE
         finally:
             if ringback is not None:
                 await self.player.stop(ringback)
-        if result is DialResult.ANSWERED:
-            await self.ctx.journal.answered(self.call_id)
-        log.info("call %s: extension %s %s", self.call_id, route.target, result.value)
+        if result is DialResult.ANSWERED and ringing is not None:
+            await ring_group.record_answer(self.ctx, self.state, ringing)
+        log.info("call %s: %s %s", self.call_id, self.state.extension, result.value)
         return result
 
     async def _hold_agent(self, route: ResolvedRoute) -> None:

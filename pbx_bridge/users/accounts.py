@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pbx_bridge.calls.changes import record_change
 from pbx_bridge.calls.history import iso
-from pbx_bridge.calls.models import Extension, Route
+from pbx_bridge.calls.models import Extension, RingGroup, Route
 from pbx_bridge.config import AuthSettings, Language, Role
 from pbx_bridge.users import totp
 from pbx_bridge.users.models import ApiToken, User, WebSession
@@ -156,7 +156,10 @@ async def get_user(session: AsyncSession, name: str) -> User:
 async def _known_extensions(session: AsyncSession, default_target: str) -> set[str]:
     configured = set((await session.scalars(select(Extension.number))).all())
     targets = set((await session.scalars(select(Route.target))).all())
-    return configured | targets | {default_target}
+    # A ring group's members take its calls: their supervisors may be given them.
+    members = {m for g in (await session.scalars(select(RingGroup.members))).all()
+               for m in (part.partition(":")[0] for part in g.split(","))}
+    return configured | targets | members | {default_target}
 
 
 async def checked_extensions(

@@ -27,6 +27,7 @@ from pbx_bridge.calls.retention import (
     list_classes,
     set_class,
 )
+from pbx_bridge.calls.ring_groups import group_of_target, list_groups
 from pbx_bridge.calls.routes import UnknownRoute, delete_route, get_route, list_routes
 from pbx_bridge.config import Announcement, Language, LegalBasis, RecordingMode, TimeoutRule
 from pbx_bridge.config_admin import CONFIG_ERRORS, RouteFields, error_field, save_route
@@ -109,7 +110,9 @@ def _route_fields(form: FormData) -> RouteFields:
         languages=_codes(form, "languages"),
         language_keys=_codes(form, "language_keys") or None,
         language_by_country=form.get("language_by_country") is not None,
-        recording=_choice(form, "recording", RecordingMode),
+        # A ring group's members each record as their own policy says (ext set).
+        recording=None if group_of_target(text["target"] or "") else _choice(
+            form, "recording", RecordingMode),
     )
 
 
@@ -142,6 +145,7 @@ async def _routes_page(
     async with state.sessions() as session:
         routes = await list_routes(session)
         modes = {e.number: e.recording.value for e in await list_extensions(session)}
+        groups = {g.target: g for g in await list_groups(session)}
         classes = [c.name for c in await list_classes(session, state.config.retention)]
         editing = None
         if values is None and (did := request.query_params.get("edit")):
@@ -169,7 +173,7 @@ async def _routes_page(
         }
     return render(
         request, viewer, "admin_routes.html", status_code, active="admin_routes",
-        routes=routes, modes=modes, default_mode=DEFAULT_RECORDING_MODE.value,
+        routes=routes, modes=modes, groups=groups, default_mode=DEFAULT_RECORDING_MODE.value,
         values=values, errors=errors or {}, options=OPTIONS, classes=classes,
         editing=editing is not None or bool(errors), notice=notice,
     )

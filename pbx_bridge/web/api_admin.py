@@ -29,6 +29,7 @@ from pbx_bridge.calls.retention import (
     list_classes,
     set_class,
 )
+from pbx_bridge.calls.ring_groups import RingGroupInfo, list_groups
 from pbx_bridge.calls.routes import (
     ResolvedRoute,
     UnknownRoute,
@@ -37,11 +38,19 @@ from pbx_bridge.calls.routes import (
     list_routes,
     validate_did,
 )
-from pbx_bridge.config import Announcement, Language, LegalBasis, RecordingMode, TimeoutRule
+from pbx_bridge.config import (
+    Announcement,
+    Language,
+    LegalBasis,
+    RecordingMode,
+    RingStrategy,
+    TimeoutRule,
+)
 from pbx_bridge.config_admin import (
     CONFIG_ERRORS,
     RouteFields,
     error_field,
+    route_group,
     route_recording,
     save_route,
 )
@@ -81,6 +90,17 @@ ClassName = Annotated[str, Path(min_length=1, max_length=64, description="The cl
 REACH_TIMEOUT_S = 5.0
 
 
+class RingMemberOut(BaseModel):
+    extension: str
+    ring_s: int  # seconds it rings before the group moves on (order) or gives up (all)
+
+
+class RingGroupOut(BaseModel):
+    name: str
+    strategy: RingStrategy
+    members: list[RingMemberOut]
+
+
 class RouteConfig(BaseModel):
     did: str
     target: str
@@ -95,8 +115,11 @@ class RouteConfig(BaseModel):
     languages: list[str]  # the caller chooses among these by key (empty: no choice)
     language_keys: list[str]
     language_by_country: bool
-    # The target extension's policy: how the route's calls are recorded when allowed.
-    recording: RecordingMode
+    # The target extension's policy: how the route's calls are recorded when allowed
+    # (null for a ring group: the member who answers records as its own policy says).
+    recording: RecordingMode | None
+    # The ring group a ``group:NAME`` target rings (null for an extension).
+    ring_group: RingGroupOut | None = None
 
 
 class RouteIn(BaseModel):
@@ -168,7 +191,16 @@ class StorageStatusOut(BaseModel):
     backends: list[BackendOut]
 
 
-def route_json(route: ResolvedRoute, recording: RecordingMode) -> dict[str, Any]:
+def group_json(group: RingGroupInfo | None) -> dict[str, Any] | None:
+    if group is None:
+        return None
+    return {"name": group.name, "strategy": group.strategy,
+            "members": [{"extension": m.extension, "ring_s": m.ring_s} for m in group.members]}
+
+
+def route_json(
+    route: ResolvedRoute, recording: RecordingMode | None, group: RingGroupInfo | None = None
+) -> dict[str, Any]:
     return {
         "did": route.did, "target": route.target, "announcement": route.announcement,
         "legal_basis": route.legal_basis, "retention_class": route.retention_class,
@@ -178,6 +210,7 @@ def route_json(route: ResolvedRoute, recording: RecordingMode) -> dict[str, Any]
         "offer_withdrawal": route.offer_withdrawal, "languages": list(route.languages),
         "language_keys": list(route.language_keys),
         "language_by_country": route.language_by_country, "recording": recording,
+        "ring_group": group_json(group),
     }
 
 
@@ -212,7 +245,12 @@ async def get_routes(request: Request, principal: RoutesReader) -> list[dict[str
     async with web_state(request).sessions() as session:
         routes = await list_routes(session)
         modes = {e.number: e.recording for e in await list_extensions(session)}
-    return [route_json(r, modes.get(r.target, DEFAULT_RECORDING_MODE)) for r in routes]
+        groups = {g.target: g for g in await list_groups(session)}
+    return [
+        route_json(r, None, groups[r.target]) if r.target in groups
+        else route_json(r, modes.get(r.target, DEFAULT_RECORDING_MODE))
+        for r in routes
+    ]
 
 
 @router.get("/routes/{did}", response_model=RouteConfig)
@@ -225,7 +263,8 @@ async def get_one_route(request: Request, principal: RoutesReader, did: Did) -> 
         route = await get_route(session, did)
         if route is None:
             return not_found(request, f"no route for DID {did!r}")
-        return route_json(route, await route_recording(session, route))
+        return route_json(route, await route_recording(session, route),
+                          await route_group(session, route))
 
 
 @router.put("/routes/{did}", response_model=RouteConfig)
@@ -247,8 +286,9 @@ async def put_route(request: Request, principal: RoutesWriter, did: Did, body: R
         except CONFIG_ERRORS as exc:
             return invalid(request, exc, "route")
         recording = await route_recording(session, route)
+        group = await route_group(session, route)
         await session.commit()
-    return route_json(route, recording)
+    return route_json(route, recording, group)
 
 
 @router.delete("/routes/{did}", status_code=204, response_class=Response)

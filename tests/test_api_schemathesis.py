@@ -103,8 +103,10 @@ async def _known_ids(web: Console) -> dict[str, list[str]]:
         for name in ("0", "00", "a"):
             await set_class(session, name, 30)
         await session.commit()
-    admin = web.api("ayse")  # a route, an extension and a class for the admin's API
+    admin = web.api("ayse")  # a route, an extension, a class, a group for the admin's API
     for path, body in (("/api/v1/retention-classes/sales", {"days": 30}),
+                       ("/api/v1/ring-groups/sales",
+                        {"members": [{"extension": "101", "ring_s": 15}]}),
                        ("/api/v1/routes/2125550100", {"target": "101"}),
                        ("/api/v1/extensions/101", {"recording": "always"})):
         made = await web.client.put(path, json=body, headers=admin)

@@ -80,3 +80,47 @@ async def test_the_routes_screen_shows_the_group_and_each_members_own_policy(
         "did": "2125550100", "target": "group:nobody", "prompt_timeout_s": "8"})
     assert unknown.status_code == 422
     assert "no ring group 'nobody'" in field_error(unknown.text, "target")
+
+
+async def test_ring_groups_api_sets_reads_refuses_and_deletes_as_the_cli(web: Console) -> None:
+    put = await web.client.put("/api/v1/ring-groups/sales", headers=web.api(), json={
+        "members": SALES["members"], "strategy": "order"})
+    assert put.status_code == 200, put.text
+    assert put.json() == {**SALES, "rung_by": []}
+    routed = await web.client.put("/api/v1/routes/2125550100", headers=web.api(),
+                                  json={"target": "group:sales"})
+    assert routed.status_code == 200, routed.text
+    shown = {**SALES, "rung_by": ["route(s) 2125550100"]}
+    assert (await web.client.get("/api/v1/ring-groups/sales", headers=web.api())).json() == shown
+    assert (await web.client.get("/api/v1/ring-groups", headers=web.api())).json() == [shown]
+    (created,) = await web.entries("ring_group.created")
+    assert created.actor.startswith("token:") and created.target == "ring_group:sales"
+
+    for body, message in [
+        ({"members": []}, "ring group sales: no members"),
+        ({"members": [{"extension": "1 0", "ring_s": 15}]}, "member invalid extension '1 0'"),
+        ({"members": [{"extension": "100", "ring_s": 1}]}, "each member rings between 5 and 300"),
+        ({"members": [{"extension": "100", "ring_s": 15}, {"extension": "100", "ring_s": 20}]},
+         "extension 100 is a member twice"),
+    ]:
+        refused = await web.client.put("/api/v1/ring-groups/sales", headers=web.api(),
+                                       json=body)
+        assert refused.status_code == 422, body
+        problem = refused.json()
+        assert problem["field"] == "members" and message in problem["detail"], problem
+    new = await web.client.put("/api/v1/ring-groups/support", headers=web.api(), json={})
+    assert new.status_code == 422 and "give its --members" in new.json()["detail"]
+    bad = await web.client.get("/api/v1/ring-groups/Bad!", headers=web.api())
+    assert bad.status_code == 422 and bad.json()["field"] == "name"
+    assert (await web.client.get("/api/v1/ring-groups/nobody", headers=web.api())
+            ).status_code == 404
+
+    in_use = await web.client.delete("/api/v1/ring-groups/sales", headers=web.api())
+    assert in_use.status_code == 409
+    assert "rung by route(s) 2125550100" in in_use.json()["detail"]
+    await web.client.put("/api/v1/routes/2125550100", headers=web.api(), json={"target": "100"})
+    assert (await web.client.delete("/api/v1/ring-groups/sales", headers=web.api())
+            ).status_code == 204
+    assert (await web.client.get("/api/v1/ring-groups", headers=web.api())).json() == []
+    assert (await web.client.delete("/api/v1/ring-groups/sales", headers=web.api())
+            ).status_code == 404

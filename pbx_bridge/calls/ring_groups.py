@@ -150,7 +150,10 @@ def check_members(name: str, members: Sequence[Member]) -> tuple[Member, ...]:
     low, high = RING_SECONDS_RANGE
     seen: set[str] = set()
     for member in members:
-        validate_extension(member.extension)
+        try:
+            validate_extension(member.extension)
+        except InvalidExtension as exc:
+            raise InvalidRingGroup(f"ring group {name}: member {exc}", field="members") from exc
         if not low <= member.ring_s <= high:
             raise InvalidRingGroup(
                 f"ring group {name}: member {member.extension} rings {member.ring_s}s; "

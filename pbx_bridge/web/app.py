@@ -24,6 +24,7 @@ from pbx_bridge.web import (
     api_dashboard,
     api_dsar,
     api_recordings,
+    api_ring_groups,
     api_shares,
     api_users,
     audit_page,
@@ -139,6 +140,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api_admin.router, dependencies=api_dependencies)
     app.include_router(api_users.router, dependencies=api_dependencies)
+    app.include_router(api_ring_groups.router, dependencies=api_dependencies)
     app.include_router(api_calls.router, dependencies=api_dependencies)
     app.include_router(api_dashboard.router, dependencies=api_dependencies)
     app.include_router(api_dsar.router, dependencies=api_dependencies)

@@ -77,6 +77,14 @@ def call_id(i: int) -> str:
     return f"{(i * 2654435761) % 2**32:08x}-0000-4000-8000-{i:012x}"
 
 
+def reference_of(i: int) -> str:
+    """The call's reference (eight digits and the check digit, as calls/reference.py)."""
+    from pbx_bridge.calls.reference import damm_digit
+
+    digits = f"{i:08d}"
+    return digits + damm_digit(digits)
+
+
 def _rows(calls: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
     keys: dict[int, str] = {}
     for i in range(calls):
@@ -92,7 +100,7 @@ def _rows(calls: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
         yield "calls", (cid, f"{i}.1", f"ch-{i}", "inbound", caller, key, DIDS[i % len(DIDS)],
                         extension, "before-connect", "consent", "default", "tr", started,
                         started + timedelta(seconds=20), started + timedelta(minutes=2),
-                        disposition)
+                        disposition, reference_of(i))
         if i % 10 != 9:
             decision = ("withdrawn" if i % WITHDRAWN_EVERY == 0
                         else DECISIONS[(i * 3) % len(DECISIONS)])
@@ -108,7 +116,7 @@ def _rows(calls: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
 COLUMNS = {
     "calls": ("id", "linkedid", "channel_id", "direction", "caller", "caller_key", "did",
               "extension", "announcement", "legal_basis", "retention_class", "language",
-              "started_at", "answered_at", "ended_at", "disposition"),
+              "started_at", "answered_at", "ended_at", "disposition", "reference"),
     "consents": ("id", "call_id", "caller", "caller_key", "decision", "language",
                  "times_played", "decided_at"),
     "recordings": ("id", "call_id", "kind", "status", "asterisk_name", "legal_basis",
@@ -144,7 +152,7 @@ def _load_sqlite(path: str, calls: int) -> None:
         tables = ", ".join(f"'{t}'" for t in COLUMNS)
         indexes = db.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-            f"AND name LIKE 'ix_%' AND tbl_name IN ({tables})"
+            f"AND (name LIKE 'ix_%' OR name LIKE 'ux_%') AND tbl_name IN ({tables})"
         ).fetchall()
         for name, _ in indexes:
             db.execute(f'DROP INDEX "{name}"')
@@ -178,7 +186,8 @@ async def _load_postgres(url: str, calls: int) -> None:
         # As on SQLite: the migrations' indexes dropped, rows copied, indexes built again.
         indexes = await conn.fetch(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
-            "AND indexname LIKE 'ix_%' AND tablename = ANY($1::text[])", list(COLUMNS)
+            "AND (indexname LIKE 'ix_%' OR indexname LIKE 'ux_%') AND tablename = ANY($1::text[])",
+            list(COLUMNS),
         )
         for row in indexes:
             await conn.execute(f'DROP INDEX "{row["indexname"]}"')

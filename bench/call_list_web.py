@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,17 @@ from call_list import (
     LIMIT,
     SCOPE,
     SUBJECTS,
+    WITHDRAWN_EVERY,
     _expected_page,
     _quantiles,
     call_id,
+    reference_of,
     run_phases,
     started_of,
 )
 from common import BenchCheckFailed, cpu_seconds, emit_result, peak_rss_kib
-from subject_lookup import HEAVY_CALLS, SECRET, e164_of, subject_of
+from statement_counts import postgres_round_trips  # tests/, on the path by common
+from subject_lookup import HEAVY_CALLS, NOW, SECRET, e164_of, subject_of
 
 SCRIPT = Path(__file__).resolve()
 PASSWORD = "bench password 1"
@@ -61,28 +65,47 @@ BASELINE = "baseline: plain indexed first page"
 ROW = re.compile(r'<a href="/calls/[0-9a-f-]{36}"')
 
 
+def _extension_of(i: int) -> str:
+    return EXTENSIONS[((i * 2654435761) >> 9) % len(EXTENSIONS)]
+
+
+def _in_scope(calls: int) -> int:
+    """A call (its index) of the supervisor's extensions, three quarters of the way back."""
+    return next(i for i in range(calls * 3 // 4, calls) if _extension_of(i) in SCOPE)
+
+
 def _cases(calls: int) -> list[tuple[str, dict[str, str], int | None]]:
     """(label, query parameters, index of the call the cursor starts after or None)."""
+    week = (NOW - timedelta(days=14), NOW - timedelta(days=7))
     return [
         ("first page", {}, None),
         ("deep page (cursor half-way)", {}, calls // 2),
         ("number: typical caller", {"number": e164_of(1)}, None),
         (f"number: caller with {HEAVY_CALLS} calls", {"number": e164_of(0)}, None),
         ("disposition busy", {"disposition": "busy"}, None),
+        (f"extension {SCOPE[1]}", {"extension": SCOPE[1]}, None),
+        (f"extension {SCOPE[1]}, abandoned", {"extension": SCOPE[1],
+                                              "disposition": "abandoned"}, None),
+        ("consent declined (walked)", {"consent": "declined"}, None),
+        ("consent withdrawn (rare)", {"consent": "withdrawn"}, None),
+        ("a week", {"since": week[0].isoformat(), "until": week[1].isoformat()}, None),
+        ("reference", {"reference": reference_of(_in_scope(calls))}, None),
     ]
 
 
 def _expected(label: str, calls: int, scoped: bool) -> int:
     """Calls on the page by the data set's own rule (the scope's share of a caller)."""
-    if not scoped or not label.startswith("number"):
+    if label == "reference":
+        return 1
+    rules = {
+        "number: typical caller": lambda i: subject_of(i, SUBJECTS) == 1,
+        f"number: caller with {HEAVY_CALLS} calls": lambda i: subject_of(i, SUBJECTS) == 0,
+        "consent withdrawn (rare)": lambda i: i % WITHDRAWN_EVERY == 0 and i % 10 != 9,
+    }
+    if not scoped or label not in rules:
         return _expected_page(label, calls)
-    subject = 1 if "typical" in label else 0
-    count = sum(
-        1 for i in range(calls)
-        if subject_of(i, SUBJECTS) == subject
-        and EXTENSIONS[((i * 2654435761) >> 9) % len(EXTENSIONS)] in SCOPE
-    )
-    return min(LIMIT, count)
+    rule = rules[label]
+    return min(LIMIT, sum(1 for i in range(calls) if rule(i) and _extension_of(i) in SCOPE))
 
 
 async def _measure_phase(db: str, calls: int, repeat: int) -> None:
@@ -95,6 +118,7 @@ async def _measure_phase(db: str, calls: int, repeat: int) -> None:
     from pbx_bridge.config import RecordingMode, Role, Settings
     from pbx_bridge.users import accounts, tokens
     from pbx_bridge.users.console_accounts import UsersAccounts
+    from pbx_bridge.users.models import User
     from pbx_bridge.web import accounts as console
     from pbx_bridge.web.app import create_app
     from pbx_bridge.web.filters import call_filter
@@ -113,14 +137,17 @@ async def _measure_phase(db: str, calls: int, repeat: int) -> None:
     sessions = make_session_factory(engine)
     users = await UsersAccounts.from_settings(settings, sessions)
     async with sessions() as session:
-        for ext in SCOPE:
-            await set_extension(session, ext, RecordingMode.ALWAYS)
-        await accounts.add_user(session, name="deniz", role=Role.DPO, password=PASSWORD,
-                                auth=settings.auth, actor="bench", default_target="100")
-        await accounts.add_user(session, name="selim", role=Role.SUPERVISOR,
-                                password=PASSWORD, auth=settings.auth, actor="bench",
-                                default_target="100", extensions=SCOPE, unmask=True)
-        await session.commit()
+        # A kept database (--phase measure run again, as for a before/after pair on
+        # one bulk load) has the users already.
+        if not await session.scalar(select(User.id).where(User.name == "deniz")):
+            for ext in SCOPE:
+                await set_extension(session, ext, RecordingMode.ALWAYS)
+            await accounts.add_user(session, name="deniz", role=Role.DPO, password=PASSWORD,
+                                    auth=settings.auth, actor="bench", default_target="100")
+            await accounts.add_user(session, name="selim", role=Role.SUPERVISOR,
+                                    password=PASSWORD, auth=settings.auth, actor="bench",
+                                    default_target="100", extensions=SCOPE, unmask=True)
+            await session.commit()
         bearer = {}
         for name in ("deniz", "selim"):
             _, bearer[name] = await tokens.create_token(
@@ -147,7 +174,15 @@ async def _measure_phase(db: str, calls: int, repeat: int) -> None:
         # which the machine's load does not stretch, and the 1-minute load average as
         # the case ended: other work shares the cores, and the wall times show it.
         cpu = (time.process_time() - cpu_before) / repeat
-        results[label] = {**_quantiles(times), "cpu": cpu, "load": os.getloadavg()[0]}
+        # And, untimed, the waits for PostgreSQL of one more (statements prepared on a
+        # connection new to them left out: once per connection, not per request).
+        trips = None
+        if db.startswith("postgresql"):
+            with postgres_round_trips() as seen:
+                await run()
+            trips = sum(1 for trip in seen if trip != "PREPARE")
+        results[label] = {**_quantiles(times), "cpu": cpu, "load": os.getloadavg()[0],
+                          "trips": trips}
         if label != BASELINE:
             expected = _expected(label.split(": ", 1)[1], calls, "supervisor" in label)
             pages[label] = (found, expected)
@@ -221,10 +256,12 @@ def main() -> int:
     print(f"call list through the console on {database}: {calls:,} calls (inserted and "
           f"analysed in {setup['rows_s']:.1f} s); pages of {LIMIT}, {repeat} requests "
           "each, first cold; in-process ASGI")
-    print(f"  {'case':<52} {'first':>10} {'p50':>10} {'p95':>10} {'CPU/req':>10} {'load':>6}")
+    print(f"  {'case':<52} {'first':>10} {'p50':>10} {'p95':>10} {'CPU/req':>10} {'load':>6}"
+          f" {'trips':>5}")
     for label, t in run["times"].items():
+        trips = "" if t.get("trips") is None else str(t["trips"])
         print(f"  {label:<52} {_ms(t['first']):>10} {_ms(t['p50']):>10} {_ms(t['p95']):>10}"
-              f" {_ms(t['cpu']):>10} {t['load']:>6.1f}")
+              f" {_ms(t['cpu']):>10} {t['load']:>6.1f} {trips:>5}")
     base = run["times"][BASELINE]["p95"]
     worst = max((t["p95"], label) for label, t in run["times"].items()
                 if label in run["pages"])

@@ -46,3 +46,48 @@ def counted(sessions: async_sessionmaker[AsyncSession]) -> Iterator[Counter[str]
     finally:
         event.remove(engine, "before_cursor_execute", count)
         event.remove(engine, "commit", count_commit)
+
+
+@contextmanager
+def postgres_round_trips() -> Iterator[list[str]]:
+    """Every request asyncpg sends PostgreSQL and waits for meanwhile, in order: a
+    statement (its first word and table, as :func:`statement_kind`), ``BEGIN``,
+    ``COMMIT``, ``ROLLBACK``, ``PREPARE`` (a statement new to the connection) or ``PING``
+    (the pool's liveness check, ``;``). On a loaded machine each is a wait for the
+    server's turn, whatever it costs to execute: these are what a request's time grows
+    with (bench/README.md, the console's call list)."""
+    import asyncpg  # type: ignore[import-untyped]
+    from asyncpg.prepared_stmt import PreparedStatement  # type: ignore[import-untyped]
+
+    trips: list[str] = []
+
+    def kind(query: str) -> str:
+        words = query.strip().rstrip(";").split()
+        if not words:
+            return "PING"
+        verb = words[0].upper()
+        return verb if verb in ("BEGIN", "COMMIT", "ROLLBACK") else statement_kind(query)
+
+    originals: list[tuple[type, str, Any]] = []
+
+    def wrap(owner: type, name: str, label: Any) -> None:
+        original = getattr(owner, name)
+        originals.append((owner, name, original))
+
+        async def counted_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.append(label(self, args))
+            return await original(self, *args, **kwargs)
+
+        setattr(owner, name, counted_call)
+
+    wrap(asyncpg.Connection, "execute", lambda _s, a: kind(a[0]))
+    wrap(asyncpg.Connection, "fetchrow", lambda _s, a: kind(a[0]))
+    wrap(asyncpg.Connection, "fetch", lambda _s, a: kind(a[0]))
+    wrap(asyncpg.Connection, "prepare", lambda _s, a: "PREPARE")
+    for name in ("fetch", "fetchrow", "executemany", "cursor"):
+        wrap(PreparedStatement, name, lambda s, _a: kind(s.get_query()))
+    try:
+        yield trips
+    finally:
+        for owner, name, original in reversed(originals):
+            setattr(owner, name, original)

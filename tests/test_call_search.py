@@ -140,6 +140,8 @@ FILTERS = {
     "empty scope": CallFilter(extensions=frozenset()),
     "scope and number": CallFilter(number="0532 123 45 67", extensions=SCOPE),
     "extension outside scope": CallFilter(extension="102", extensions=SCOPE),
+    "disposition in scope": CallFilter(disposition="busy", extensions=SCOPE),
+    "extension and disposition": CallFilter(extension="101", disposition="no-answer"),
     "combined": CallFilter(since=T0 + timedelta(hours=2), did="2125550100",
                            disposition="answered", consent="granted", extensions=SCOPE),
     "number, range, consent": CallFilter(number="0212 111 22 33", until=T0 + timedelta(hours=9),
@@ -323,6 +325,10 @@ PLANS: dict[str, tuple[CallFilter, str]] = {
     # SQLite keeps NULLs of an index in order too; PostgreSQL needs the partial index.
     "live": (FILTERS["live"], "ix_calls_live_started_at|ix_calls_disposition_started_at"),
     "direction": (FILTERS["direction"], "ix_calls_direction_started_at"),
+    "extension and disposition": (CallFilter(extension="102", disposition="busy"),
+                                  "ix_calls_extension_disposition_started_at"),
+    "disposition in scope": (FILTERS["disposition in scope"],
+                             "ix_calls_extension_disposition_started_at"),
     "combined": (FILTERS["combined"], "_started_at"),  # the planner's choice of two
 }
 

@@ -17,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from statement_counts import postgres_round_trips
 from tcp_proxy import CuttableProxy
 
 # Registers the call tables, and the users, tokens and sessions tables, on Base.metadata.
@@ -224,6 +225,33 @@ async def test_postgres_away_is_database_unavailable_through_the_session(
     finally:
         await engine.dispose()
         await proxy.close()
+
+
+@pytest.mark.postgres
+async def test_a_pooled_connection_that_died_idle_is_replaced_at_checkout_in_one_trip(
+    pg_database: str,
+) -> None:
+    """The pool checks each connection as it hands it out (the server may have ended it
+    while it sat idle: a restart, an idle timeout) and replaces a dead one, so the query
+    never sees it; the check is one round trip (``;``), not pool_pre_ping's three
+    (BEGIN, ``;``, ROLLBACK on asyncpg)."""
+    engine = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_database}")
+    try:
+        async with engine.connect() as connection:
+            first = await connection.scalar(text("SELECT pg_backend_pid()"))
+        with postgres_round_trips() as trips:
+            async with engine.connect() as connection:
+                assert await connection.scalar(text("SELECT pg_backend_pid()")) == first
+        assert trips == ["PING", "BEGIN", "SELECT", "ROLLBACK"]
+        admin = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{pg_database}")
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", first)
+        finally:
+            await admin.close()
+        async with engine.connect() as connection:  # the dead one is replaced unseen
+            assert await connection.scalar(text("SELECT pg_backend_pid()")) != first
+    finally:
+        await engine.dispose()
 
 
 def _adapted(error: Exception) -> Exception:

@@ -271,7 +271,7 @@ async def call_views(session: AsyncSession, calls: Sequence[Call]) -> list[CallV
     if not ids:
         return []
     consents = {
-        row.call_id: consent_view(row)
+        row.call_id: row
         for row in (await session.scalars(select(Consent).where(Consent.call_id.in_(ids)))).all()
     }
     recordings: dict[str, list[Recording]] = {}
@@ -283,30 +283,38 @@ async def call_views(session: AsyncSession, calls: Sequence[Call]) -> list[CallV
     for recording in recording_rows.all():
         recordings.setdefault(recording.call_id, []).append(recording)
     transfers = await transfers_of(session, ids)
-    return [
-        CallView(
-            id=call.id,
-            reference=call.reference,
-            linkedid=call.linkedid,
-            direction=call.direction,
-            caller=call.caller,
-            did=call.did,
-            extension=call.extension,
-            language=call.language,
-            legal_basis=call.legal_basis,
-            retention_class=call.retention_class,
-            started_at=call.started_at,
-            answered_at=call.answered_at,
-            ended_at=call.ended_at,
-            disposition=call.disposition,
-            consent=consents.get(call.id),
-            recordings=tuple(
-                recording_view(row, call.caller) for row in recordings.get(call.id, [])
-            ),
-            transfers=tuple(transfers.get(call.id, ())),
-        )
-        for call in calls
-    ]
+    return [call_view(call, consents.get(call.id), recordings.get(call.id, ()),
+                      transfers.get(call.id, ()))
+            for call in calls]
+
+
+def call_view(
+    call: Call,
+    consent: Consent | None,
+    recordings: Sequence[Recording],
+    transfers: Sequence[TransferView],
+) -> CallView:
+    """One call as every listing shows it (recordings in the order they started,
+    transfers in the order they were asked for)."""
+    return CallView(
+        id=call.id,
+        reference=call.reference,
+        linkedid=call.linkedid,
+        direction=call.direction,
+        caller=call.caller,
+        did=call.did,
+        extension=call.extension,
+        language=call.language,
+        legal_basis=call.legal_basis,
+        retention_class=call.retention_class,
+        started_at=call.started_at,
+        answered_at=call.answered_at,
+        ended_at=call.ended_at,
+        disposition=call.disposition,
+        consent=None if consent is None else consent_view(consent),
+        recordings=tuple(recording_view(row, call.caller) for row in recordings),
+        transfers=tuple(transfers),
+    )
 
 
 async def list_recordings(

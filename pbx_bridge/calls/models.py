@@ -86,6 +86,9 @@ class Call(Base):
         Index("ix_calls_caller_started_at", "caller", "started_at", "id"),
         Index("ix_calls_did_started_at", "did", "started_at", "id"),
         Index("ix_calls_extension_started_at", "extension", "started_at", "id"),
+        # A disposition within extensions (a supervisor's busy calls). Migration 0017.
+        Index("ix_calls_extension_disposition_started_at", "extension", "disposition",
+              "started_at", "id"),
         Index("ix_calls_disposition_started_at", "disposition", "started_at", "id"),
         Index("ix_calls_direction_started_at", "direction", "started_at", "id"),
         # Live calls (no disposition yet) are few; PostgreSQL does not read "IS NULL" as

@@ -134,11 +134,15 @@ async def transfers_of(
     )).all()
     found: dict[str, list[TransferView]] = {}
     for row in rows:
-        found.setdefault(row.call_id, []).append(TransferView(
-            row.mode, row.from_extension, row.to_extension, row.requested_by,
-            row.requested_at, row.answered_at, row.ended_at, row.outcome, row.recording,
-        ))
+        found.setdefault(row.call_id, []).append(transfer_view(row))
     return found
+
+
+def transfer_view(row: CallTransfer) -> TransferView:
+    return TransferView(
+        row.mode, row.from_extension, row.to_extension, row.requested_by,
+        row.requested_at, row.answered_at, row.ended_at, row.outcome, row.recording,
+    )
 
 
 def handled_by(

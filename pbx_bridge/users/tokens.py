@@ -24,6 +24,7 @@ from pbx_bridge.users.accounts import UserError, get_user, principal_of, with_us
 from pbx_bridge.users.models import ApiToken, User
 from pbx_bridge.users.permissions import Principal, check_scopes
 from storage.audit_trail import record_event
+from storage.database import outside_transaction
 from storage.models import new_id, utcnow
 
 PREFIX = "pbxb_"
@@ -176,6 +177,8 @@ async def token_principal(
     token_id, secret = parsed
     now = now or utcnow()
     async with sessions() as session:
+        # Every API request asks: the lookup and the occasional touch need no transaction.
+        await outside_transaction(session)
         found = await with_user(session, ApiToken, ApiToken.id == token_id)
         if found is None:
             return None

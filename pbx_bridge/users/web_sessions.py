@@ -24,6 +24,7 @@ from pbx_bridge.users.models import WebSession
 from pbx_bridge.users.permissions import Principal
 from pbx_bridge.users.sign_in import SignedIn
 from storage.audit_trail import record_event
+from storage.database import outside_transaction
 from storage.models import utcnow
 
 # last_seen_at is written at most this often per session (not on every page).
@@ -98,6 +99,8 @@ async def session_principal(
         return None
     now = now or utcnow()
     async with sessions() as session:
+        # Every page asks: the lookup and the occasional touch need no transaction.
+        await outside_transaction(session)
         found = await with_user(session, WebSession, WebSession.id_hash == digest(session_id))
         if found is None:
             return None

@@ -14,6 +14,7 @@ from pbx_bridge.web.permissions import CALLS_READ, NUMBERS_UNMASK
 from pbx_bridge.web.viewer import Forbidden
 from pbx_bridge.web.web_state import WebState
 from storage.audit_trail import record_event
+from storage.database import outside_transaction
 
 
 class NumberFilterNotAllowed(Exception):
@@ -42,6 +43,9 @@ async def visible_calls(
     scoped = replace(filters, extensions=scope)
     subjects = await state.subjects.index() if scoped.number is not None else None
     async with state.sessions() as session:
+        if not unmasked:
+            # Nothing written (no audit entry for a masked page): no transaction.
+            await outside_transaction(session)
         page = await search_calls(
             session, scoped, signer=state.cursor_signer, subjects=subjects, cursor=cursor,
             limit=limit,

@@ -40,12 +40,14 @@ async def calls_page(
     extension: Text = None,
     disposition: Text = None,
     consent: Text = None,
+    reference: Annotated[str | None, Query(max_length=32)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> Response:
     assert viewer.principal is not None  # signed_in saw to it
     values = {"number": number, "since": since, "until": until, "did": did,
-              "extension": extension, "disposition": disposition, "consent": consent}
+              "extension": extension, "disposition": disposition, "consent": consent,
+              "reference": reference}
     error, calls, unmasked, next_url = None, [], False, None
     try:
         page, unmasked = await visible_calls(

@@ -18,6 +18,7 @@ from sqlalchemy import ForeignKey, String, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from pbx_bridge.subjects.reasons import given_reason
 from storage.audit_trail import record_event
 from storage.models import Base, UTCDateTime, new_id, utcnow
 
@@ -204,11 +205,8 @@ async def refuse(
     now: datetime | None = None,
 ) -> None:
     """``pending → refused``: nothing is done; the reason is kept and audited."""
-    why = reason.strip()
-    if not why:
-        raise ApprovalStateError("a refusal needs a reason")
-    if len(why) > MAX_REASON:
-        raise ApprovalStateError(f"the reason must be at most {MAX_REASON} characters")
+    why = given_reason(reason, ApprovalStateError, "a refusal needs a reason",
+                       most=MAX_REASON)
     _check_pending(approval)
     at = now or utcnow()
     approval.state = ApprovalState.REFUSED.value

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pbx_bridge.calls.models import DataSubjectRequest
 from pbx_bridge.subjects.index import SubjectIndex
+from pbx_bridge.subjects.reasons import given_reason
 from storage.audit_trail import record_event
 from storage.models import new_id, utcnow
 
@@ -306,9 +307,8 @@ async def reject(
     now: datetime | None = None,
 ) -> None:
     """``open | in-progress → rejected``; the reason is what the subject will be told."""
-    why = reason.strip()
-    if not why:
-        raise RequestStateError(f"request {request.reference}: a rejection needs a reason")
+    why = given_reason(reason, RequestStateError,
+                       f"request {request.reference}: a rejection needs a reason")
     if request.status not in PENDING:
         raise RequestStateError(f"{_describe(request)}: it cannot be rejected")
     at = now or utcnow()

@@ -48,6 +48,7 @@ from pbx_bridge.subjects.handling import handle_request
 from pbx_bridge.subjects.holdings_summary import HeldSummary
 from pbx_bridge.subjects.index import InvalidNumber, SubjectKeyError
 from pbx_bridge.subjects.lookup import holdings_of
+from pbx_bridge.subjects.reasons import given_reason
 from pbx_bridge.subjects.register import (
     RequestChannel,
     RequestNotFound,
@@ -121,10 +122,7 @@ class ReasonRequired(ValueError):
 
 
 def _reason(reason: str) -> str:
-    why = reason.strip()
-    if not why:
-        raise ReasonRequired("reason: give a reason (it must not be empty)")
-    return why
+    return given_reason(reason, ReasonRequired, "reason: give a reason (it must not be empty)")
 
 
 class RecordingNotHeldHere(LookupError):

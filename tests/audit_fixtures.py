@@ -15,9 +15,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.database import make_engine
+from storage.models import AuditEntry
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SQLITE_TRIGGERS = (
@@ -121,3 +123,13 @@ async def run_as(url: str, statements: Sequence[str]) -> list[str]:
     finally:
         await conn.close()
     return outcomes
+
+
+async def entries_of(sessions: async_sessionmaker[AsyncSession], action: str) -> list[AuditEntry]:
+    """The trail's entries of one action, in the chain's order: what a test checks was
+    audited (who, what, its details)."""
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
+        )
+        return list(rows.all())

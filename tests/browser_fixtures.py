@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from web_harness import WebConsole
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
@@ -39,6 +40,27 @@ def browser() -> Iterator[Browser]:
 def new_page(browser: Browser, *, locale: str = "en-GB", viewport: dict[str, int] = LAPTOP) -> Page:
     context = browser.new_context(locale=locale, viewport=viewport)  # type: ignore[arg-type]
     return context.new_page()
+
+
+def sign_in(
+    browser: Browser,
+    console: WebConsole,
+    name: str,
+    password: str,
+    *,
+    locale: str = "en-GB",
+    lands: str | None = None,
+) -> Page:
+    """A new page signed in through the sign-in form, as a person does it; with
+    ``lands``, it must arrive there (a path: ``/dashboard``)."""
+    page = new_page(browser, locale=locale)
+    page.goto(console.url + "/sign-in")
+    page.locator("#username").fill(name)
+    page.locator("#password").fill(password)
+    page.locator("form.stacked button[type=submit]").click()
+    if lands is not None:
+        expect(page).to_have_url(console.url + lands)
+    return page
 
 
 def screenshot(page: Page, name: str) -> Path:

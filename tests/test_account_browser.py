@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from browser_fixtures import PHONE, browser, new_page, screenshot
 from playwright.sync_api import Browser, expect
-from web_harness import WebConsole
+from web_harness import WebConsole, running_console
 
 pytestmark = pytest.mark.browser
 
@@ -23,15 +23,9 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebConsole]:
-    console = WebConsole(tmp_path_factory.mktemp("web"))
-    console.cli("db", "upgrade")
-    console.cli("users", "add", "derya", "--role", "dpo", "--password-stdin", "--language",
-                "tr", stdin=PASSWORD + "\n")
-    console.start()
-    try:
+    with running_console(tmp_path_factory.mktemp("web"), password=PASSWORD,
+                         users={"derya": ["--role", "dpo", "--language", "tr"]}) as console:
         yield console
-    finally:
-        console.stop()
 
 
 def test_a_user_switches_to_english_on_the_account_page(

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pyotp
 import pytest
+from audit_fixtures import entries_of
 from console_clients import console_settings, session_cookie
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -88,10 +89,7 @@ class Console:
             return found
 
     async def entries(self, action: str) -> list[AuditEntry]:
-        async with self.sessions() as session:
-            rows = await session.scalars(
-                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq))
-            return list(rows.all())
+        return await entries_of(self.sessions, action)
 
 
 @pytest.fixture

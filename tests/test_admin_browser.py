@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from browser_fixtures import browser, new_page, screenshot
-from playwright.sync_api import Browser, Page, expect
-from web_harness import WebConsole
+from browser_fixtures import browser, screenshot, sign_in
+from playwright.sync_api import Browser, expect
+from web_harness import WebConsole, running_console
 
 pytestmark = pytest.mark.browser
 
@@ -22,33 +22,15 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebConsole]:
-    console = WebConsole(tmp_path_factory.mktemp("web"))
-    console.cli("db", "upgrade")
-    console.cli("ext", "set", "101", "--recording", "always")
-    console.cli("users", "add", "ayse", "--role", "admin", "--password-stdin",
-                "--language", "en", stdin=PASSWORD + "\n")
-    console.start()
-    try:
+    with running_console(tmp_path_factory.mktemp("web"), recorded=["101"], password=PASSWORD,
+                         users={"ayse": ["--role", "admin", "--language", "en"]}) as console:
         yield console
-    finally:
-        console.stop()
-
-
-def sign_in(browser: Browser, console: WebConsole, name: str, password: str,
-            landing: str = "/dashboard") -> Page:
-    page = new_page(browser)
-    page.goto(console.url + "/sign-in")
-    page.locator("#username").fill(name)
-    page.locator("#password").fill(password)
-    page.locator("form.stacked button[type=submit]").click()
-    expect(page).to_have_url(console.url + landing)
-    return page
 
 
 def test_the_admin_adds_a_user_and_a_route_in_the_browser(
     browser: Browser, console: WebConsole
 ) -> None:
-    page = sign_in(browser, console, "ayse", PASSWORD)
+    page = sign_in(browser, console, "ayse", PASSWORD, lands="/dashboard")
     navigation = page.get_by_role("navigation")
     navigation.get_by_role("link", name="Users").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Users")
@@ -90,6 +72,6 @@ def test_the_admin_adds_a_user_and_a_route_in_the_browser(
     trail = console.cli("audit", "list", "--target", "route:2125550150")
     assert "user:ayse" in trail and "route.created" in trail
 
-    kerem = sign_in(browser, console, "kerem", password, landing="/audit")  # an auditor
+    kerem = sign_in(browser, console, "kerem", password, lands="/audit")  # an auditor
     expect(kerem.get_by_role("navigation").get_by_role("link", name="Routes")).to_have_count(0)
     assert kerem.goto(console.url + "/admin/routes").status == 403  # type: ignore[union-attr]

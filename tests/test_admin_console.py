@@ -17,10 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from audit_fixtures import entries_of
 from cli_support import clean_pbx_env, cli
 from console_clients import add_users_with_tokens, bearer_header, session_cookie
 from database_fixtures import db_url, migrated_url, pg_database, sessions
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.calls.models import Call, Extension, Route
@@ -79,10 +80,7 @@ class Console:
                                       headers=headers)
 
     async def entries(self, action: str) -> list[AuditEntry]:
-        async with self.sessions() as session:
-            rows = await session.scalars(
-                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq))
-            return list(rows.all())
+        return await entries_of(self.sessions, action)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from audit_fixtures import tamper
 from browser_fixtures import browser, screenshot
 from playwright.sync_api import Browser, expect
 from test_web_signed_in import PASSWORD, sign_in
-from web_harness import WebConsole
+from web_harness import WebConsole, running_console
 
 pytestmark = pytest.mark.browser
 
@@ -21,18 +21,11 @@ __all__ = ["browser"]  # a fixture, used by name
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebConsole]:
-    console = WebConsole(tmp_path_factory.mktemp("web"))
-    console.cli("db", "upgrade")
-    console.cli("ext", "set", "101", "--recording", "always")
-    console.cli("users", "add", "aydin", "--role", "auditor", "--password-stdin",
-                "--language", "en", stdin=PASSWORD + "\n")
-    console.cli("users", "add", "denetci", "--role", "auditor", "--password-stdin",
-                stdin=PASSWORD + "\n")
-    console.start()
-    try:
+    users = {"aydin": ["--role", "auditor", "--language", "en"],
+             "denetci": ["--role", "auditor"]}
+    with running_console(tmp_path_factory.mktemp("web"), recorded=["101"], users=users,
+                         password=PASSWORD) as console:
         yield console
-    finally:
-        console.stop()
 
 
 def _in_thread(console: WebConsole, *statements: str) -> None:

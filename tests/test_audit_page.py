@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from audit_fixtures import tamper
+from audit_fixtures import entries_of, tamper
 from sqlalchemy import func, select
 from storage_fakes import db_url, sessions
 from test_call_page import CALLER, SECRET, Console, web
@@ -51,11 +51,7 @@ async def _append(web: Console, events: list[AuditEvent]) -> None:
 
 
 async def _entries(web: Console, action: str) -> list[AuditEntry]:
-    async with web.sessions() as session:
-        rows = await session.scalars(
-            select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
-        )
-        return list(rows.all())
+    return await entries_of(web.sessions, action)
 
 
 async def _form(web: Console, user: str) -> tuple[dict[str, str], str]:

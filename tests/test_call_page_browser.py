@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from browser_fixtures import browser, new_page, play_until, screenshot
+from browser_fixtures import browser, play_until, screenshot
+from browser_fixtures import sign_in as signed_in
 from e2e_harness import ServiceHarness, recordings_of
 from playwright.sync_api import Browser, Response, expect
 from test_storage_e2e import place_consenting_call
@@ -72,12 +73,8 @@ def called(
 
 
 def sign_in(browser: Browser, console: WebConsole, name: str) -> Any:
-    page = new_page(browser)
-    page.goto(console.url + "/sign-in")
-    page.locator("#username").fill(name)
-    page.locator("#password").fill(PASSWORD)
-    page.locator("form.stacked button[type=submit]").click()
-    expect(page).to_have_url(console.url + "/dashboard")  # the page after sign-in
+    """Signed in (on the dashboard, the page after sign-in), then on the calls list."""
+    page = signed_in(browser, console, name, PASSWORD, lands="/dashboard")
     page.goto(console.url + "/calls")
     return page
 

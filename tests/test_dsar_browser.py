@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_fixtures import browser, new_page, screenshot
-from playwright.sync_api import Browser, Page, expect
-from web_harness import WebConsole
+from browser_fixtures import browser, screenshot, sign_in
+from playwright.sync_api import Browser, expect
+from web_harness import WebConsole, running_console
 
 pytestmark = pytest.mark.browser
 
@@ -24,35 +24,19 @@ CALLER = "05321234567"
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebConsole]:
     """A dpo, a supervisor, and two calls from the subject."""
-    console = WebConsole(tmp_path_factory.mktemp("web"))
-    console.cli("db", "upgrade")
-    console.cli("ext", "set", "101", "--recording", "always")
-    console.cli("users", "add", "dilek", "--role", "dpo", "--password-stdin",
-                "--language", "en", stdin=PASSWORD + "\n")
-    console.cli("users", "add", "selim", "--role", "supervisor", "--extensions", "101",
-                "--password-stdin", stdin=PASSWORD + "\n")
-    console.add_calls({"caller": CALLER}, {"caller": "+905321234567", "did": "2125550101"})
-    console.start()
-    try:
+    users = {"dilek": ["--role", "dpo", "--language", "en"],
+             "selim": ["--role", "supervisor", "--extensions", "101"]}
+    calls = [{"caller": CALLER}, {"caller": "+905321234567", "did": "2125550101"}]
+    with running_console(tmp_path_factory.mktemp("web"), recorded=["101"], users=users,
+                         password=PASSWORD, calls=calls) as console:
         yield console
-    finally:
-        console.stop()
 
-
-def sign_in(browser: Browser, console: WebConsole, name: str, locale: str = "en-GB") -> Page:
-    page = new_page(browser, locale=locale)
-    page.goto(console.url + "/sign-in")
-    page.locator("#username").fill(name)
-    page.locator("#password").fill(PASSWORD)
-    page.locator("form.stacked button[type=submit]").click()
-    expect(page).to_have_url(console.url + "/dashboard")
-    return page
 
 
 def test_a_dpo_opens_runs_an_access_request_and_downloads_the_answer(
     browser: Browser, console: WebConsole, tmp_path: Path
 ) -> None:
-    page = sign_in(browser, console, "dilek")
+    page = sign_in(browser, console, "dilek", PASSWORD, lands="/dashboard")
     page.get_by_role("link", name="Requests", exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Data-subject requests")
     page.locator("#open-request").click()
@@ -92,7 +76,7 @@ def test_a_dpo_opens_runs_an_access_request_and_downloads_the_answer(
 
 
 def test_a_supervisor_has_no_register(browser: Browser, console: WebConsole) -> None:
-    page = sign_in(browser, console, "selim", locale="tr-TR")
+    page = sign_in(browser, console, "selim", PASSWORD, locale="tr-TR", lands="/dashboard")
     expect(page.get_by_role("link", name="Başvurular", exact=True)).to_have_count(0)
     answer = page.goto(console.url + "/dsar")
     assert answer is not None and answer.status == 403

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from audit_fixtures import entries_of
 from console_clients import bearer_header, session_cookie
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -73,11 +74,7 @@ class Desk:
         return {"Cookie": f"pbxb_session={session_id}; pbxb_csrf={nonce}"}, token
 
     async def entries(self, action: str) -> list[AuditEntry]:
-        async with self.sessions() as session:
-            rows = await session.scalars(
-                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
-            )
-            return list(rows.all())
+        return await entries_of(self.sessions, action)
 
     async def open(self, kind: str, user: str = "deniz", **extra: object) -> dict[str, object]:
         made = await self.client.post(

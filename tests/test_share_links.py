@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from audit_fixtures import entries_of
 from sqlalchemy import select, update
 from storage_fakes import db_url, sessions
 from test_call_page import SECRET, Console, web
@@ -39,11 +40,7 @@ def _path(url: object) -> str:
 
 
 async def _entries(web: Console, action: str) -> list[AuditEntry]:
-    async with web.sessions() as session:
-        rows = await session.scalars(
-            select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
-        )
-        return list(rows.all())
+    return await entries_of(web.sessions, action)
 
 
 async def test_a_link_opens_signed_out_plays_206_and_every_open_is_audited(

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from audit_fixtures import entries_of
 from console_clients import bearer_header
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
@@ -136,11 +137,7 @@ class Site:
             return int(await session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
 
     async def audited(self, action: str) -> list[AuditEntry]:
-        async with self.web.sessions() as session:
-            rows = await session.scalars(
-                select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
-            )
-            return list(rows.all())
+        return await entries_of(self.web.sessions, action)
 
 
 @pytest.fixture

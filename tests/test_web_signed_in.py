@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from browser_fixtures import browser, new_page, screenshot
+from browser_fixtures import sign_in as signed_in
 from playwright.sync_api import Browser, Page, expect
 from web_harness import WebConsole
 
@@ -53,12 +54,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebConsole]:
 
 def sign_in(browser: Browser, console: WebConsole, name: str, *, locale: str = "en-GB",
             password: str = PASSWORD) -> Page:
-    page = new_page(browser, locale=locale)
-    page.goto(console.url + "/sign-in")
-    page.locator("#username").fill(name)
-    page.locator("#password").fill(password)
-    page.locator("form.stacked button[type=submit]").click()
-    return page
+    return signed_in(browser, console, name, password, locale=locale)
 
 
 def table_rows(page: Page) -> list[list[str]]:

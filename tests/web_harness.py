@@ -12,8 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -154,13 +155,36 @@ class WebConsole:
         return "\n".join(text.splitlines()[-lines:])
 
 
-@pytest.fixture(scope="module")
-def web_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebConsole]:
-    """A migrated database and ``pbx-bridge web`` serving it, shared by a test module."""
-    console = WebConsole(tmp_path_factory.mktemp("web"))
+@contextmanager
+def running_console(
+    folder: Path,
+    *,
+    recorded: Sequence[str] = (),
+    users: Mapping[str, Sequence[str]] | None = None,
+    password: str = "",
+    calls: Sequence[dict[str, object]] = (),
+) -> Iterator[WebConsole]:
+    """``pbx-bridge web`` on a migrated database set up as a browser test module needs
+    it: ``recorded`` extensions (``ext set N --recording always``), ``users`` (name: the
+    other options of ``users add``, all with ``password``) and ``calls``
+    (:meth:`WebConsole.add_calls`); stopped afterwards."""
+    console = WebConsole(folder)
     console.cli("db", "upgrade")
+    for extension in recorded:
+        console.cli("ext", "set", extension, "--recording", "always")
+    for name, options in (users or {}).items():
+        console.cli("users", "add", name, *options, "--password-stdin", stdin=password + "\n")
+    if calls:
+        console.add_calls(*calls)
     console.start()
     try:
         yield console
     finally:
         console.stop()
+
+
+@pytest.fixture(scope="module")
+def web_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebConsole]:
+    """A migrated database and ``pbx-bridge web`` serving it, shared by a test module."""
+    with running_console(tmp_path_factory.mktemp("web")) as console:
+        yield console

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -492,6 +493,25 @@ class WebSettings(_Section):
         return self.base_url.startswith("https://")
 
 
+class CommandSettings(_Section):
+    """Commands from the console, the API and the CLI to the service that owns a call
+    (a PCI pause by API, a click-to-call): rows in the database that a service takes."""
+
+    # This service's name among the nodes sharing the database (a command may name the
+    # node that must take it; the trail says which did). Default: the host's name.
+    node: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128,
+                      pattern=r"^[A-Za-z0-9_.:-]+$")
+    # A command no service took within this many seconds is answered "no service owns
+    # this call" (the service is down, or the call is not live on any node).
+    take_within_s: float = Field(default=5.0, ge=0.5, le=120.0)
+    # How long the API waits for the outcome before answering 202 with the command's id.
+    wait_s: float = Field(default=5.0, ge=0.0, le=30.0)
+    # How often a service looks for new commands where the database cannot wake it
+    # (SQLite); with PostgreSQL, LISTEN/NOTIFY wakes it at once and this is a safety net
+    # run ten times less often.
+    poll_interval_s: float = Field(default=0.5, ge=0.05, le=10.0)
+
+
 def listen_address(value: str) -> tuple[str, int]:
     """``"127.0.0.1:9464"`` / ``"[::1]:9464"`` → (host, port), or a ValueError saying why."""
     host, sep, port_text = value.rpartition(":")
@@ -523,6 +543,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     web: WebSettings = WebSettings()
+    commands: CommandSettings = CommandSettings()
     auth: AuthSettings = AuthSettings()
 
     @classmethod

@@ -16,8 +16,10 @@ from pbx_bridge.ari import AriClient, EventStream
 from pbx_bridge.audit_watch import AuditTrailWatch
 from pbx_bridge.calls.journal import CallJournal
 from pbx_bridge.calls.routes import list_routes
+from pbx_bridge.commands.taker import CommandTaker
 from pbx_bridge.config import ConfigError, Language, Settings, StorageSettings
 from pbx_bridge.flow.app import ChannelOwnership, StasisApp
+from pbx_bridge.flow.call_commands import LiveCallCommands
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.prompts import PromptCatalogue
 from pbx_bridge.jurisdiction import check_routes
@@ -173,7 +175,12 @@ async def run(settings: Settings) -> None:
                     max_backoff_s=settings.ari.reconnect_max_s,
                 )
                 app = StasisApp(ctx, ownership)
-                async with serving_metrics(settings, sessions, app, stream):
+                commands = CommandTaker(
+                    engine, sessions, LiveCallCommands(app.session_of),
+                    node=settings.commands.node,
+                    poll_interval_s=settings.commands.poll_interval_s,
+                )
+                async with serving_metrics(settings, sessions, app, stream), commands:
                     await _serve(app, stream)
     finally:
         await engine.dispose()

@@ -39,7 +39,10 @@ from storage_fakes import db_url, sessions
 from test_call_page import CALLER, Console, web
 from web_routes import console_app, openapi_operations
 
+from pbx_bridge.calls.models import Call
 from pbx_bridge.calls.retention import set_class
+from pbx_bridge.commands.queue import Outcome, PendingCommand, TakenCommand
+from pbx_bridge.commands.taker import CommandAnswer, CommandTaker
 from pbx_bridge.subjects.approvals import ApprovalAction, request_approval
 
 __all__ = ["db_url", "sessions", "web"]  # fixtures
@@ -75,8 +78,28 @@ async def _send(client: httpx.AsyncClient, kwargs: dict[str, Any]) -> httpx.Resp
     )
 
 
+class AnsweringService:
+    """A service holding every live call: answers each command to it as done (what a
+    call does with it is tests/test_call_commands.py's)."""
+
+    def takes(self, command: PendingCommand) -> bool:
+        return command.call_id is not None
+
+    async def carry_out(self, command: TakenCommand) -> CommandAnswer:
+        return CommandAnswer(Outcome.DONE, {"paused": command.kind == "pause"})
+
+
 async def _known_ids(web: Console) -> dict[str, list[str]]:
     """Ids that exist, by path parameter name, so cases reach past the 404."""
+    async with web.sessions() as session:  # a live call of the supervisor's extension
+        live = Call(direction="inbound", caller=CALLER, did="2125550100", extension="101",
+                    announcement="before-connect", legal_basis="consent",
+                    retention_class="default", language="tr", channel_id="c-live",
+                    linkedid="l-live")
+        session.add(live)
+        await session.commit()
+    paused = await web.client.post(f"/api/v1/calls/{live.id}/pause", headers=web.api("selim"))
+    assert paused.status_code == 200, paused.text
     shares = []
     for user in ("selim", "deniz"):
         made = await web.client.post(
@@ -111,7 +134,8 @@ async def _known_ids(web: Console) -> dict[str, list[str]]:
                        ("/api/v1/extensions/101", {"recording": "always"})):
         made = await web.client.put(path, json=body, headers=admin)
         assert made.status_code == 200, made.text
-    return {"call_id": [web.call_id, web.other_call_id], "recording_id": [web.recording_id],
+    return {"call_id": [web.call_id, web.other_call_id, live.id],
+            "command_id": [paused.json()["id"]], "recording_id": [web.recording_id],
             "share_id": shares, "dsar_id": dsars, "approval_id": approvals,
             "did": ["2125550100"], "ext": ["101"], "name": ["sales"],
             "user_name": ["aydin", "selim"]}
@@ -122,6 +146,13 @@ async def _known_ids(web: Console) -> dict[str, list[str]]:
 async def test_every_answer_is_as_documented_and_none_is_a_5xx(
     web: Console, method: str, path: str
 ) -> None:
+    engine = web.sessions.kw["bind"]
+    async with CommandTaker(engine, web.sessions, AnsweringService(), node="pbx-1",
+                            poll_interval_s=0.05):
+        await _explore(web, method, path)
+
+
+async def _explore(web: Console, method: str, path: str) -> None:
     document = (await web.client.get("/api/v1/openapi.json")).json()
     operation = schemathesis.openapi.from_dict(document)[path][method]
     known = await _known_ids(web)

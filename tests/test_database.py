@@ -63,6 +63,7 @@ EXPECTED_TABLES = {
     "recording_pauses",
     "call_transfers",
     "ring_groups",
+    "call_commands",
 }
 
 

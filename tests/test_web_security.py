@@ -47,6 +47,8 @@ from web_routes import (
 )
 
 from pbx_bridge.calls.models import Call
+from pbx_bridge.commands import queue
+from pbx_bridge.commands.queue import CommandKind
 from pbx_bridge.config import Settings
 from pbx_bridge.users import tokens
 from pbx_bridge.web import csrf
@@ -79,6 +81,8 @@ class Site:
     own_share_id: str  # selim's link to his extension's recording
     own_share_token: str
     dpo_share_id: str  # a dpo's link: not selim's to see or revoke
+    own_command_id: str  # a command selim's token asked for
+    dpo_command_id: str  # one the dpo's token asked for: not selim's to read
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -87,12 +91,13 @@ class Site:
     def own_ids(self) -> dict[str, str]:
         """A value for each path parameter: selim's own call, recording, share."""
         return {"call_id": self.web.call_id, "recording_id": self.web.recording_id,
-                "share_id": self.own_share_id, "token": self.own_share_token}
+                "share_id": self.own_share_id, "token": self.own_share_token,
+                "command_id": self.own_command_id}
 
     def foreign_ids(self) -> dict[str, str]:
         """The other extension's call and recording, and the dpo's share."""
         return {"call_id": self.web.other_call_id, "recording_id": self.other_recording_id,
-                "share_id": self.dpo_share_id}
+                "share_id": self.dpo_share_id, "command_id": self.dpo_command_id}
 
     async def browser(self, user: str | None) -> dict[str, str]:
         """Headers of a browser signed in as ``user`` (or not), with its CSRF nonce; the
@@ -165,9 +170,18 @@ async def site(web: Console) -> Site:
         )
         assert made.status_code == 201, made.text
         shares[user] = made.json()
+    commands = {}
+    for user in ("selim", "deniz"):
+        principal = await web.users.token_principal(web.bearer[user])
+        assert principal is not None
+        commands[user] = await queue.submit(
+            web.sessions, kind=CommandKind.PAUSE, call_id=web.call_id, arguments={},
+            actor=principal.actor, take_within_s=1.0,
+        )
     return Site(
         web, script_call_id, other_recording_id, shares["selim"]["id"],
         shares["selim"]["url"].rsplit("/", 1)[1], shares["deniz"]["id"],
+        commands["selim"], commands["deniz"],
     )
 
 

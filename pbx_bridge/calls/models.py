@@ -262,3 +262,42 @@ class CallTransfer(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     # What the target's policy did to the recording: continued, stopped, started, none.
     recording: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class CallCommand(Base):
+    """A request from the console, the API or the CLI to the service that owns a call
+    (pause its recording, start a click-to-call), kept until answered (migration 0018).
+
+    The web process cannot reach Asterisk's calls: only the ``pbx-bridge run`` holding
+    the call can act on it, and with several Asterisk nodes on one database the asker
+    does not know which. So the request is a row; each service takes the ones for its
+    own calls with a compare-and-set on ``taken_at`` (``pbx_bridge/commands/queue.py``),
+    so two nodes never both act, and writes the outcome back for the asker to read.
+    """
+
+    __tablename__ = "call_commands"
+    # The services' poll reads the few commands nobody has taken yet.
+    __table_args__ = (
+        Index("ix_call_commands_pending", "expires_at",
+              sqlite_where=text("taken_at IS NULL"),
+              postgresql_where=text("taken_at IS NULL")),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # The call it is about; NULL for a command that makes a call (click-to-call).
+    call_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    # The service node that must take it (NULL: whichever owns the call, or any).
+    node: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))  # pause, resume, originate
+    arguments: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    requested_by: Mapped[str] = mapped_column(String(128))  # the audit actor
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Nobody took it by then: no service owns the call (stopped, or the call is gone).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    taken_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # done, refused, failed, expired; NULL until finished.
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -79,6 +79,10 @@ class StasisApp:
     def sessions(self) -> list[CallSession]:
         return list(self._sessions.values())
 
+    def session_of(self, call_id: str) -> CallSession | None:
+        """The live call with this id, if this service holds it (commands by API)."""
+        return next((s for s in self._sessions.values() if s.call_id == call_id), None)
+
     async def run(self, stream: AsyncIterator[StreamItem]) -> None:
         try:
             async with self._recording_ends:

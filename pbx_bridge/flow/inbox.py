@@ -41,7 +41,14 @@ class ChannelVanished:
     type: str = "ChannelVanished"
 
 
-InboxItem = ev.Event | ChannelVanished
+class CallRequest:
+    """Synthetic: a request to the call from outside Asterisk (a command by API,
+    ``flow/call_commands.py``), read by the flow like an event."""
+
+    type: str = "CallRequest"
+
+
+InboxItem = ev.Event | ChannelVanished | CallRequest
 
 
 def departed_channel(item: InboxItem) -> tuple[str, str] | None:

@@ -25,6 +25,7 @@ from pbx_bridge.config import Announcement, LegalBasis, RecordingMode, TimeoutRu
 from pbx_bridge.disclosure import DisclosureFacts
 from pbx_bridge.flow import announcement, names, ring_group
 from pbx_bridge.flow.agent_features import agent_actor, feature_codes, retention_choice_refused
+from pbx_bridge.flow.call_commands import CallCommandRequest, answer_command
 from pbx_bridge.flow.call_state import CallState, route_snapshot
 from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
 from pbx_bridge.flow.context import FlowContext
@@ -128,6 +129,12 @@ class CallSession:
         # The language menu the caller heard (routes offering languages), for the proof.
         self._language_menu: Prompt | None = None
         self._ringing: ring_group.Ringing | None = None  # what the route rings
+        self._conversing = False
+
+    @property
+    def conversing(self) -> bool:
+        """The parties talk: a command to the call (a PCI pause by API) can act now."""
+        return self._conversing
 
     @property
     def caller(self) -> Channel:
@@ -496,6 +503,7 @@ class CallSession:
         # Loop time of the automatic resume (an adopted call may be paused already).
         left = self._recorder.pause_left_s(60.0 * self.ctx.call.pci_pause_max_minutes)
         pause_ends = None if left is None else loop.time() + left
+        self._conversing = True
         while True:
             wake = min((t for t in (keys.waiting_until(), pause_ends) if t is not None),
                        default=None)
@@ -506,6 +514,9 @@ class CallSession:
             elif (isinstance(item, ev.ChannelDtmfReceived)
                   and item.channel.id == self.state.agent_id):  # the agent now
                 action = keys.feed(item.digit, now)
+            elif isinstance(item, CallCommandRequest):  # from the API: as the agent's code
+                await self._answer_command(route, decision, item)
+                action = None
             else:
                 continue
             if pause_ends is not None and now >= pause_ends and self._recorder.paused:
@@ -519,11 +530,24 @@ class CallSession:
             elif pause_ends is None:
                 pause_ends = now + 60.0 * self.ctx.call.pci_pause_max_minutes
 
-    async def _agent_feature(
-        self, route: ResolvedRoute, decision: RecordingDecision, action: FeatureAction
+    async def _answer_command(
+        self, route: ResolvedRoute, decision: RecordingDecision, request: CallCommandRequest
     ) -> None:
+        """A command by API runs the agent's own feature code, with the asker as actor."""
         assert self._recorder is not None
-        actor = agent_actor(self.state.extension)
+
+        async def run(action: FeatureAction, actor: str) -> None:
+            await self._agent_feature(route, decision, action, actor=actor)
+
+        await answer_command(request, self._recorder, run)
+
+    async def _agent_feature(
+        self, route: ResolvedRoute, decision: RecordingDecision, action: FeatureAction,
+        *, actor: str | None = None,
+    ) -> None:
+        """``actor``: who asked, when not the agent's keypad (a command by API)."""
+        assert self._recorder is not None
+        actor = actor or agent_actor(self.state.extension)
         if action.kind is FeatureKind.PAUSE:
             name = ("agent-recording-paused" if await self._quietly_false(
                 self._recorder.pause(actor)) else "agent-not-recording")

@@ -57,6 +57,11 @@ class Action(StrEnum):
     RECORDINGS_RETAIN = "recordings.retain"
     # One call's retention class (its conversation recordings), as the agent's *7 / *0.
     CALLS_RETENTION = "calls.retention"
+    # PCI pause of a live call's recording by API (as the agent's *5 / *6): a supervisor
+    # of the call's extension only (an agent's own token is a supervisor of their
+    # extension). Pausing protects card data but also leaves a span unrecorded, so a
+    # dpo, admin or auditor, who do not run calls, may not.
+    CALLS_PAUSE = "calls.pause"
     NUMBERS_UNMASK = "numbers.unmask"
     DSAR_READ = "dsar.read"
     DSAR_OPEN = "dsar.open"
@@ -82,6 +87,7 @@ CALL_ACTIONS = frozenset(
         A.SHARES_REVOKE,
         A.NUMBERS_UNMASK,
         A.CALLS_RETENTION,
+        A.CALLS_PAUSE,
     }
 )
 # Irreversible or wholesale: a second dpo approves them when four eyes are on. A DSAR of

@@ -18,6 +18,7 @@ from pbx_bridge.web import (
     admin_users_page,
     api_admin,
     api_audit,
+    api_call_commands,
     api_call_retention,
     api_calls,
     api_consents,
@@ -149,6 +150,7 @@ def create_app(
     app.include_router(api_consents.router, dependencies=api_dependencies)
     app.include_router(api_audit.router, dependencies=api_dependencies)
     app.include_router(api_call_retention.router, dependencies=api_dependencies)
+    app.include_router(api_call_commands.router, dependencies=api_dependencies)
     app.include_router(sign_in.router)
     app.include_router(dashboard_page.router)
     app.include_router(calls_page.router)

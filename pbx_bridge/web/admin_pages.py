@@ -7,11 +7,12 @@ Nothing here reads a call, so no caller's number can show."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
@@ -120,6 +121,26 @@ def _codes(form: FormData, name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in form_text(form, name).split(",") if part.strip())
 
 
+async def _apply_form(
+    request: Request,
+    change: Callable[[AsyncSession], Awaitable[object]],
+    *,
+    done: str,
+    refused: Callable[[Exception], Awaitable[Response]],
+    errors: tuple[type[Exception], ...] = FORM_ERRORS,
+) -> Response:
+    """A form's change in one transaction, then back to the list saying what was done
+    (303 to ``done``), or, refused, the page again with why (``refused``): what every
+    admin form does, so none can forget the commit or answer a refusal differently."""
+    try:
+        async with web_state(request).sessions() as session:
+            await change(session)
+            await session.commit()
+    except errors as exc:
+        return await refused(exc)
+    return RedirectResponse(done, status_code=303)
+
+
 def _problem(error: Exception, of: str) -> dict[str, str]:
     field = error.field if isinstance(error, FormProblem) else error_field(error, of=of)
     return {field or "form": str(error)}
@@ -191,35 +212,37 @@ async def save_route_form(request: Request, viewer: SignedIn) -> Response:
     """Create or change the route the form names (its DID field)."""
     principal = await admin_of(request, viewer, ROUTES_WRITE)
     form = await request.form()
-    state = web_state(request)
+    config = web_state(request).config
     did = form_text(form, "did")
-    try:
-        fields = _route_fields(form)
-        async with state.sessions() as session:
-            await save_route(session, state.config, did, fields,
-                             actor=actor_of(principal))
-            await session.commit()
-    except FORM_ERRORS as exc:
+
+    async def change(session: AsyncSession) -> None:
+        await save_route(session, config, did, _route_fields(form), actor=actor_of(principal))
+
+    async def refused(exc: Exception) -> Response:
         values: dict[str, object] = {name: form_text(form, name) for name in (
             "did", *ROUTE_TEXT, *OPTIONS, "prompt_timeout_s")}
         values["offer_withdrawal"] = form.get("offer_withdrawal") is not None
         values["language_by_country"] = form.get("language_by_country") is not None
         return await _routes_page(request, viewer, values=values,
                                   errors=_problem(exc, "route"), status_code=422)
-    return RedirectResponse(f"/admin/routes?saved={did}", status_code=303)
+
+    return await _apply_form(request, change, done=f"/admin/routes?saved={did}",
+                             refused=refused)
 
 
 @router.post("/admin/routes/{did}/delete")
 async def delete_route_form(request: Request, viewer: SignedIn, did: Key) -> Response:
     principal = await admin_of(request, viewer, ROUTES_WRITE)
-    try:
-        async with web_state(request).sessions() as session:
-            await delete_route(session, did, actor=actor_of(principal))
-            await session.commit()
-    except DELETE_ROUTE_ERRORS as exc:
+
+    async def change(session: AsyncSession) -> None:
+        await delete_route(session, did, actor=actor_of(principal))
+
+    async def refused(exc: Exception) -> Response:
         return await _routes_page(request, viewer, errors={"delete": str(exc)},
                                   status_code=404 if isinstance(exc, UnknownRoute) else 422)
-    return RedirectResponse(f"/admin/routes?deleted={did}", status_code=303)
+
+    return await _apply_form(request, change, done=f"/admin/routes?deleted={did}",
+                             refused=refused, errors=DELETE_ROUTE_ERRORS)
 
 
 # -- extensions --------------------------------------------------------------------------
@@ -258,21 +281,23 @@ async def save_extension_form(request: Request, viewer: SignedIn) -> Response:
     principal = await admin_of(request, viewer, EXTENSIONS_WRITE)
     form = await request.form()
     number = form_text(form, "number")
-    try:
+
+    async def change(session: AsyncSession) -> None:
         recording = _choice(form, "recording", RecordingMode)
         if recording is None:
             raise FormProblem("recording", "choose when this extension's calls are recorded")
-        async with web_state(request).sessions() as session:
-            await set_extension(session, number, recording,
-                                form_text(form, "retention_class") or None,
-                                actor=actor_of(principal))
-            await session.commit()
-    except FORM_ERRORS as exc:
+        await set_extension(session, number, recording,
+                            form_text(form, "retention_class") or None,
+                            actor=actor_of(principal))
+
+    async def refused(exc: Exception) -> Response:
         values = {name: form_text(form, name) for name in ("number", "recording",
                                                        "retention_class")}
         return await _extensions_page(request, viewer, values=values,
                                       errors=_problem(exc, "extension"), status_code=422)
-    return RedirectResponse(f"/admin/extensions?saved={number}", status_code=303)
+
+    return await _apply_form(request, change, done=f"/admin/extensions?saved={number}",
+                             refused=refused)
 
 
 # -- retention classes -------------------------------------------------------------------
@@ -304,39 +329,41 @@ async def save_class_form(request: Request, viewer: SignedIn) -> Response:
     principal = await admin_of(request, viewer, RETENTION_WRITE)
     form = await request.form()
     name = form_text(form, "name")
-    try:
+
+    async def change(session: AsyncSession) -> None:
         days = _number(form, "days", "retention period")
         if days is None:
             raise FormProblem("days", "how many days are recordings of this class kept?")
-        async with web_state(request).sessions() as session:
-            await set_class(session, name, days, actor=actor_of(principal))
-            await session.commit()
-    except FORM_ERRORS as exc:
+        await set_class(session, name, days, actor=actor_of(principal))
+
+    async def refused(exc: Exception) -> Response:
         return await _retention_page(
             request, viewer, values={"name": name, "days": form_text(form, "days")},
             errors=_problem(exc, "retention"), status_code=422,
         )
-    return RedirectResponse(f"/admin/retention?saved={name}", status_code=303)
+
+    return await _apply_form(request, change, done=f"/admin/retention?saved={name}",
+                             refused=refused)
 
 
 @router.post("/admin/retention/{name}/delete")
 async def delete_class_form(request: Request, viewer: SignedIn, name: Key) -> Response:
     """Refused with the reason while routes, extensions or kept recordings use the class."""
     principal = await admin_of(request, viewer, RETENTION_WRITE)
-    state = web_state(request)
-    try:
-        async with state.sessions() as session:
-            await delete_class(
-                session, name, default_route_class=state.config.default_route.retention_class,
-                actor=actor_of(principal),
-            )
-            await session.commit()
-    except DELETE_CLASS_ERRORS as exc:
+    default_class = web_state(request).config.default_route.retention_class
+
+    async def change(session: AsyncSession) -> None:
+        await delete_class(session, name, default_route_class=default_class,
+                           actor=actor_of(principal))
+
+    async def refused(exc: Exception) -> Response:
         status = (409 if isinstance(exc, RetentionClassInUse)
                   else 404 if isinstance(exc, UnknownRetentionClass) else 422)
         return await _retention_page(request, viewer, errors={"delete": str(exc)},
                                      status_code=status)
-    return RedirectResponse(f"/admin/retention?deleted={name}", status_code=303)
+
+    return await _apply_form(request, change, done=f"/admin/retention?deleted={name}",
+                             refused=refused, errors=DELETE_CLASS_ERRORS)
 
 
 # -- storage -----------------------------------------------------------------------------

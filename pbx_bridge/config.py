@@ -285,6 +285,11 @@ class CallSettings(_Section):
     # What the caller hears while held for an attended transfer: Asterisk's
     # music-on-hold class (musiconhold.conf); empty: silence.
     transfer_hold_music: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]*$")
+    # Agents' calls out ([pbx-bridge-outbound]): how the callee is dialled over the trunk
+    # ({number} is the number the agent dialled; an outbound route may name its own), and
+    # which dialled numbers are extensions (dialled with dial_template, scope internal).
+    outbound_dial_template: str = "PJSIP/{number}@carrier"
+    internal_number_pattern: str = r"^[1-9][0-9]{1,5}$"
 
     @model_validator(mode="after")
     def _codes_apart(self) -> CallSettings:
@@ -308,6 +313,22 @@ class CallSettings(_Section):
     def _has_ext(cls, value: str) -> str:
         if "{ext}" not in value:
             raise ValueError("must contain {ext}, e.g. PJSIP/{ext}")
+        return value
+
+    @field_validator("outbound_dial_template")
+    @classmethod
+    def _has_number(cls, value: str) -> str:
+        if "{number}" not in value:
+            raise ValueError("must contain {number}, e.g. PJSIP/{number}@carrier")
+        return value
+
+    @field_validator("internal_number_pattern")
+    @classmethod
+    def _is_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
         return value
 
 
@@ -338,6 +359,31 @@ class RouteSettings(_Section):
         problems = untruthful(
             self.announcement, self.legal_basis, offer_withdrawal=self.offer_withdrawal
         )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class OutboundRouteSettings(_Section):
+    """The outbound route for a dialled number no outbound route's prefix matches
+    (``pbx-bridge outbound-route set PREFIX ...``): what the callee hears on answer."""
+
+    announcement: Announcement = Announcement.NOTICE_ONLY
+    language: Language | None = None
+    legal_basis: LegalBasis = LegalBasis.LEGITIMATE_INTEREST
+    timeout_means: TimeoutRule = TimeoutRule.DECLINED
+    prompt_timeout_s: int = Field(default=8, ge=1, le=60)
+    retention_class: str = "default"
+    # An agent's call to another extension: nobody outside is on it, so nobody is
+    # announced to; it is recorded (per both extensions' internal cells) on this basis.
+    internal_legal_basis: LegalBasis = LegalBasis.LEGITIMATE_INTEREST
+
+    @model_validator(mode="after")
+    def _truthful(self) -> OutboundRouteSettings:
+        """What the callee hears must not lie either (as ``outbound-route set``)."""
+        from pbx_bridge.disclosure import outbound_untruthful
+
+        problems = outbound_untruthful(self.announcement, self.legal_basis)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -538,6 +584,7 @@ class Settings(BaseSettings):
     prompts: PromptSettings = PromptSettings()
     call: CallSettings = CallSettings()
     default_route: RouteSettings = RouteSettings()
+    default_outbound_route: OutboundRouteSettings = OutboundRouteSettings()
     privacy: PrivacySettings = PrivacySettings()
     check: CheckSettings = CheckSettings()
     log: LogSettings = LogSettings()

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pbx_bridge.calls.extensions import InvalidExtension, extension_recording, set_extension
+from pbx_bridge.calls.extensions import (
+    InvalidExtension,
+    UnknownCell,
+    extension_recording,
+    set_extension,
+)
 from pbx_bridge.calls.retention import InvalidRetentionClass, UnknownRetentionClass
 from pbx_bridge.calls.ring_groups import (
     InvalidRingGroup,
@@ -48,6 +53,7 @@ COUNTRY = re.compile(r"[A-Z]{2}")
 CONFIG_ERRORS: tuple[type[Exception], ...] = (
     InvalidRoute,
     InvalidExtension,
+    UnknownCell,
     InvalidRetentionClass,
     UnknownRetentionClass,
     JurisdictionViolation,

@@ -128,6 +128,23 @@ def untruthful(
     return problems
 
 
+def outbound_untruthful(announcement: Announcement, legal_basis: LegalBasis) -> list[str]:
+    """Why an outbound route's settings would make the callee hear something false.
+
+    The same rules as a route's (:func:`untruthful`), and ``on-connect`` has no meaning
+    out: the callee answers first and is always announced to before the agent joins
+    (``before-connect`` asks, ``notice-only`` tells).
+    """
+    problems = untruthful(announcement, legal_basis)
+    if announcement is Announcement.ON_CONNECT:
+        problems.append(
+            "--announcement on-connect on an outbound route: the callee is always "
+            "announced to on answer, before the agent is connected; use before-connect "
+            "to ask, notice-only to tell"
+        )
+    return problems
+
+
 def check_truthful(
     announcement: Announcement, legal_basis: LegalBasis, *, offer_withdrawal: bool = False
 ) -> None:

@@ -165,6 +165,7 @@ async def run(settings: Settings) -> None:
                     subjects=subjects,
                     request_due_days=settings.privacy.due_days,
                     country_languages=settings.prompts.country_languages,
+                    default_outbound_route=settings.default_outbound_route,
                 )
                 stream = EventStream(
                     settings.ari.url,

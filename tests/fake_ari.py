@@ -156,6 +156,8 @@ class FakeAsterisk:
         self._changed = asyncio.Event()
         self._ids = itertools.count(1)
         self._snooped: dict[str, str] = {}  # snoop channel -> the channel it listens to
+        self._scripted_callees: list[Caller] = []  # the next dialled legs' scripts
+        self._dialled: list[str] = []
 
     # -- the event stream the StasisApp reads ---------------------------------------------
 
@@ -184,6 +186,21 @@ class FakeAsterisk:
         self._callers[channel_id] = caller
         self._send(ev.StasisStart, channel=channel, args=("inbound", caller.did))
         return channel_id
+
+    def call_out(self, number: str, agent: str = "100", *, callee: Caller | None = None) -> str:
+        """The agent's phone dials ``number`` into [pbx-bridge-outbound]; returns the
+        agent's channel id. ``callee`` scripts the dialled party (its keys and hangup, as
+        a caller's); how it answers is ``agents[endpoint]`` (e.g. "0532...@carrier")."""
+        channel_id = f"1764590000.{next(self._ids)}"
+        channel = self._channel(channel_id, agent, "Ring", exten=number)
+        if callee is not None:
+            self._scripted_callees.append(callee)
+        self._send(ev.StasisStart, channel=channel, args=("outbound", number, agent))
+        return channel_id
+
+    def callee_channels(self) -> list[str]:
+        """The legs the flow dialled (callees and agents alike), in order."""
+        return list(self._dialled)
 
     def press(self, channel_id: str, digits: str) -> None:
         for digit in digits:
@@ -273,7 +290,7 @@ class FakeAsterisk:
         self._existing(channel_id)
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
-        self._log("hangup", channel_id)
+        self._log("hangup", channel_id, "" if reason == "normal" else reason)
         self._existing(channel_id)
         self._destroy(channel_id, 16)
 
@@ -316,6 +333,9 @@ class FakeAsterisk:
         channel_id = channel_id or f"agent-{next(self._ids)}"
         extension = endpoint.rsplit("/", 1)[-1]
         agent = self._channel(channel_id, extension, "Down")
+        self._dialled.append(channel_id)
+        if self._scripted_callees:
+            self._callers[channel_id] = self._scripted_callees.pop(0)
         if self.agents.get(extension, "unreachable") != "unreachable":
             self._send(ev.StasisStart, channel=agent, args=tuple(app_args.split(",")))
         else:

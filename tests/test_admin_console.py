@@ -208,9 +208,27 @@ async def test_extensions_and_retention_classes_api(web: Console) -> None:
     put = await web.client.put("/api/v1/extensions/103", headers=web.api(),
                                json={"recording": "on-demand"})
     assert put.status_code == 200
-    assert put.json() == {"number": "103", "recording": "on-demand", "retention_class": None}
+    no_cells = dict.fromkeys(("inbound_internal", "inbound_external", "outbound_internal",
+                              "outbound_external"))
+    assert put.json() == {"number": "103", "recording": "on-demand", "retention_class": None,
+                          **no_cells}
     listed = await web.client.get("/api/v1/extensions", headers=web.api())
     assert listed.json() == [put.json()]
+    # A cell given is set, null follows ``recording`` again, and a cell left out is kept.
+    cell = await web.client.put("/api/v1/extensions/103", headers=web.api(),
+                                json={"recording": "on-demand", "outbound_external": "never",
+                                      "inbound_internal": "always"})
+    assert cell.status_code == 200
+    assert cell.json() == {**put.json(), "outbound_external": "never",
+                           "inbound_internal": "always"}
+    kept = await web.client.put("/api/v1/extensions/103", headers=web.api(),
+                                json={"recording": "always", "inbound_internal": None})
+    assert kept.json() == {**put.json(), "recording": "always", "outbound_external": "never"}
+    bad_cell = await web.client.put("/api/v1/extensions/103", headers=web.api(),
+                                    json={"recording": "always", "outbound_external": "often"})
+    assert bad_cell.status_code == 422
+    await web.client.put("/api/v1/extensions/103", headers=web.api(),
+                         json={"recording": "on-demand", "outbound_external": None})
     assert (await web.client.get("/api/v1/extensions/999", headers=web.api())).status_code == 404
     unknown = await web.client.put("/api/v1/extensions/103", headers=web.api(),
                                    json={"recording": "never", "retention_class": "nosuch"})
@@ -400,6 +418,19 @@ async def test_extension_and_retention_forms(web: Console) -> None:
     bad = await web.post("/admin/extensions", {"number": "10 4", "recording": "never"})
     assert "invalid extension '10 4'" in field_error(bad.text, "number")
     assert [e.actor for e in await web.entries("extension.created")] == ["user:ayse"]
+    # The policy per direction and scope: a blank cell follows Recording.
+    celled = await web.post("/admin/extensions", {"number": "104", "recording": "on-demand",
+                                                  "outbound_external": "never"})
+    assert celled.status_code == 303
+    page = await web.client.get("/admin/extensions?edit=104", headers=await web.signed_in())
+    assert '<td data-field="outbound_external">never</td>' in page.text
+    assert '<td data-field="inbound_external">(on-demand)</td>' in page.text
+    assert '<option value="never" selected>never</option>' in page.text.split(
+        'id="outbound_external"')[1].split("</select>")[0]
+    bad_cell = await web.post("/admin/extensions", {"number": "104", "recording": "never",
+                                                    "outbound_external": "often"})
+    assert "invalid outbound external 'often'" in field_error(bad_cell.text,
+                                                                "outbound_external")
 
     made = await web.post("/admin/retention", {"name": "gold", "days": "730"})
     assert made.status_code == 303

@@ -210,8 +210,31 @@ def test_ext_set_and_list(migrated: Path) -> None:
     assert result.exit_code == 0, result.output
     assert cli(migrated, "ext", "set", "102", "--recording", "on-demand").exit_code == 0
     lines = cli(migrated, "ext", "list").stdout.splitlines()
-    assert lines[1].split() == ["101", "never", "sales"]
-    assert lines[2].split() == ["102", "on-demand", "(route's)"]
+    assert lines[0].split() == ["NUMBER", "RECORDING", "INB-INT", "INB-EXT", "OUT-INT",
+                                "OUT-EXT", "RETENTION"]
+    assert lines[1].split() == ["101", "never", *["(never)"] * 4, "sales"]
+    assert lines[2].split() == ["102", "on-demand", *["(on-demand)"] * 4, "(route's)"]
+
+
+def test_ext_set_cells_per_direction_and_scope(migrated: Path) -> None:
+    """Each cell is set on its own and kept by later changes; ``default`` clears it."""
+    result = cli(migrated, "ext", "set", "100", "--outbound-external", "never")
+    assert result.exit_code == 0, result.output
+    assert "outbound-external never" in result.stdout
+    assert "inbound-external (always)" in result.stdout  # a new extension records always
+    ok = cli(migrated, "ext", "set", "100", "--recording", "on-demand",
+             "--inbound-internal", "never")
+    assert ok.exit_code == 0, ok.output
+    lines = cli(migrated, "ext", "list").stdout.splitlines()
+    assert lines[1].split() == ["100", "on-demand", "never", "(on-demand)", "(on-demand)",
+                                "never", "(route's)"]
+    assert cli(migrated, "ext", "set", "100", "--outbound-external", "default").exit_code == 0
+    lines = cli(migrated, "ext", "list").stdout.splitlines()
+    assert lines[1].split()[5] == "(on-demand)"
+    bad = cli(migrated, "ext", "set", "100", "--outbound-external", "sometimes")
+    assert bad.exit_code == 2 and "--outbound-external" in bad.output
+    nothing = cli(migrated, "ext", "set", "100")
+    assert nothing.exit_code == 2 and "nothing to set" in nothing.output
 
 
 def test_ext_set_rejects_bad_mode_and_unknown_class(migrated: Path) -> None:
@@ -221,6 +244,39 @@ def test_ext_set_rejects_bad_mode_and_unknown_class(migrated: Path) -> None:
     unknown = cli(migrated, "ext", "set", "101", "--recording", "never", "--retention", "x")
     assert unknown.exit_code == 2
     assert "unknown retention class 'x'" in unknown.stderr
+
+
+def test_outbound_route_set_list_delete(migrated: Path) -> None:
+    made = cli(migrated, "outbound-route", "set", "+44", "--announcement", "before-connect",
+               "--legal-basis", "consent", "--language", "en", "--dial", "PJSIP/{number}@uk")
+    assert made.exit_code == 0, made.output
+    assert cli(migrated, "outbound-route", "set", "0090").exit_code == 0
+    lines = cli(migrated, "outbound-route", "list").stdout.splitlines()
+    assert lines[0].split()[:3] == ["PREFIX", "ANNOUNCEMENT", "LEGAL"]
+    assert lines[1].split() == ["+44", "before-connect", "consent", "default", "en",
+                                "declined", "8s", "PJSIP/{number}@uk"]
+    assert lines[2].split() == ["0090", "notice-only", "legitimate-interest", "default", "tr",
+                                "declined", "8s", "(PJSIP/{number}@carrier)"]
+    assert lines[3].split()[:3] == ["(any", "other)", "notice-only"]
+    for args, problem in [
+        (["set", "44x"], "invalid outbound prefix '44x'"),
+        (["set", "+44", "--announcement", "on-connect"], "on-connect on an outbound route"),
+        (["set", "+44", "--announcement", "notice-only"], "nobody is asked"),
+        (["set", "+44", "--dial", "PJSIP/uk"], "must contain {number}"),
+        (["set", "+44", "--retention", "nosuch"], "unknown retention class 'nosuch'"),
+        (["delete", "+1"], "no outbound route for prefix '+1'"),
+    ]:
+        refused = cli(migrated, "outbound-route", *args)
+        assert refused.exit_code == 2, (args, refused.output)
+        assert problem in refused.stderr and "Traceback" not in refused.output
+    kept = cli(migrated, "outbound-route", "list").stdout.splitlines()
+    assert kept == lines  # a refused change wrote nothing
+    assert cli(migrated, "retention", "set", "calls-out", "90").exit_code == 0
+    assert cli(migrated, "outbound-route", "set", "0090", "--retention", "calls-out").exit_code == 0
+    in_use = cli(migrated, "retention", "delete", "calls-out")
+    assert in_use.exit_code == 2 and "outbound route(s) 0090" in in_use.stderr
+    assert cli(migrated, "outbound-route", "delete", "+44").exit_code == 0
+    assert "+44" not in cli(migrated, "outbound-route", "list").stdout
 
 
 def test_route_set_and_list(migrated: Path) -> None:

@@ -64,6 +64,7 @@ EXPECTED_TABLES = {
     "call_transfers",
     "ring_groups",
     "call_commands",
+    "outbound_routes",
 }
 
 

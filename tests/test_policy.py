@@ -6,11 +6,17 @@ import pytest
 
 from pbx_bridge.config import LegalBasis, RecordingMode
 from pbx_bridge.flow.policy import (
+    CELL_NAMES,
+    CELLS,
     ConsentOutcome,
+    Direction,
     RecordingPlan,
+    Scope,
+    cell_mode,
     confirmation_prompt,
     decide_recording,
     outcome_of_key,
+    strictest,
 )
 
 G, D, T, N, NO = (
@@ -116,3 +122,47 @@ def test_what_a_key_means_depends_on_the_basis(
 def test_only_1_and_2_are_answers() -> None:
     with pytest.raises(ValueError, match="key '9' is no answer"):
         outcome_of_key(LegalBasis.CONSENT, "9")
+
+
+# -- the extension's policy per direction and scope ------------------------------------
+
+def test_every_cell_unset_follows_the_extension_mode() -> None:
+    for mode in RecordingMode:
+        for direction, scope in CELLS:
+            assert cell_mode(mode, {}, direction, scope) is mode
+
+
+def test_a_cell_set_applies_to_its_direction_and_scope_only() -> None:
+    cells = {"outbound_external": RecordingMode.NEVER}
+    modes = {(d, s): cell_mode(RecordingMode.ALWAYS, cells, d, s) for d, s in CELLS}
+    assert modes == {
+        (Direction.INBOUND, Scope.INTERNAL): RecordingMode.ALWAYS,
+        (Direction.INBOUND, Scope.EXTERNAL): RecordingMode.ALWAYS,
+        (Direction.OUTBOUND, Scope.INTERNAL): RecordingMode.ALWAYS,
+        (Direction.OUTBOUND, Scope.EXTERNAL): RecordingMode.NEVER,
+    }
+    assert CELL_NAMES == ("inbound_internal", "inbound_external", "outbound_internal",
+                          "outbound_external")
+
+
+def test_the_strictest_side_of_an_internal_call_wins() -> None:
+    always, demand, never = RecordingMode.ALWAYS, RecordingMode.ON_DEMAND, RecordingMode.NEVER
+    assert strictest(always, never) is never
+    assert strictest(never, always) is never
+    assert strictest(always, demand) is demand
+    assert strictest(always, always) is always
+    with pytest.raises(ValueError):
+        strictest()
+
+
+def test_a_never_cell_forbids_what_the_callee_allows() -> None:
+    """decide_recording takes the cell: an outbound-external ``never`` records nothing
+    even where the callee consented; an ``on-demand`` cell waits for the agent."""
+    cells = {"outbound_external": RecordingMode.NEVER,
+             "outbound_internal": RecordingMode.ON_DEMAND}
+    never = cell_mode(RecordingMode.ALWAYS, cells, Direction.OUTBOUND, Scope.EXTERNAL)
+    decision = decide_recording(LegalBasis.CONSENT, ConsentOutcome.GRANTED, never)
+    assert decision.plan is RecordingPlan.NONE and decision.reason == "extension never records"
+    demand = cell_mode(RecordingMode.ALWAYS, cells, Direction.OUTBOUND, Scope.INTERNAL)
+    assert decide_recording(LegalBasis.LEGITIMATE_INTEREST, ConsentOutcome.NOT_ASKED,
+                            demand).plan is RecordingPlan.ON_DEMAND

@@ -34,6 +34,12 @@ class Extension(Base):
     number: Mapped[str] = mapped_column(String(64), primary_key=True)
     recording: Mapped[str] = mapped_column(String(16))  # RecordingMode
     retention_class: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The policy per direction and scope (flow/policy.py cell_mode), each a RecordingMode;
+    # NULL: ``recording`` applies (migration 0019).
+    inbound_internal: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    inbound_external: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    outbound_internal: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    outbound_external: Mapped[str | None] = mapped_column(String(16), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
@@ -72,6 +78,25 @@ class Route(Base):
     languages: Mapped[str | None] = mapped_column(String(128), nullable=True)
     language_keys: Mapped[str | None] = mapped_column(String(64), nullable=True)
     language_by_country: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class OutboundRoute(Base):
+    """What the callee of an agent's call out hears, by the dialled number's prefix (the
+    longest prefix wins; a number no prefix matches takes ``[default_outbound_route]``).
+    Migration 0020."""
+
+    __tablename__ = "outbound_routes"
+
+    prefix: Mapped[str] = mapped_column(String(32), primary_key=True)
+    announcement: Mapped[str] = mapped_column(String(16))  # Announcement
+    language: Mapped[str] = mapped_column(String(8))  # Language
+    legal_basis: Mapped[str] = mapped_column(String(32))  # LegalBasis
+    timeout_means: Mapped[str] = mapped_column(String(16))  # TimeoutRule
+    prompt_timeout_s: Mapped[int] = mapped_column(Integer)
+    retention_class: Mapped[str] = mapped_column(String(64))
+    # How the callee is dialled ({number}); NULL: [call] outbound_dial_template.
+    dial_template: Mapped[str | None] = mapped_column(String(128), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pbx_bridge.calls.changes import SYSTEM_ACTOR, record_change, record_removal
-from pbx_bridge.calls.models import Extension, RetentionClassRow, Route
+from pbx_bridge.calls.models import Extension, OutboundRoute, RetentionClassRow, Route
 from pbx_bridge.config import RetentionSettings
 from storage.models import Recording, RecordingStatus, utcnow
 
@@ -125,6 +125,12 @@ async def class_users(session: AsyncSession, name: str, *, default_route_class: 
     )).all()
     if extensions:
         users.append(f"extension(s) {', '.join(extensions)}")
+    outbound = (await session.scalars(
+        select(OutboundRoute.prefix).where(OutboundRoute.retention_class == name)
+        .order_by(OutboundRoute.prefix)
+    )).all()
+    if outbound:
+        users.append(f"outbound route(s) {', '.join(outbound)}")
     kept = await session.scalar(
         select(func.count()).select_from(Recording).where(
             Recording.retention_class == name,

@@ -60,6 +60,9 @@ class ResolvedRoute:
     languages: tuple[str, ...] = ()
     language_keys: tuple[str, ...] = ()
     language_by_country: bool = False
+    # An agent's call to another extension (``did`` is that extension): nobody outside
+    # is on it (flow/outbound.py).
+    internal: bool = False
 
 
 def validate_did(did: str) -> str:

@@ -13,7 +13,8 @@ from typing import NoReturn
 
 import typer
 
-from pbx_bridge.calls.extensions import InvalidExtension
+from pbx_bridge.calls.extensions import InvalidExtension, UnknownCell
+from pbx_bridge.calls.outbound_routes import UnknownOutboundRoute
 from pbx_bridge.calls.retention import (
     InvalidRetentionClass,
     RetentionClassInUse,
@@ -40,6 +41,8 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (
     RetentionClassInUse,
     RingGroupInUse,
     TranscodeUnavailable,
+    UnknownCell,
+    UnknownOutboundRoute,
     UnknownRetentionClass,
     UnknownRingGroup,
     UnknownRoute,

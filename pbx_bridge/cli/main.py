@@ -18,6 +18,7 @@ from pbx_bridge.cli import (
     ext,
     group,
     keys,
+    outbound_route,
     prompts,
     purge,
     recordings,
@@ -45,6 +46,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(ext.app, name="ext")
 app.add_typer(route.app, name="route")
 app.add_typer(group.app, name="group")
+app.add_typer(outbound_route.app, name="outbound-route")
 app.add_typer(retention.app, name="retention")
 app.add_typer(calls.app, name="calls")
 app.add_typer(recordings.app, name="recordings")

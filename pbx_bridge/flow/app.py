@@ -20,6 +20,7 @@ from pbx_bridge.calls.journal import CallNotFound
 from pbx_bridge.flow.call_state import CallState
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox
+from pbx_bridge.flow.outbound import OutboundSession
 from pbx_bridge.flow.reconcile import Reconciler
 from pbx_bridge.flow.recording_ends import RecordingEnds
 from pbx_bridge.flow.resync import Resync
@@ -131,6 +132,11 @@ class StasisApp:
             return
         did = args[1] if len(args) > 1 else event.channel.dialplan_exten or ""
         state = CallState.arriving(event.channel, direction=role, did=did)
+        if role == "outbound":
+            # An agent's call out: the dialled number, and the agent's extension.
+            agent = args[2] if len(args) > 2 else ""
+            self.start_session(OutboundSession(self._ctx, state, agent=agent))
+            return
         self.start_session(CallSession(self._ctx, state))
 
     def start_session(self, session: CallSession) -> None:

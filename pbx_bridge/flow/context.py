@@ -9,7 +9,13 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pbx_bridge.calls.journal import CallJournal
-from pbx_bridge.config import CallSettings, Language, RetentionSettings, RouteSettings
+from pbx_bridge.config import (
+    CallSettings,
+    Language,
+    OutboundRouteSettings,
+    RetentionSettings,
+    RouteSettings,
+)
 from pbx_bridge.flow.call_control import CallControl
 from pbx_bridge.flow.inbox import CallInbox
 from pbx_bridge.flow.prompts import PromptCatalogue
@@ -49,3 +55,7 @@ class FlowContext:
     request_due_days: int = 30
     # Region -> language for routes whose language follows the caller's country.
     country_languages: Mapping[str, str] = field(default_factory=dict)
+    # What the callee of an agent's call out hears when no outbound route's prefix matches.
+    default_outbound_route: OutboundRouteSettings = field(
+        default_factory=OutboundRouteSettings
+    )

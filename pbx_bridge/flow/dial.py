@@ -42,6 +42,8 @@ class AgentDialer:
         self._inbox = inbox
         # Legs ringing now (not yet answered), by leg id: the member each rings.
         self._ringing: dict[str, Member] = {}
+        # An agent's call out rings one endpoint over the trunk, not an extension's.
+        self._endpoint: str | None = None
 
     @property
     def _call_id(self) -> str | None:
@@ -54,6 +56,15 @@ class AgentDialer:
     async def dial(self, extension: str) -> DialResult:
         """Ring one extension for the configured time; the leg stays ours if answered."""
         return await self.ring(single(extension))
+
+    async def dial_endpoint(self, endpoint: str, label: str) -> DialResult:
+        """Ring an Asterisk endpoint (``PJSIP/05321234567@carrier``) as one member named
+        ``label``; the leg stays ours if answered."""
+        self._endpoint = endpoint
+        try:
+            return await self.ring(single(label))
+        finally:
+            self._endpoint = None
 
     @property
     def answer_limit_s(self) -> float:
@@ -143,7 +154,7 @@ class AgentDialer:
         leg = names.agent_channel_id()
         self._ctx.ownership.claim(leg, self._inbox)
         self._ringing[leg] = member
-        endpoint = self._ctx.call.dial_template.format(ext=member.extension)
+        endpoint = self._endpoint or self._ctx.call.dial_template.format(ext=member.extension)
         try:
             await self._ctx.ari.create_channel(
                 endpoint, app=self._ctx.app, app_args=f"agent,{self._call_id}",

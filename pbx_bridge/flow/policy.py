@@ -4,6 +4,7 @@ extension, so the rule that decides a legal question can be read and tested on i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -22,6 +23,56 @@ class ConsentOutcome(StrEnum):
     # Pressed 1 where no consent is asked (legitimate interest, contract): the caller
     # goes on without objecting; recorded on the route's basis, never "consent".
     NOT_OBJECTED = "not-objected"
+
+
+class Direction(StrEnum):
+    """Who placed the call: a caller from outside (or a colleague) reaching the
+    extension, or the extension's agent calling out."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class Scope(StrEnum):
+    """Whether the other party is outside (a trunk) or another extension."""
+
+    INTERNAL = "internal"
+    EXTERNAL = "external"
+
+
+def cell_name(direction: Direction, scope: Scope) -> str:
+    """The name of one cell of an extension's policy: ``outbound_external``."""
+    return f"{direction.value}_{scope.value}"
+
+
+# Every cell, in the order the CLI, the API and the console show them.
+CELLS: tuple[tuple[Direction, Scope], ...] = tuple(
+    (direction, scope) for direction in Direction for scope in Scope
+)
+CELL_NAMES: tuple[str, ...] = tuple(cell_name(d, s) for d, s in CELLS)
+
+# From the most permissive to the strictest: where two policies meet, the later wins.
+_STRICTNESS = (RecordingMode.ALWAYS, RecordingMode.ON_DEMAND, RecordingMode.NEVER)
+
+
+def cell_mode(
+    default: RecordingMode,
+    cells: Mapping[str, RecordingMode],
+    direction: Direction,
+    scope: Scope,
+) -> RecordingMode:
+    """The extension's mode for a call of this direction and scope: the cell set for
+    it (``ext set 100 --outbound-external never``), else the extension's single
+    ``recording`` mode, as FreePBX's and Wazo's per-direction settings fall back."""
+    return cells.get(cell_name(direction, scope), default)
+
+
+def strictest(*modes: RecordingMode) -> RecordingMode:
+    """Where both ends of an internal call are ours, either extension may forbid: a
+    ``never`` on one side is not overruled by an ``always`` on the other."""
+    if not modes:
+        raise ValueError("strictest() needs at least one mode")
+    return max(modes, key=_STRICTNESS.index)
 
 
 class RecordingPlan(StrEnum):

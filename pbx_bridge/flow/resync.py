@@ -21,6 +21,7 @@ from pbx_bridge.flow import names
 from pbx_bridge.flow.call_state import CallState, LiveRecording, route_started_with
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import ChannelVanished
+from pbx_bridge.flow.outbound import OutboundSession
 from pbx_bridge.flow.policy import ConsentOutcome
 from pbx_bridge.flow.session import CallSession
 from storage.models import Recording, RecordingKind, RecordingStatus
@@ -121,7 +122,10 @@ class Resync:
                  "connected" if state.joined else "restarting its flow")
         # The session claims what the state holds (caller, agent, bridge, a running
         # stereo recording's snoops): theirs, not strays to hang up.
-        self._app.start_session(CallSession(self._ctx, state))
+        self._app.start_session(
+            OutboundSession(self._ctx, state) if call.direction == "outbound"
+            else CallSession(self._ctx, state)
+        )
 
     async def _close_lost(self, call: OpenCall, live_bridges: set[str]) -> None:
         disposition = "answered" if call.answered else "abandoned"

@@ -472,8 +472,7 @@ class CallSession:
         self.state.joined = True
 
     async def _decide(self, route: ResolvedRoute, consent: ConsentOutcome) -> RecordingDecision:
-        async with self.ctx.sessions() as session:
-            mode = await extension_recording(session, self.state.extension)
+        mode = await self._extension_mode(route)
         days = self.state.retention_days  # read when the call opened (or was adopted)
         assert days is not None
         decision = decide_recording(
@@ -485,6 +484,11 @@ class CallSession:
             self.ctx, self.state, self.inbox, retention_days=days
         )
         return decision
+
+    async def _extension_mode(self, route: ResolvedRoute) -> RecordingMode:
+        """The answering extension's cell for this call: inbound, from the trunk."""
+        async with self.ctx.sessions() as session:
+            return await extension_recording(session, self.state.extension)
 
     async def _converse(self, route: ResolvedRoute, decision: RecordingDecision) -> tuple[str, str]:
         """Both parties talk until one hangs up; the agent's feature codes act meanwhile.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pbx_bridge.cli.progress import progress_for
 from pbx_bridge.sandbox.errors import SandboxError
-from pbx_bridge.sandbox.instance import AGENTS, AsteriskSandbox, SandboxPorts
+from pbx_bridge.sandbox.instance import AGENTS, TRUNK, AsteriskSandbox, SandboxPorts
 from pbx_bridge.sandbox.root import ensure_root
 
 
@@ -37,7 +37,7 @@ def _ports(args: argparse.Namespace, root: Path) -> SandboxPorts:
         values = [int(v) for v in args.agent_ports.split(",")]
         if len(values) != len(AGENTS):
             raise SandboxError(f"--agent-ports needs {len(AGENTS)} ports, for {AGENTS}")
-        agents = dict(zip(AGENTS, values, strict=True))
+        agents = dict(zip(AGENTS, values, strict=True)) | {TRUNK: picked.agents[TRUNK]}
     rtp_start, rtp_end = picked.rtp_start, picked.rtp_end
     if args.rtp_start:
         rtp_start, rtp_end = args.rtp_start, args.rtp_start + 199

@@ -28,6 +28,13 @@ from pbx_bridge.sandbox.root import ensure_root
 
 INSTANCES_DIR = "srv/pbx-bridge-sandbox"
 AGENTS = ("100", "101", "102")
+# The trunk's far end for agents' calls out (pjsip.conf's [carrier] aor): where a test's
+# callee listens, as an agent phone does for the calls it is rung with.
+TRUNK = "carrier"
+PARTIES = (*AGENTS, TRUNK)
+# Where each agent phone places its own calls from (pjsip.conf's [100-identify] ...):
+# an address of its own, so the trunk's match (127.0.0.1) does not take them.
+AGENT_ADDRESSES = {"100": "127.0.0.2", "101": "127.0.0.3", "102": "127.0.0.4"}
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 RTP_RANGE_SIZE = 200
@@ -58,13 +65,13 @@ class SandboxPorts:
         calls at once: the default is plenty for tests. A larger block (a load benchmark)
         comes from ports above the tests' blocks and below the kernel's ephemeral ports.
         """
-        ari, sip, *agent_ports = free_ports(2 + len(AGENTS))
+        ari, sip, *agent_ports = free_ports(2 + len(PARTIES))
         exclude = _rtp_ranges_in_use(root, but=name) if root is not None else []
         low, high = (21000, 27990) if rtp_ports <= RTP_RANGE_SIZE else LARGE_RTP_PORTS
         rtp_start, rtp_end = free_port_range(
             rtp_ports, low, high, randomize=True, exclude=exclude
         )
-        return cls(ari, sip, rtp_start, rtp_end, dict(zip(AGENTS, agent_ports, strict=True)))
+        return cls(ari, sip, rtp_start, rtp_end, dict(zip(PARTIES, agent_ports, strict=True)))
 
 
 def _rtp_ranges_in_use(root: Path, but: str | None = None) -> list[tuple[int, int]]:
@@ -105,8 +112,8 @@ class AsteriskSandbox:
         self._root_arg = root
         self._root: Path | None = root if root and root.exists() else None
         self.ports = ports or SandboxPorts.pick_free(self.root, name=name)
-        if set(self.ports.agents) != set(AGENTS):
-            raise SandboxError(f"agent ports needed for exactly {AGENTS}")
+        if set(self.ports.agents) != set(PARTIES):
+            raise SandboxError(f"ports needed for exactly {PARTIES}")
         self._password = ari_password or secrets.token_urlsafe(16)
         self.prompts_dir = prompts_dir
         self._extra_dialplan = extra_dialplan

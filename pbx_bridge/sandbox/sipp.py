@@ -144,8 +144,10 @@ class Load:
         return ["-r", str(per_10s), "-rp", "10000", "-l", str(self.calls)]
 
 
-def _sipp_options(work_dir: Path, calls: int, trace_messages: bool) -> list[str]:
-    options = ["-i", "127.0.0.1", "-m", str(calls), "-nostdin", "-trace_logs",
+def _sipp_options(
+    work_dir: Path, calls: int, trace_messages: bool, local_ip: str = "127.0.0.1"
+) -> list[str]:
+    options = ["-i", local_ip, "-m", str(calls), "-nostdin", "-trace_logs",
                "-log_file", str(work_dir / "actions.log")]
     if trace_messages:
         options += ["-trace_msg", "-message_file", str(work_dir / "messages.log")]
@@ -158,6 +160,7 @@ async def _spawn(
     args: list[str],
     calls: int = 1,
     trace_messages: bool = True,
+    local_ip: str = "127.0.0.1",
 ) -> SippProcess:
     scenario = work_dir / "scenario.xml"
     await asyncio.to_thread(scenario.write_text, scenario_xml, "utf-8")
@@ -166,7 +169,7 @@ async def _spawn(
         *args,
         "-sf",
         str(scenario),
-        *_sipp_options(work_dir, calls, trace_messages),
+        *_sipp_options(work_dir, calls, trace_messages, local_ip),
     ]
     out = await asyncio.to_thread((work_dir / "sipp.out").open, "wb")
     try:
@@ -196,9 +199,10 @@ async def start_caller(
     tone_hz: float = CALLER_TONE_HZ,
     log_base: Path | None = None,
     load: Load | None = None,
+    local_ip: str = "127.0.0.1",
 ) -> SippProcess:
-    """Place one call from the trunk (127.0.0.1) to ``did`` at ``sip_address``
-    (or ``load.calls`` of them at ``load.rate``, all alike).
+    """Place one call from the trunk (127.0.0.1, or ``local_ip``) to ``did`` at
+    ``sip_address`` (or ``load.calls`` of them at ``load.rate``, all alike).
 
     After 200 OK the caller sends ``tone_hz`` continuously and each DTMF digit at
     its offset (seconds after answer, RFC 4733). It hangs up after
@@ -216,8 +220,30 @@ async def start_caller(
     )
     args = [sip_address, "-s", did, "-p", str(free_port()), "-mp", str(_media_port())]
     if load is None:
-        return await _spawn(work_dir, xml, args)
-    return await _spawn(work_dir, xml, args + load.args(), load.calls, trace_messages=False)
+        return await _spawn(work_dir, xml, args, local_ip=local_ip)
+    return await _spawn(work_dir, xml, args + load.args(), load.calls, trace_messages=False,
+                        local_ip=local_ip)
+
+
+async def start_agent_call(
+    sip_address: str,
+    number: str,
+    agent: str,
+    local_ip: str,
+    dtmf: Dtmf = (),
+    hangup_after_s: float | None = None,
+    max_wait_s: float = 60.0,
+    answer_timeout_s: float = 60.0,
+    tone_hz: float = AGENT_TONE_HZ,
+    log_base: Path | None = None,
+) -> SippProcess:
+    """An agent phone (extension ``agent``, placing calls from ``local_ip``: the sandbox's
+    ``AGENT_ADDRESSES``) dials ``number``; otherwise as :func:`start_caller`, sending the
+    agent's tone after the far end answers."""
+    return await start_caller(
+        sip_address, number, agent, dtmf, hangup_after_s, max_wait_s, answer_timeout_s,
+        tone_hz=tone_hz, log_base=log_base, local_ip=local_ip,
+    )
 
 
 async def call(

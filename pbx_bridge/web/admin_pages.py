@@ -32,6 +32,7 @@ from pbx_bridge.calls.ring_groups import group_of_target, list_groups
 from pbx_bridge.calls.routes import UnknownRoute, delete_route, get_route, list_routes
 from pbx_bridge.config import Announcement, Language, LegalBasis, RecordingMode, TimeoutRule
 from pbx_bridge.config_admin import CONFIG_ERRORS, RouteFields, error_field, save_route
+from pbx_bridge.flow.policy import CELL_NAMES
 from pbx_bridge.storage_overview import backend_states
 from pbx_bridge.web.admin_access import SignedIn, admin_of, form_text, outcome_notice
 from pbx_bridge.web.call_record import actor_of
@@ -261,11 +262,15 @@ async def _extensions_page(
                         if e.number == request.query_params.get("edit")), None)
         values = {"number": editing.number if editing else "",
                   "recording": (editing.recording if editing else DEFAULT_RECORDING_MODE).value,
-                  "retention_class": (editing.retention_class or "") if editing else ""}
+                  "retention_class": (editing.retention_class or "") if editing else "",
+                  **{name: (editing.cells[name].value
+                            if editing and name in editing.cells else "")
+                     for name in CELL_NAMES}}
     return render(
         request, viewer, "admin_extensions.html", status_code, active="admin_extensions",
         extensions=extensions, values=values, errors=errors or {}, options=OPTIONS,
         classes=classes, default_mode=DEFAULT_RECORDING_MODE.value, notice=notice,
+        cells=CELL_NAMES,
     )
 
 
@@ -286,13 +291,15 @@ async def save_extension_form(request: Request, viewer: SignedIn) -> Response:
         recording = _choice(form, "recording", RecordingMode)
         if recording is None:
             raise FormProblem("recording", "choose when this extension's calls are recorded")
+        # The form shows every cell: a blank one follows the extension's recording.
+        cells = {name: _choice(form, name, RecordingMode) for name in CELL_NAMES}
         await set_extension(session, number, recording,
                             form_text(form, "retention_class") or None,
-                            actor=actor_of(principal))
+                            cells=cells, actor=actor_of(principal))
 
     async def refused(exc: Exception) -> Response:
         values = {name: form_text(form, name) for name in ("number", "recording",
-                                                       "retention_class")}
+                                                       "retention_class", *CELL_NAMES)}
         return await _extensions_page(request, viewer, values=values,
                                       errors=_problem(exc, "extension"), status_code=422)
 

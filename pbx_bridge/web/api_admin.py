@@ -54,6 +54,7 @@ from pbx_bridge.config_admin import (
     route_recording,
     save_route,
 )
+from pbx_bridge.flow.policy import CELL_NAMES
 from pbx_bridge.storage_overview import BackendState, backend_states
 from pbx_bridge.web.accounts import Principal
 from pbx_bridge.web.admin_access import require, token_allowed
@@ -144,11 +145,21 @@ class ExtensionOut(BaseModel):
     number: str
     recording: RecordingMode
     retention_class: str | None  # null: the route's
+    # The policy per direction and scope; null: ``recording`` applies to such calls.
+    inbound_internal: RecordingMode | None = None
+    inbound_external: RecordingMode | None = None
+    outbound_internal: RecordingMode | None = None
+    outbound_external: RecordingMode | None = None
 
 
 class ExtensionIn(BaseModel):
     recording: RecordingMode
     retention_class: str | None = Field(default=None, max_length=64)
+    # A cell given changes (null: follow ``recording``); a cell left out is kept.
+    inbound_internal: RecordingMode | None = None
+    inbound_external: RecordingMode | None = None
+    outbound_internal: RecordingMode | None = None
+    outbound_external: RecordingMode | None = None
 
 
 class RetentionClassOut(BaseModel):
@@ -216,7 +227,8 @@ def route_json(
 
 def extension_json(info: ExtensionInfo) -> dict[str, Any]:
     return {"number": info.number, "recording": info.recording,
-            "retention_class": info.retention_class}
+            "retention_class": info.retention_class,
+            **{name: info.cells.get(name) for name in CELL_NAMES}}
 
 
 def class_json(info: RetentionClassInfo) -> dict[str, Any]:
@@ -328,11 +340,14 @@ async def get_one_extension(request: Request, principal: ExtensionsReader, ext: 
 @router.put("/extensions/{ext}", response_model=ExtensionOut)
 async def put_extension(request: Request, principal: ExtensionsWriter, ext: Ext,
                         body: ExtensionIn) -> Any:
-    """As ``pbx-bridge ext set``: ``retention_class`` null keeps the current one."""
+    """As ``pbx-bridge ext set``: ``retention_class`` null keeps the current one; each
+    cell given (``outbound_external`` ...) is set, null making it follow ``recording``,
+    and a cell left out is kept."""
+    cells = {name: getattr(body, name) for name in CELL_NAMES if name in body.model_fields_set}
     async with web_state(request).sessions() as session:
         try:
             info = await set_extension(session, ext, body.recording, body.retention_class,
-                                       actor=actor_of(principal))
+                                       cells=cells, actor=actor_of(principal))
         except CONFIG_ERRORS as exc:
             return invalid(request, exc, "extension")
         await session.commit()

@@ -43,6 +43,7 @@ class CommandKind(StrEnum):
     PAUSE = "pause"  # PCI pause of the call's recording, as the agent's *5
     RESUME = "resume"  # its end, as *6
     ORIGINATE = "originate"  # click-to-call: ring the agent, then the customer
+    TRANSFER = "transfer"  # hand the call to an extension, as the agent's *8 / *9
 
 
 class Outcome(StrEnum):

@@ -1,4 +1,5 @@
-"""Commands to a live call from the console, the API or the CLI: the PCI pause and its end.
+"""Commands to a live call from the console, the API or the CLI: the PCI pause and its end,
+and a transfer (as the agent's ``*8`` / ``*9``, flow/transfer.py).
 
 A command reaches the call the way the agent's keypad does: as an item in the call's
 inbox, read by the conversation loop, which runs it through the very code the agent's
@@ -15,7 +16,7 @@ not paused cannot be resumed; the asker is told so (409), and the agent hears no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,40 @@ _ACTIONS = {
     CommandKind.PAUSE.value: FeatureAction(FeatureKind.PAUSE),
     CommandKind.RESUME.value: FeatureAction(FeatureKind.RESUME),
 }
-CALL_COMMAND_KINDS = frozenset(_ACTIONS)
+_TRANSFER_MODES = {
+    "blind": FeatureKind.BLIND_TRANSFER,
+    "attended": FeatureKind.ATTENDED_TRANSFER,
+}
+CALL_COMMAND_KINDS = frozenset({*_ACTIONS, CommandKind.TRANSFER.value})
+
+
+def action_of(kind: str, arguments: Mapping[str, object]) -> FeatureAction:
+    """The agent's feature code a command stands for (a transfer's extension and mode
+    from its arguments, checked by the API before the command was queued)."""
+    if kind == CommandKind.TRANSFER.value:
+        mode = _TRANSFER_MODES.get(str(arguments.get("mode", "blind")),
+                                   FeatureKind.BLIND_TRANSFER)
+        return FeatureAction(mode, extension=str(arguments.get("extension", "")))
+    return _ACTIONS[kind]
+
+
+def transfer_answer(request: CallCommandRequest) -> Callable[[str | None], None]:
+    """How a transfer by API is answered: as soon as the target rings (its outcome, which
+    may be minutes away in an attended one, is the call's ``transfers``), or refused
+    with the reason (no usable extension, the one already on the call)."""
+
+    def answer(refused: str | None) -> None:
+        if request.answer.done():
+            return
+        if refused is not None:
+            request.answer.set_result(CommandAnswer(Outcome.REFUSED, error=refused))
+            return
+        request.answer.set_result(CommandAnswer(Outcome.DONE, {
+            "transfer": "ringing", "mode": "blind" if request.action.kind is
+            FeatureKind.BLIND_TRANSFER else "attended", "extension": request.action.extension,
+        }))
+
+    return answer
 
 
 @dataclass(frozen=True)
@@ -119,7 +153,7 @@ class LiveCallCommands:
             )
         answer: asyncio.Future[CommandAnswer] = asyncio.get_running_loop().create_future()
         session.inbox.put(CallCommandRequest(
-            command_id=command.id, action=_ACTIONS[command.kind],
+            command_id=command.id, action=action_of(command.kind, command.arguments),
             actor=command.requested_by, answer=answer,
         ))
         try:

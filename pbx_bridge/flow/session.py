@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -25,7 +25,7 @@ from pbx_bridge.config import Announcement, LegalBasis, RecordingMode, TimeoutRu
 from pbx_bridge.disclosure import DisclosureFacts
 from pbx_bridge.flow import announcement, names, ring_group
 from pbx_bridge.flow.agent_features import agent_actor, feature_codes, retention_choice_refused
-from pbx_bridge.flow.call_commands import CallCommandRequest, answer_command
+from pbx_bridge.flow.call_commands import CallCommandRequest, answer_command, transfer_answer
 from pbx_bridge.flow.call_state import CallState, route_snapshot
 from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
 from pbx_bridge.flow.context import FlowContext
@@ -518,6 +518,10 @@ class CallSession:
             elif (isinstance(item, ev.ChannelDtmfReceived)
                   and item.channel.id == self.state.agent_id):  # the agent now
                 action = keys.feed(item.digit, now)
+            elif isinstance(item, CallCommandRequest) and item.action.kind in TRANSFER_KINDS:
+                decision = await self._transfer(decision, item.action, actor=item.actor,
+                                                report=transfer_answer(item))
+                action = None
             elif isinstance(item, CallCommandRequest):  # from the API: as the agent's code
                 await self._answer_command(route, decision, item)
                 action = None
@@ -573,14 +577,16 @@ class CallSession:
         await self._tell_agent(route, name)
 
     async def _transfer(
-        self, decision: RecordingDecision, action: FeatureAction
+        self, decision: RecordingDecision, action: FeatureAction, *, actor: str | None = None,
+        report: Callable[[str | None], None] | None = None,
     ) -> RecordingDecision:
-        """The agent hands the call on (flow/transfer.py); the new extension's policy."""
+        """The agent (or an API user, ``actor``) hands the call on (flow/transfer.py);
+        the new extension's policy."""
         assert self._recorder is not None
         transfer = CallTransfer(self.ctx, self.state, self.inbox, self.player, self._dialer,
                                 self._recorder)
-        return await transfer.run(request_of(action, agent_actor(self.state.extension)),
-                                  decision)
+        actor = actor or agent_actor(self.state.extension)
+        return await transfer.run(request_of(action, actor), decision, report)
 
     async def _tell_agent(self, route: ResolvedRoute, name: str) -> None:
         assert self.state.agent_id is not None

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -179,8 +179,12 @@ class CallTransfer:
     def _ari(self) -> CallControl:
         return self._ctx.ari
 
-    async def run(self, request: TransferRequest, decision: RecordingDecision
-                  ) -> RecordingDecision:
+    async def run(
+        self, request: TransferRequest, decision: RecordingDecision,
+        report: Callable[[str | None], None] | None = None,
+    ) -> RecordingDecision:
+        """``report``: told at once why the transfer is refused, or None once it goes
+        ahead (a transfer by API answers its asker so)."""
         state = self._state
         assert state.call_id is not None and state.agent_id is not None
         attempt = _Attempt(request, state.extension, state.agent_id,
@@ -189,9 +193,13 @@ class CallTransfer:
         if refused is not None:
             log.info("call %s: transfer by %s refused: %s", state.call_id,
                      request.requested_by, refused)
+            if report is not None:
+                report(refused)
             await self._store(attempt, TransferOutcome.REFUSED)
             await self._tell(attempt.first, _BACK_PROMPT[TransferOutcome.REFUSED])
             return decision
+        if report is not None:
+            report(None)
         log.info("call %s: %s transfer from %s to %s by %s", state.call_id,
                  request.mode.value, attempt.from_extension, mask_number(request.extension),
                  request.requested_by)

@@ -62,6 +62,9 @@ class Action(StrEnum):
     # extension). Pausing protects card data but also leaves a span unrecorded, so a
     # dpo, admin or auditor, who do not run calls, may not.
     CALLS_PAUSE = "calls.pause"
+    # Hand a live call of the supervisor's extension to another extension (as the
+    # agent's *8 / *9).
+    CALLS_TRANSFER = "calls.transfer"
     NUMBERS_UNMASK = "numbers.unmask"
     DSAR_READ = "dsar.read"
     DSAR_OPEN = "dsar.open"
@@ -88,6 +91,7 @@ CALL_ACTIONS = frozenset(
         A.NUMBERS_UNMASK,
         A.CALLS_RETENTION,
         A.CALLS_PAUSE,
+        A.CALLS_TRANSFER,
     }
 )
 # Irreversible or wholesale: a second dpo approves them when four eyes are on. A DSAR of

@@ -1,5 +1,7 @@
 """Commands to a live call by API: ``POST /api/v1/calls/{id}/pause`` and ``/resume`` (the
-PCI pause, as the agent's ``*5`` / ``*6``), and ``GET /api/v1/commands/{id}``.
+PCI pause, as the agent's ``*5`` / ``*6``), ``POST /api/v1/calls/{id}/transfer`` (as the
+agent's ``*8`` / ``*9``, ``calls.transfer``; actor of the ``call.transferred`` entry),
+and ``GET /api/v1/commands/{id}``.
 
 The console is not the process holding the call: the command goes through the queue
 (``pbx_bridge/commands/queue.py``) to the service that owns the call, and the request
@@ -22,10 +24,11 @@ not run calls, and a pause leaves a span of the call unrecorded. The pause is au
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from pbx_bridge.calls.models import Call
@@ -35,7 +38,7 @@ from pbx_bridge.web.accounts import Principal
 from pbx_bridge.web.api_auth import api_principal
 from pbx_bridge.web.api_models import problem_responses
 from pbx_bridge.web.call_record import actor_of, covers
-from pbx_bridge.web.permissions import CALLS_PAUSE
+from pbx_bridge.web.permissions import CALLS_PAUSE, CALLS_TRANSFER
 from pbx_bridge.web.problems import problem
 from pbx_bridge.web.web_state import WebState, web_state
 
@@ -43,7 +46,7 @@ router = APIRouter(prefix="/api/v1", tags=["commands"],
                    responses=problem_responses(401, 403, 404, 409, 422, 502, 504))
 
 # Whoever may send one kind of command may read their own commands.
-COMMAND_PERMISSIONS = (CALLS_PAUSE,)
+COMMAND_PERMISSIONS = (CALLS_PAUSE, CALLS_TRANSFER)
 
 CallId = Annotated[uuid.UUID, Path(description="The call's id (a UUID).")]
 
@@ -100,24 +103,48 @@ def command_answer(view: CommandView) -> Response:
                    state=view.state.value)
 
 
-async def _call_command(
-    state: WebState, principal: Principal, call_id: uuid.UUID, kind: CommandKind
-) -> Response:
-    grant = await state.accounts.allowed(principal, CALLS_PAUSE)
+@dataclass(frozen=True)
+class _Asking:
+    """Who may send a kind of command, and how a refusal reads."""
+
+    permission: str
+    may_not: str  # "pause a call's recording"
+    may_not_this: str  # "pause this call's recording"
+    ended: str  # "only a live call can be paused"
+
+
+_PAUSING = _Asking(CALLS_PAUSE, "pause a call's recording", "pause this call's recording",
+                   "only a live call can be paused")
+_TRANSFERRING = _Asking(CALLS_TRANSFER, "transfer a call", "transfer this call",
+                        "only a live call can be transferred")
+
+
+async def _may_ask(
+    state: WebState, principal: Principal, call_id: uuid.UUID, asking: _Asking
+) -> bool:
+    """403 / 404 unless this principal may send this call the command; whether the
+    call has ended."""
+    grant = await state.accounts.allowed(principal, asking.permission)
     if not grant.allowed:
-        raise HTTPException(403, "this token's role may not pause a call's recording")
+        raise HTTPException(403, f"this token's role may not {asking.may_not}")
     async with state.sessions() as session:
         call = await session.get(Call, str(call_id))
         if call is None:
             raise HTTPException(404, "no such call")
         if not covers(grant, call.extension):
-            raise HTTPException(403, "this token's role may not pause this call's recording")
-        ended = call.ended_at is not None or call.disposition is not None
-    if ended:
-        raise HTTPException(409, "the call has ended: only a live call can be paused")
+            raise HTTPException(403, f"this token's role may not {asking.may_not_this}")
+        return call.ended_at is not None or call.disposition is not None
+
+
+async def _call_command(
+    state: WebState, principal: Principal, call_id: uuid.UUID, kind: CommandKind,
+    asking: _Asking = _PAUSING, arguments: dict[str, Any] | None = None,
+) -> Response:
+    if await _may_ask(state, principal, call_id, asking):
+        raise HTTPException(409, f"the call has ended: {asking.ended}")
     settings = state.config.commands
     command_id = await queue.submit(
-        state.sessions, kind=kind, call_id=str(call_id), arguments={},
+        state.sessions, kind=kind, call_id=str(call_id), arguments=arguments or {},
         actor=actor_of(principal), take_within_s=settings.take_within_s,
     )
     view = await queue.wait_for_outcome(state.sessions, command_id, limit_s=settings.wait_s)
@@ -143,6 +170,50 @@ async def resume_call(
 ) -> Response:
     """The PCI pause ends: the recording hears the call again."""
     return await _call_command(web_state(request), principal, call_id, CommandKind.RESUME)
+
+
+class TransferIn(BaseModel):
+    """Where the call goes: an extension, blind (the caller goes at once) or attended
+    (the agent talks to it first while the caller holds, and completes by hanging up)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    extension: str = Field(pattern=r"^[0-9]{1,20}$", description="The target extension.")
+    mode: Literal["blind", "attended"] = "blind"
+
+
+_TRANSFER_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"model": CommandOut, "description": "The target is ringing (`result.transfer`); "
+          "how it went is in the call's `transfers` (`GET /api/v1/calls/{id}`)."},
+    202: _ANSWERS[202],
+}
+
+
+async def may_transfer(
+    request: Request,
+    principal: Annotated[Principal, Depends(api_principal)],
+    call_id: CallId,
+) -> None:
+    """Who may not transfer this call is refused (403) before its body is read."""
+    await _may_ask(web_state(request), principal, call_id, _TRANSFERRING)
+
+
+@router.post("/calls/{call_id}/transfer", responses=_TRANSFER_ANSWERS, response_model=None,
+             dependencies=[Depends(may_transfer)])
+async def transfer_call(
+    request: Request,
+    principal: Annotated[Principal, Depends(api_principal)],
+    call_id: CallId,
+    body: TransferIn,
+) -> Response:
+    """Hand the live call to ``extension``, as the agent's ``*8`` (blind) or ``*9``
+    (attended): one call and one recording; the extension's policy applies. The agent
+    is brought back (and told) if it is busy or does not answer. Refused (409) for the
+    extension already on the call."""
+    return await _call_command(
+        web_state(request), principal, call_id, CommandKind.TRANSFER, _TRANSFERRING,
+        {"extension": body.extension, "mode": body.mode},
+    )
 
 
 @router.get("/commands/{command_id}", response_model=CommandOut)

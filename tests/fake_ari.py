@@ -75,6 +75,7 @@ class Caller:
     early: tuple[str, ...] = ()
     hang_up_at: str | None = None
     answered: bool = False  # answered in the dialplan before Stasis (state Up)
+    campaign: str = ""  # the dialplan's PBX_BRIDGE_CAMPAIGN (empty: unset)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,8 @@ class FakeAsterisk:
         channel = self._channel(channel_id, caller.number, "Up" if caller.answered else "Ring",
                                 exten=caller.did)
         self._callers[channel_id] = caller
-        self._send(ev.StasisStart, channel=channel, args=("inbound", caller.did))
+        self._send(ev.StasisStart, channel=channel,
+                   args=("inbound", caller.did, caller.campaign))
         return channel_id
 
     def call_out(self, number: str, agent: str = "100", *, callee: Caller | None = None) -> str:

@@ -65,6 +65,7 @@ EXPECTED_TABLES = {
     "ring_groups",
     "call_commands",
     "outbound_routes",
+    "campaigns",
 }
 
 

@@ -308,6 +308,6 @@ def test_extra_dialplan_takes_its_own_dids_and_leaves_the_rest_to_stasis(
     # Asterisk lists the matching extensions best first: the exact DID before `_X.`.
     first = next(line for line in ours.splitlines() if " 1. " in line)
     assert "'5550199' =>" in first and "Goto(bench-extra,s,1)" in first, ours
-    assert "Stasis(pbx-bridge,inbound,${EXTEN})" in other
+    assert "Stasis(pbx-bridge,inbound,${EXTEN},${PBX_BRIDGE_CAMPAIGN})" in other
     assert f"rtpstart = {ports.rtp_start}" in rtp and f"rtpend = {ports.rtp_end}" in rtp
     assert ports.rtp_end - ports.rtp_start + 1 == 1000 and ports.rtp_start >= 28000

@@ -154,6 +154,7 @@ class CallView:
     recordings: tuple[RecordingView, ...]
     # Every transfer tried or made, in order (calls/transfers.py); extensions, no numbers.
     transfers: tuple[TransferView, ...] = ()
+    campaign: str | None = None
 
     @property
     def handled_by(self) -> list[dict[str, object]]:
@@ -184,6 +185,7 @@ class CallView:
             "language": self.language,
             "legal_basis": self.legal_basis,
             "retention_class": self.retention_class,
+            "campaign": self.campaign,
             "consent": None if self.consent is None else self.consent.to_json(with_call=False),
             "recordings": [r.to_json(with_call=False) for r in self.recordings],
             "handled_by": self.handled_by,
@@ -299,6 +301,7 @@ def call_view(
     return CallView(
         id=call.id,
         reference=call.reference,
+        campaign=call.campaign,
         linkedid=call.linkedid,
         direction=call.direction,
         caller=call.caller,

@@ -219,6 +219,7 @@ class CallJournal:
         retention_class: str,
         language: str,
         route_snapshot: str | None = None,
+        campaign: str | None = None,
     ) -> OpenedCall:
         """Record the caller's arrival with a new reference; a call already known by its
         channel is reused, with the reference it was given.
@@ -240,6 +241,7 @@ class CallJournal:
             "retention_class": retention_class,
             "language": language,
             "route_snapshot": route_snapshot,
+            "campaign": campaign,
             "started_at": utcnow(),
         }
         async with self._sessions() as session, session.begin():

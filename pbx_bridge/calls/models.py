@@ -116,6 +116,7 @@ class Call(Base):
               "started_at", "id"),
         Index("ix_calls_disposition_started_at", "disposition", "started_at", "id"),
         Index("ix_calls_direction_started_at", "direction", "started_at", "id"),
+        Index("ix_calls_campaign_started_at", "campaign", "started_at", "id"),  # 0021
         # Live calls (no disposition yet) are few; PostgreSQL does not read "IS NULL" as
         # an equality that keeps the next columns in order, so they get their own index.
         Index("ix_calls_live_started_at", "started_at", "id",
@@ -147,6 +148,9 @@ class Call(Base):
     # The route as the call started with it (JSON, flow/call_state.route_snapshot): a call
     # adopted after a restart keeps it. NULL on calls from before migration 0011.
     route_snapshot: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The campaign the call belongs to (click-to-call, the route's, or the dialplan's
+    # PBX_BRIDGE_CAMPAIGN); None: no campaign. Migration 0021.
+    campaign: Mapped[str | None] = mapped_column(String(64), nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
@@ -326,3 +330,16 @@ class CallCommand(Base):
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     result: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CampaignRow(Base):
+    """A campaign: calls tagged with it are recorded per its mode (combined with the
+    extension's: either can forbid) and kept per its retention class (migration 0021)."""
+
+    __tablename__ = "campaigns"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recording: Mapped[str] = mapped_column(String(16))  # RecordingMode
+    # None: the class the call would have without the campaign (extension, route).
+    retention_class: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

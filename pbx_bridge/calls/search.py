@@ -99,6 +99,7 @@ class CallFilter:
     direction: str | None = None
     # A call's reference number (nine digits with its check digit; spacing allowed).
     reference: str | None = None
+    campaign: str | None = None
     extensions: frozenset[str] | None = None
 
     def check(self) -> None:
@@ -110,7 +111,7 @@ class CallFilter:
         if self.since and self.until and self.since >= self.until:
             raise InvalidSearch(f"since ({self.since.isoformat()}) is not before until "
                                 f"({self.until.isoformat()})")
-        for name in ("number", "did", "extension"):
+        for name in ("number", "did", "extension", "campaign"):
             value = getattr(self, name)
             if value is not None and not 0 < len(value.strip()) <= _MAX_TEXT:
                 raise InvalidSearch(f"{name}: give 1 to {_MAX_TEXT} characters")
@@ -256,7 +257,7 @@ def _plan(
     """(the driving filter's equality ranges, or None to walk started_at; the rest).
 
     The driver is the filter likely to match fewest calls: a reference (one call), a
-    number, one extension, the scope, a DID, a disposition, a direction, else the few
+    number, one extension, the scope, a DID, a campaign, a disposition, a direction, else the few
     calls of a rare consent answer when the search found them first. An empty list of
     ranges matches nothing.
     """
@@ -288,6 +289,9 @@ def _plan(
         candidates.append((ranges, Call.extension.in_(scope) if scope else _any([])))
     did = None if f.did is None else _did_conditions(f.did, subjects)
     candidates.append(None if did is None else (did, _any(did)))
+    if f.campaign is not None:  # ix_calls_campaign_started_at
+        only = Call.campaign == f.campaign.strip()
+        candidates.append(([only], only))
     if f.disposition is not None:
         only = _disposition(f.disposition)
         candidates.append(([only], only))

@@ -89,6 +89,9 @@ def list_command(
         str | None,
         typer.Option("--reference", help="The call's reference number (9 digits)."),
     ] = None,
+    campaign: Annotated[
+        str | None, typer.Option("--campaign", help="Only the calls of this campaign.")
+    ] = None,
     limit: LimitOption = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
@@ -100,7 +103,7 @@ def list_command(
     filters = CallFilter(
         since=parse_since(since), until=parse_since(until, "--until"), number=number,
         did=did, extension=extension, disposition=disposition, consent=consent,
-        direction=direction, reference=reference,
+        direction=direction, reference=reference, campaign=campaign,
     )
     with reporting_errors():
         settings = settings_of(ctx)

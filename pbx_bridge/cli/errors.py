@@ -13,6 +13,7 @@ from typing import NoReturn
 
 import typer
 
+from pbx_bridge.calls.campaigns import InvalidCampaign, UnknownCampaign
 from pbx_bridge.calls.extensions import InvalidExtension, UnknownCell
 from pbx_bridge.calls.outbound_routes import UnknownOutboundRoute
 from pbx_bridge.calls.retention import (
@@ -32,6 +33,7 @@ EXIT_USAGE = 2
 
 USAGE_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
+    InvalidCampaign,
     InvalidExtension,
     InvalidRetentionClass,
     InvalidRoute,
@@ -41,6 +43,7 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (
     RetentionClassInUse,
     RingGroupInUse,
     TranscodeUnavailable,
+    UnknownCampaign,
     UnknownCell,
     UnknownOutboundRoute,
     UnknownRetentionClass,

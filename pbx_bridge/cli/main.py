@@ -11,6 +11,7 @@ import typer
 from pbx_bridge.cli import (
     audit,
     calls,
+    campaign,
     check,
     consents,
     db,
@@ -48,6 +49,7 @@ app.add_typer(route.app, name="route")
 app.add_typer(group.app, name="group")
 app.add_typer(outbound_route.app, name="outbound-route")
 app.add_typer(retention.app, name="retention")
+app.add_typer(campaign.app, name="campaign")
 app.add_typer(calls.app, name="calls")
 app.add_typer(recordings.app, name="recordings")
 app.add_typer(consents.app, name="consents")

@@ -18,6 +18,7 @@ from pbx_bridge.ari import events as ev
 from pbx_bridge.ari.stream import StreamConnected, StreamDisconnected
 from pbx_bridge.calls.journal import CallNotFound
 from pbx_bridge.flow.call_state import CallState
+from pbx_bridge.flow.campaign import campaign_tag
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.inbox import CallInbox
 from pbx_bridge.flow.outbound import OutboundSession
@@ -137,6 +138,8 @@ class StasisApp:
             agent = args[2] if len(args) > 2 else ""
             self.start_session(OutboundSession(self._ctx, state, agent=agent))
             return
+        if role == "inbound":  # the dialplan's PBX_BRIDGE_CAMPAIGN, if it set one
+            state.campaign = campaign_tag(args[2] if len(args) > 2 else "", event.channel.id)
         self.start_session(CallSession(self._ctx, state))
 
     def start_session(self, session: CallSession) -> None:

@@ -22,7 +22,7 @@ from typing import Any, get_type_hints
 from pbx_bridge.ari import Channel
 from pbx_bridge.calls.journal import OpenCall
 from pbx_bridge.calls.routes import ResolvedRoute
-from pbx_bridge.config import Announcement, Language, LegalBasis, RouteSettings
+from pbx_bridge.config import Announcement, Language, LegalBasis, RecordingMode, RouteSettings
 from pbx_bridge.flow import names
 from pbx_bridge.flow.policy import ConsentOutcome
 from storage.legs import Layout, source_names
@@ -112,6 +112,10 @@ class CallState:
     recording: LiveRecording | None = None
     # Found live after a restart (or a database outage) rather than seen arriving.
     adopted: bool = False
+    # The campaign the dialplan tagged the call with (PBX_BRIDGE_CAMPAIGN), and its
+    # recording mode once read (None: no campaign, or one nobody has set up).
+    campaign: str | None = None
+    campaign_recording: RecordingMode | None = None
 
     @classmethod
     def arriving(cls, caller: Channel, *, direction: str, did: str) -> CallState:

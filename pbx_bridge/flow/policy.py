@@ -165,6 +165,19 @@ def decide_recording(
     return RecordingDecision(RecordingPlan.RECORD, f"{why}; extension always records")
 
 
+_STRICTNESS = (RecordingMode.ALWAYS, RecordingMode.ON_DEMAND, RecordingMode.NEVER)
+
+
+def campaign_mode(extension_mode: RecordingMode, campaign: RecordingMode | None) -> RecordingMode:
+    """The mode a campaign's call is recorded by: the stricter of the extension's and
+    the campaign's, so either can forbid (a ``never`` campaign is never recorded, nor is
+    an extension that never records; ``on-demand`` on either side waits for the agent's
+    ``*1``). No campaign: the extension's."""
+    if campaign is None:
+        return extension_mode
+    return max(extension_mode, campaign, key=_STRICTNESS.index)
+
+
 def confirmation_prompt(basis: LegalBasis, outcome: ConsentOutcome) -> str | None:
     """The short prompt that tells the caller what their answer means, if any is true.
 

@@ -27,6 +27,7 @@ from pbx_bridge.flow import announcement, names, ring_group
 from pbx_bridge.flow.agent_features import agent_actor, feature_codes, retention_choice_refused
 from pbx_bridge.flow.call_commands import CallCommandRequest, answer_command, transfer_answer
 from pbx_bridge.flow.call_state import CallState, route_snapshot
+from pbx_bridge.flow.campaign import call_retention_class, read_campaign
 from pbx_bridge.flow.consent import ConsentAnswer, ConsentDialogue
 from pbx_bridge.flow.context import FlowContext
 from pbx_bridge.flow.dial import AgentDialer, DialResult
@@ -43,6 +44,7 @@ from pbx_bridge.flow.policy import (
     ConsentOutcome,
     RecordingDecision,
     RecordingPlan,
+    campaign_mode,
     confirmation_prompt,
     decide_recording,
 )
@@ -130,6 +132,7 @@ class CallSession:
         self._language_menu: Prompt | None = None
         self._ringing: ring_group.Ringing | None = None  # what the route rings
         self._conversing = False
+        self._campaign_class: str | None = None  # the call's campaign keeps it so
 
     @property
     def conversing(self) -> bool:
@@ -228,11 +231,10 @@ class CallSession:
             on_do_not_record_list(self.ctx, state.subject_key),
         )
         state.route = route
-        # The extension's own class is the more specific rule (a sales desk kept longer).
-        if extension is not None and extension.retention_class:
-            state.retention_class = extension.retention_class
-        else:
-            state.retention_class = route.retention_class
+        # The campaign's class keeps its calls apart; else the extension's own class is
+        # the more specific rule (a sales desk kept longer).
+        state.retention_class = call_retention_class(
+            route, extension, campaign_class=self._campaign_class)
         state.retention_days = days
         if route.language_by_country:
             state.heard_language = announcement.country_language(
@@ -251,6 +253,7 @@ class CallSession:
             retention_class=state.retention_class,
             language=state.language,
             route_snapshot=route_snapshot(route),
+            campaign=state.campaign,
         )
         state.call_id, state.reference = opened.id, opened.reference
         state.row_language = state.language
@@ -276,8 +279,10 @@ class CallSession:
             )
             self._ringing = await ring_group.what_rings(session, route, self.ctx.retention)
             extension = await get_extension(session, route.target)
-            own = extension.retention_class if extension is not None else None
-            days = await class_days(session, own or route.retention_class, self.ctx.retention)
+            self._campaign_class = await read_campaign(session, self.state)
+            days = await class_days(
+                session, call_retention_class(route, extension, self._campaign_class),
+                self.ctx.retention)
             return route, extension, ring_group.told_days(days, self._ringing)
 
     async def _answer_caller(self) -> None:
@@ -476,7 +481,8 @@ class CallSession:
         days = self.state.retention_days  # read when the call opened (or was adopted)
         assert days is not None
         decision = decide_recording(
-            route.legal_basis, consent, RecordingMode(mode),
+            route.legal_basis, consent,
+            campaign_mode(RecordingMode(mode), self.state.campaign_recording),
             do_not_record=self.state.do_not_record,
         )
         log.info("call %s: recording %s (%s)", self.call_id, decision.plan.value, decision.reason)

@@ -37,6 +37,9 @@ async def list_calls_api(
     disposition: Text = None,
     consent: Text = None,
     direction: Text = None,
+    campaign: Annotated[
+        str | None, Query(max_length=64, description="The campaign's name.")
+    ] = None,
     reference: Annotated[
         str | None,
         Query(max_length=32, description="The call's reference number (9 digits)."),
@@ -50,7 +53,7 @@ async def list_calls_api(
     try:
         filters = call_filter(
             number=number, since=since, until=until, did=did, extension=extension,
-            disposition=disposition, consent=consent, direction=direction,
+            disposition=disposition, consent=consent, direction=direction, campaign=campaign,
             reference=reference,
         )
         page, _ = await visible_calls(

@@ -82,6 +82,7 @@ class CallOut(BaseModel):
     language: str
     legal_basis: str
     retention_class: str
+    campaign: str | None
     consent: ConsentOut | None
     recordings: list[RecordingOut]
     handled_by: list[HandledByOut] = []

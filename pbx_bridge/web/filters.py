@@ -42,10 +42,11 @@ def call_filter(
     consent: str | None = None,
     direction: str | None = None,
     reference: str | None = None,
+    campaign: str | None = None,
 ) -> CallFilter:
     return CallFilter(
         since=parse_time(since, "since"), until=parse_time(until, "until"),
         number=text(number), did=text(did), extension=text(extension),
         disposition=text(disposition), consent=text(consent), direction=text(direction),
-        reference=text(reference),
+        reference=text(reference), campaign=text(campaign),
     )

@@ -15,7 +15,7 @@ Every error is a ``ValueError`` or ``LookupError`` whose message is the CLI's;
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,7 @@ from pbx_bridge.calls.extensions import (
     extension_recording,
     set_extension,
 )
+from pbx_bridge.calls.outbound_routes import OutboundRouteInfo, set_outbound_route
 from pbx_bridge.calls.retention import InvalidRetentionClass, UnknownRetentionClass
 from pbx_bridge.calls.ring_groups import (
     InvalidRingGroup,
@@ -63,16 +64,23 @@ CONFIG_ERRORS: tuple[type[Exception], ...] = (
 
 
 @dataclass(frozen=True)
-class RouteFields:
-    """What a route change sets; ``None`` keeps the field (a new route: the default's)."""
+class AnnouncementFields:
+    """What inbound and outbound routes both set: what is said, on what basis, kept how
+    long; ``None`` keeps the field (a new route: the default's)."""
 
-    target: str | None = None
     announcement: Announcement | None = None
     legal_basis: LegalBasis | None = None
     retention_class: str | None = None
     language: Language | None = None
     timeout_means: TimeoutRule | None = None
     prompt_timeout_s: int | None = None
+
+
+@dataclass(frozen=True)
+class RouteFields(AnnouncementFields):
+    """What a route change sets, beside what it announces."""
+
+    target: str | None = None
     # A country code, "" to remove the requirement.
     require_jurisdiction: str | None = None
     offer_withdrawal: bool | None = None
@@ -82,6 +90,14 @@ class RouteFields:
     language_by_country: bool | None = None
     # The target extension's recording policy (``ext set``), set with the route.
     recording: RecordingMode | None = None
+
+
+@dataclass(frozen=True)
+class OutboundRouteFields(AnnouncementFields):
+    """What an outbound route change sets, beside what it announces (a new one: the
+    ``[default_outbound_route]``'s); ``dial_template`` "" goes back to the default."""
+
+    dial_template: str | None = None
 
 
 def jurisdiction_code(raw: str | None) -> str | None:
@@ -156,6 +172,18 @@ async def save_route(
     return route
 
 
+async def save_outbound_route(
+    session: AsyncSession, settings: Settings, prefix: str, fields: OutboundRouteFields,
+    *, actor: str,
+) -> OutboundRouteInfo:
+    """Create or change an outbound route as ``outbound-route set`` does, audited with
+    ``actor``; refused (nothing written) when the callee's notice would mislead."""
+    return await set_outbound_route(
+        session, prefix, default=settings.default_outbound_route,
+        default_language=settings.prompts.default_language, actor=actor, **asdict(fields),
+    )
+
+
 async def route_recording(session: AsyncSession, route: ResolvedRoute) -> RecordingMode | None:
     """How the route's calls are recorded once the caller's choice allows it: its target
     extension's mode (``always`` for an extension nobody configured); None for a ring
@@ -203,12 +231,14 @@ _EXTENSION_FIELDS: dict[type[Exception], str] = {
 
 
 def error_field(error: Exception, *, of: str) -> str | None:
-    """The input ``error`` is about in a form ``of`` "route", "extension" or "retention"."""
+    """The input ``error`` is about in a form ``of`` "route", "outbound_route",
+    "extension" or "retention"."""
     if of == "group" and isinstance(error, InvalidRingGroup | InvalidExtension):
         return error.field if isinstance(error, InvalidRingGroup) and error.field else "members"
     if isinstance(error, InvalidRoute | InvalidRetentionClass) and error.field:
         return error.field
-    table = {"route": _ROUTE_FIELDS, "extension": _EXTENSION_FIELDS}.get(of, {})
+    table = {"route": _ROUTE_FIELDS, "outbound_route": _ROUTE_FIELDS,
+             "extension": _EXTENSION_FIELDS}.get(of, {})
     for kind, name in table.items():
         if isinstance(error, kind):
             return name

@@ -47,7 +47,8 @@ USERS = [
 ADMIN_PAGES = ["/admin/routes", "/admin/extensions", "/admin/retention", "/admin/users",
                "/admin/tokens", "/admin/storage"]
 ADMIN_APIS = ["/api/v1/routes", "/api/v1/routes/2125550100", "/api/v1/extensions",
-              "/api/v1/extensions/101", "/api/v1/retention-classes", "/api/v1/storage"]
+              "/api/v1/extensions/101", "/api/v1/retention-classes", "/api/v1/storage",
+              "/api/v1/outbound-routes"]
 
 
 @dataclass
@@ -202,6 +203,59 @@ async def test_routes_api_sets_reads_deletes_and_audits_with_the_token(web: Cons
         missing = await web.client.request(method, "/api/v1/routes/2125550100",
                                            headers=web.api())
         assert missing.status_code == 404 and missing.json()["status"] == 404
+
+
+async def test_outbound_routes_api_sets_lists_deletes_and_audits(web: Console) -> None:
+    put = await web.client.put("/api/v1/outbound-routes/+44", headers=web.api(), json={
+        "announcement": "before-connect", "legal_basis": "consent", "language": "en",
+        "dial_template": "PJSIP/{number}@uk"})
+    assert put.status_code == 200, put.text
+    route = put.json()
+    assert route == {
+        "prefix": "+44", "announcement": "before-connect", "legal_basis": "consent",
+        "retention_class": "default", "language": "en", "timeout_means": "declined",
+        "prompt_timeout_s": 8, "dial_template": "PJSIP/{number}@uk"}
+    assert (await web.client.get("/api/v1/outbound-routes", headers=web.api())).json() == [
+        route]
+    one = await web.client.get("/api/v1/outbound-routes/+44", headers=web.api())
+    assert one.status_code == 200 and one.json() == route
+    (created,) = await web.entries("outbound_route.created")
+    assert re.fullmatch(r"token:[0-9a-f-]{36}\(ayse\)", created.actor)
+    assert created.target == "outbound_route:+44"
+    for path, body, field, message in [
+        ("+44", {"announcement": "notice-only"}, None, "nobody is asked"),
+        ("+44", {"announcement": "on-connect"}, None, "on-connect on an outbound route"),
+        ("+44", {"dial_template": "PJSIP/uk"}, "dial_template", "must contain {number}"),
+        ("+44", {"retention_class": "nosuch"}, "retention_class", "unknown retention class"),
+        ("+44", {"prompt_timeout_s": 0}, "prompt_timeout_s", "invalid prompt timeout 0s"),
+        ("44x", {}, "prefix", "invalid outbound prefix '44x'"),
+    ]:
+        refused = await web.client.put(f"/api/v1/outbound-routes/{path}", headers=web.api(),
+                                       json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        problem = refused.json()
+        assert problem.get("field") == field and message in problem["detail"], problem
+    assert (await web.client.get("/api/v1/outbound-routes", headers=web.api())).json() == [
+        route]  # nothing written by a refusal
+    changed = await web.client.put("/api/v1/outbound-routes/+44", headers=web.api(),
+                                   json={"dial_template": ""})  # back to the default
+    assert changed.status_code == 200 and changed.json()["dial_template"] is None
+    route["dial_template"] = None
+    (change,) = await web.entries("outbound_route.changed")
+    assert change.target == "outbound_route:+44"
+    for user in ("selim", "deniz", "aydin"):
+        denied = await web.client.put("/api/v1/outbound-routes/+1", headers=web.api(user),
+                                      json={})
+        assert denied.status_code == 403, user
+    deleted = await web.client.delete("/api/v1/outbound-routes/+44", headers=web.api())
+    assert deleted.status_code == 204
+    assert len(await web.entries("outbound_route.deleted")) == 1
+    missing = await web.client.delete("/api/v1/outbound-routes/+44", headers=web.api())
+    assert missing.status_code == 404 and "no outbound route" in missing.json()["detail"]
+    gone = await web.client.get("/api/v1/outbound-routes/+44", headers=web.api())
+    assert gone.status_code == 404
+    bad = await web.client.get("/api/v1/outbound-routes/44x", headers=web.api())
+    assert bad.status_code == 422 and bad.json()["field"] == "prefix"
 
 
 async def test_extensions_and_retention_classes_api(web: Console) -> None:

@@ -131,13 +131,14 @@ async def _known_ids(web: Console) -> dict[str, list[str]]:
                        ("/api/v1/ring-groups/sales",
                         {"members": [{"extension": "101", "ring_s": 15}]}),
                        ("/api/v1/routes/2125550100", {"target": "101"}),
+                       ("/api/v1/outbound-routes/0090", {"language": "tr"}),
                        ("/api/v1/extensions/101", {"recording": "always"})):
         made = await web.client.put(path, json=body, headers=admin)
         assert made.status_code == 200, made.text
     return {"call_id": [web.call_id, web.other_call_id, live.id],
             "command_id": [paused.json()["id"]], "recording_id": [web.recording_id],
             "share_id": shares, "dsar_id": dsars, "approval_id": approvals,
-            "did": ["2125550100"], "ext": ["101"], "name": ["sales"],
+            "did": ["2125550100"], "prefix": ["0090"], "ext": ["101"], "name": ["sales"],
             "user_name": ["aydin", "selim"]}
 
 

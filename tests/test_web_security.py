@@ -544,7 +544,8 @@ async def test_one_address_trying_many_names_is_throttled_and_audited(site: Site
 
 # What only a dpo, an admin or an auditor may reach: never a supervisor's token.
 NOT_FOR_SUPERVISORS = re.compile(
-    r"^/api/v1/(dsars?|audit|users|tokens|routes|extensions|retention|storage|holds|exports)"
+    r"^/api/v1/(dsars?|audit|users|tokens|routes|outbound-routes|extensions|retention|storage|"
+    r"holds|exports)"
     r"(/|$)"
 )
 SECURED = [(m, p) for m, p in openapi_operations(APP) if p != "/healthz"]

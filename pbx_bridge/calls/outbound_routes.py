@@ -196,6 +196,12 @@ async def delete_outbound_route(
     await record_removal(session, actor=actor, kind="outbound_route", key=prefix, before=before)
 
 
+async def get_outbound_route(session: AsyncSession, prefix: str) -> OutboundRouteInfo | None:
+    """The route of exactly that prefix (not the one a number resolves to)."""
+    row = await session.get(OutboundRoute, validate_prefix(prefix))
+    return None if row is None else _from_row(row)
+
+
 async def list_outbound_routes(session: AsyncSession) -> list[OutboundRouteInfo]:
     rows = (await session.scalars(select(OutboundRoute).order_by(OutboundRoute.prefix))).all()
     return [_from_row(row) for row in rows]

@@ -13,7 +13,6 @@ from pbx_bridge.calls.outbound_routes import (
     default_outbound,
     delete_outbound_route,
     list_outbound_routes,
-    set_outbound_route,
     validate_prefix,
 )
 from pbx_bridge.cli.actor import cli_actor
@@ -27,6 +26,7 @@ from pbx_bridge.cli.route_options import (
 )
 from pbx_bridge.cli.table import render_table
 from pbx_bridge.config import Announcement, Language, Settings
+from pbx_bridge.config_admin import OutboundRouteFields, save_outbound_route
 
 app = typer.Typer(
     help="Outbound routes: per dialled prefix, what the callee hears and on what basis."
@@ -93,13 +93,11 @@ def set_command(
 
     async def store(settings: Settings) -> OutboundRouteInfo:
         async with session_for(settings) as session:
-            route = await set_outbound_route(
-                session, prefix, default=settings.default_outbound_route,
-                default_language=settings.prompts.default_language,
+            route = await save_outbound_route(session, settings, prefix, OutboundRouteFields(
                 announcement=announcement, legal_basis=legal_basis, retention_class=retention,
                 language=language, timeout_means=timeout_means,
-                prompt_timeout_s=prompt_timeout, dial_template=dial, actor=cli_actor(),
-            )
+                prompt_timeout_s=prompt_timeout, dial_template=dial,
+            ), actor=cli_actor())
             return route
 
     with reporting_errors():

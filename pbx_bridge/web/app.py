@@ -24,6 +24,7 @@ from pbx_bridge.web import (
     api_consents,
     api_dashboard,
     api_dsar,
+    api_outbound_routes,
     api_recordings,
     api_ring_groups,
     api_shares,
@@ -140,6 +141,7 @@ def create_app(
     api_dependencies = [Depends(refuse_unknown_query)]
     app.include_router(health.router)
     app.include_router(api_admin.router, dependencies=api_dependencies)
+    app.include_router(api_outbound_routes.router, dependencies=api_dependencies)
     app.include_router(api_users.router, dependencies=api_dependencies)
     app.include_router(api_ring_groups.router, dependencies=api_dependencies)
     app.include_router(api_calls.router, dependencies=api_dependencies)

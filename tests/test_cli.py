@@ -279,6 +279,27 @@ def test_outbound_route_set_list_delete(migrated: Path) -> None:
     assert "+44" not in cli(migrated, "outbound-route", "list").stdout
 
 
+def test_retention_delete_is_refused_while_the_default_outbound_route_or_a_campaign_uses_it(
+    migrated: Path,
+) -> None:
+    assert cli(migrated, "retention", "set", "calls-out", "90").exit_code == 0
+    plain = migrated.read_text()
+    migrated.write_text(plain + '[default_outbound_route]\nretention_class = "calls-out"\n')
+    in_use = cli(migrated, "retention", "delete", "calls-out")
+    assert in_use.exit_code == 2, in_use.output
+    assert ("retention class 'calls-out' is in use and cannot be removed: the configured "
+            "default outbound route ([default_outbound_route] retention_class)") in in_use.stderr
+    migrated.write_text(plain)
+    assert cli(migrated, "campaign", "set", "spring-sale", "--recording", "always",
+               "--retention-class", "calls-out").exit_code == 0
+    by_campaign = cli(migrated, "retention", "delete", "calls-out")
+    assert by_campaign.exit_code == 2 and "campaign(s) spring-sale" in by_campaign.stderr
+    assert "calls-out" in cli(migrated, "retention", "list").stdout  # nothing removed
+    assert cli(migrated, "campaign", "delete", "spring-sale").exit_code == 0
+    assert cli(migrated, "retention", "delete", "calls-out").exit_code == 0
+    assert "calls-out" not in cli(migrated, "retention", "list").stdout
+
+
 def test_route_set_and_list(migrated: Path) -> None:
     assert cli(migrated, "retention", "set", "support", "180").exit_code == 0
     result = cli(

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from pbx_bridge.calls.changes import SYSTEM_ACTOR, record_change, record_removal
-from pbx_bridge.calls.models import Extension, OutboundRoute, RetentionClassRow, Route
+from pbx_bridge.calls.models import (
+    CampaignRow,
+    Extension,
+    OutboundRoute,
+    RetentionClassRow,
+    Route,
+)
 from pbx_bridge.config import RetentionSettings
 from storage.models import Recording, RecordingStatus, utcnow
 
@@ -107,30 +114,28 @@ async def set_class(
     return RetentionClassInfo(name, days, "database")
 
 
-async def class_users(session: AsyncSession, name: str, *, default_route_class: str) -> list[str]:
+async def class_users(
+    session: AsyncSession, name: str, *, default_route_class: str, default_outbound_class: str
+) -> list[str]:
     """Who still names the class, one phrase each (empty: nobody; it may be removed)."""
     users: list[str] = []
     if name == DEFAULT_CLASS:
         users.append("it is the built-in default class")
     if name == default_route_class:
         users.append("the configured default route ([default_route] retention_class)")
-    routes = (await session.scalars(
-        select(Route.did).where(Route.retention_class == name).order_by(Route.did)
-    )).all()
-    if routes:
-        users.append(f"route(s) {', '.join(routes)}")
-    extensions = (await session.scalars(
-        select(Extension.number).where(Extension.retention_class == name)
-        .order_by(Extension.number)
-    )).all()
-    if extensions:
-        users.append(f"extension(s) {', '.join(extensions)}")
-    outbound = (await session.scalars(
-        select(OutboundRoute.prefix).where(OutboundRoute.retention_class == name)
-        .order_by(OutboundRoute.prefix)
-    )).all()
-    if outbound:
-        users.append(f"outbound route(s) {', '.join(outbound)}")
+    if name == default_outbound_class:
+        users.append("the configured default outbound route "
+                     "([default_outbound_route] retention_class)")
+    namers: list[tuple[str, InstrumentedAttribute[str], Any]] = [
+        ("route(s)", Route.did, Route.retention_class),
+        ("extension(s)", Extension.number, Extension.retention_class),
+        ("outbound route(s)", OutboundRoute.prefix, OutboundRoute.retention_class),
+        ("campaign(s)", CampaignRow.name, CampaignRow.retention_class),
+    ]
+    for what, key, column in namers:
+        keys = (await session.scalars(select(key).where(column == name).order_by(key))).all()
+        if keys:
+            users.append(f"{what} {', '.join(keys)}")
     kept = await session.scalar(
         select(func.count()).select_from(Recording).where(
             Recording.retention_class == name,
@@ -143,7 +148,8 @@ async def class_users(session: AsyncSession, name: str, *, default_route_class: 
 
 
 async def delete_class(
-    session: AsyncSession, name: str, *, default_route_class: str, actor: str = SYSTEM_ACTOR
+    session: AsyncSession, name: str, *, default_route_class: str, default_outbound_class: str,
+    actor: str = SYSTEM_ACTOR,
 ) -> None:
     """Remove a class nobody uses; ``RetentionClassInUse`` says who does, so nothing is
     left naming a class that no longer exists. Audited as ``retention.deleted``."""
@@ -151,7 +157,8 @@ async def delete_class(
     row = await session.get(RetentionClassRow, name)
     if row is None and name != DEFAULT_CLASS:
         raise UnknownRetentionClass(name)
-    users = await class_users(session, name, default_route_class=default_route_class)
+    users = await class_users(session, name, default_route_class=default_route_class,
+                              default_outbound_class=default_outbound_class)
     if users:
         raise RetentionClassInUse(
             f"retention class {name!r} is in use and cannot be removed: {'; '.join(users)}"

@@ -63,12 +63,14 @@ def delete_command(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="CLASS", help="Class name, e.g. sales.")],
 ) -> None:
-    """Remove a class nobody uses (no route, extension, default route or kept recording)."""
+    """Remove a class nobody uses (no route, outbound route, extension, campaign, default
+    route or default outbound route, nor a kept recording)."""
 
     async def remove(settings: Settings) -> None:
         async with session_for(settings) as session:
             await delete_class(
                 session, name, default_route_class=settings.default_route.retention_class,
+                default_outbound_class=settings.default_outbound_route.retention_class,
                 actor=cli_actor(),
             )
 

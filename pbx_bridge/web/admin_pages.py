@@ -357,11 +357,13 @@ async def save_class_form(request: Request, viewer: SignedIn) -> Response:
 async def delete_class_form(request: Request, viewer: SignedIn, name: Key) -> Response:
     """Refused with the reason while routes, extensions or kept recordings use the class."""
     principal = await admin_of(request, viewer, RETENTION_WRITE)
-    default_class = web_state(request).config.default_route.retention_class
+    config = web_state(request).config
 
     async def change(session: AsyncSession) -> None:
-        await delete_class(session, name, default_route_class=default_class,
-                           actor=actor_of(principal))
+        await delete_class(
+            session, name, default_route_class=config.default_route.retention_class,
+            default_outbound_class=config.default_outbound_route.retention_class,
+            actor=actor_of(principal))
 
     async def refused(exc: Exception) -> Response:
         status = (409 if isinstance(exc, RetentionClassInUse)

@@ -385,6 +385,7 @@ async def delete_one_class(
         try:
             await delete_class(
                 session, name, default_route_class=state.config.default_route.retention_class,
+                default_outbound_class=state.config.default_outbound_route.retention_class,
                 actor=actor_of(principal),
             )
         except RetentionClassInUse as exc:

@@ -142,6 +142,27 @@ async def _apply_form(
     return RedirectResponse(done, status_code=303)
 
 
+async def _apply_delete(
+    request: Request,
+    change: Callable[[AsyncSession], Awaitable[object]],
+    *,
+    done: str,
+    page: Callable[..., Awaitable[Response]],
+    unknown: type[Exception],
+    in_use: type[Exception] | None = None,
+    errors: tuple[type[Exception], ...],
+) -> Response:
+    """A delete form (``_apply_form``); refused, the list again with why above it: 409
+    while something still uses it, 404 for nothing of that name, 422 for a bad name."""
+
+    async def refused(exc: Exception) -> Response:
+        status = (409 if in_use is not None and isinstance(exc, in_use)
+                  else 404 if isinstance(exc, unknown) else 422)
+        return await page(request, errors={"delete": str(exc)}, status_code=status)
+
+    return await _apply_form(request, change, done=done, refused=refused, errors=errors)
+
+
 def _problem(error: Exception, of: str) -> dict[str, str]:
     field = error.field if isinstance(error, FormProblem) else error_field(error, of=of)
     return {field or "form": str(error)}
@@ -238,12 +259,10 @@ async def delete_route_form(request: Request, viewer: SignedIn, did: Key) -> Res
     async def change(session: AsyncSession) -> None:
         await delete_route(session, did, actor=actor_of(principal))
 
-    async def refused(exc: Exception) -> Response:
-        return await _routes_page(request, viewer, errors={"delete": str(exc)},
-                                  status_code=404 if isinstance(exc, UnknownRoute) else 422)
-
-    return await _apply_form(request, change, done=f"/admin/routes?deleted={did}",
-                             refused=refused, errors=DELETE_ROUTE_ERRORS)
+    return await _apply_delete(
+        request, change, done=f"/admin/routes?deleted={did}",
+        page=lambda request, **shown: _routes_page(request, viewer, **shown),
+        unknown=UnknownRoute, errors=DELETE_ROUTE_ERRORS)
 
 
 # -- extensions --------------------------------------------------------------------------
@@ -365,14 +384,10 @@ async def delete_class_form(request: Request, viewer: SignedIn, name: Key) -> Re
             default_outbound_class=config.default_outbound_route.retention_class,
             actor=actor_of(principal))
 
-    async def refused(exc: Exception) -> Response:
-        status = (409 if isinstance(exc, RetentionClassInUse)
-                  else 404 if isinstance(exc, UnknownRetentionClass) else 422)
-        return await _retention_page(request, viewer, errors={"delete": str(exc)},
-                                     status_code=status)
-
-    return await _apply_form(request, change, done=f"/admin/retention?deleted={name}",
-                             refused=refused, errors=DELETE_CLASS_ERRORS)
+    return await _apply_delete(
+        request, change, done=f"/admin/retention?deleted={name}",
+        page=lambda request, **shown: _retention_page(request, viewer, **shown),
+        unknown=UnknownRetentionClass, in_use=RetentionClassInUse, errors=DELETE_CLASS_ERRORS)
 
 
 # -- storage -----------------------------------------------------------------------------

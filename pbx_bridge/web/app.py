@@ -14,6 +14,7 @@ from pbx_bridge.config import Settings, WebSettings
 from pbx_bridge.web import (
     account_page,
     admin_pages,
+    admin_ring_groups_page,
     admin_user_edit_page,
     admin_users_page,
     api_admin,
@@ -161,6 +162,7 @@ def create_app(
     app.include_router(audit_page.router)
     app.include_router(dsar_page.router)
     app.include_router(admin_pages.router)
+    app.include_router(admin_ring_groups_page.router)
     app.include_router(admin_users_page.router)
     app.include_router(admin_user_edit_page.router)
     app.include_router(account_page.router)

@@ -86,7 +86,7 @@ def test_check_passes_on_the_sandbox(admin: ServiceHarness) -> None:
                  "asterisk.recordings", "asterisk.clock", "asterisk.dialplan", "asterisk.tone_zone",
                  "asterisk.sessions", "prompts.manifest", "prompts.files", "prompts.asterisk",
                  "storage.backends", "storage.encryption", "storage.master_keys",
-                 "storage.jurisdiction",
+                 "storage.jurisdiction", "routes.ring_groups",
                  "storage.free_space"):
         assert any(line.startswith(f"OK   {name}: ") for line in lines), (name, lines)
     assert "OK   asterisk.tone_zone: default tone zone tr" in lines
@@ -185,6 +185,23 @@ def test_inbound_context_removed(admin: ServiceHarness, asterisk: AsteriskSandbo
                                 "dialplan reload", "FAIL asterisk.dialplan: ")
     assert "dialplan context pbx-bridge-inbound is missing" in line
     assert "OK   asterisk.dialplan: context pbx-bridge-inbound present" in check(admin)[1]
+
+
+def test_outbound_context_removed_while_an_outbound_route_is_configured(
+    admin: ServiceHarness, asterisk: AsteriskSandbox
+) -> None:
+    assert "OK   asterisk.dialplan: context pbx-bridge-outbound present" in check(admin)[1]
+    # Nothing configures calls out yet: a PBX that sends none through us needs no context.
+    asterisk.cli("dialplan remove context pbx-bridge-outbound")
+    try:
+        assert failures(check(admin)[1]) == []
+        assert in_process(admin, "outbound-route", "set", "0090").exit_code == 0
+        line = assert_only_failure(admin, "FAIL asterisk.dialplan: ")
+    finally:
+        asterisk.cli("dialplan reload")
+        assert in_process(admin, "outbound-route", "delete", "0090").exit_code == 0
+    assert line.startswith("FAIL asterisk.dialplan: dialplan context pbx-bridge-outbound is "
+                           "missing, yet outbound route(s) 0090 are configured")
 
 
 def test_no_default_tone_zone(admin: ServiceHarness, asterisk: AsteriskSandbox) -> None:

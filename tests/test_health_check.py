@@ -13,10 +13,15 @@ from typing import Any, cast
 
 import pytest
 from cli_support import clean_pbx_env, cli  # noqa: F401  (clean_pbx_env: autouse fixture)
+from sqlalchemy import delete
 
 from pbx_bridge.ari.errors import AriNotFound
 from pbx_bridge.ari.models import Sound, SoundFormat
 from pbx_bridge.ari.rest import AriClient
+from pbx_bridge.calls.extensions import set_extension
+from pbx_bridge.calls.models import RingGroup
+from pbx_bridge.calls.outbound_routes import set_outbound_route
+from pbx_bridge.calls.ring_groups import Member, set_group
 from pbx_bridge.calls.routes import ResolvedRoute, set_route
 from pbx_bridge.config import (
     Announcement,
@@ -24,13 +29,22 @@ from pbx_bridge.config import (
     CheckSettings,
     Language,
     LegalBasis,
+    OutboundRouteSettings,
     PromptSettings,
+    RecordingMode,
     RouteSettings,
     StorageSettings,
     TimeoutRule,
 )
 from pbx_bridge.flow.prompts import REQUIRED_PROMPTS, Manifest, ManifestEntry
-from pbx_bridge.health_check import asterisk, asterisk_conf, backends, database, disk_space
+from pbx_bridge.health_check import (
+    asterisk,
+    asterisk_conf,
+    backends,
+    database,
+    disk_space,
+    routing,
+)
 from pbx_bridge.health_check import prompts as prompt_checks
 from pbx_bridge.health_check.findings import (
     Status,
@@ -115,6 +129,51 @@ def test_missing_inbound_context_is_a_problem_missing_fallback_a_warning() -> No
                                        asterisk.FALLBACK_CONTEXT: False})
     assert [f.status for f in found] == [Status.PROBLEM, Status.WARNING]
     assert "pbx-bridge-inbound is missing" in found[0].message
+
+
+def test_missing_outbound_context_is_a_problem_only_while_calls_out_are_configured() -> None:
+    present = {asterisk.INBOUND_CONTEXT: True, asterisk.FALLBACK_CONTEXT: True}
+    missing = {**present, asterisk.OUTBOUND_CONTEXT: False}
+    found = asterisk.context_findings(missing, ["outbound route(s) +44, 0090"])
+    assert [f.status for f in found] == [Status.OK, Status.PROBLEM]
+    assert found[1].message.startswith(
+        "dialplan context pbx-bridge-outbound is missing, yet outbound route(s) +44, 0090 "
+        "are configured: agents' calls out never reach pbx-bridge")
+    assert found[1].details["context"] == "pbx-bridge-outbound"
+    assert [f.status for f in asterisk.context_findings(missing, [])] == [Status.OK]
+    unknown = asterisk.context_findings(missing, None)  # the database did not answer
+    assert [f.status for f in unknown] == [Status.OK, Status.WARNING]
+    assert "was not checked" in unknown[1].message
+    here = asterisk.context_findings({**present, asterisk.OUTBOUND_CONTEXT: True}, ["x"])
+    assert [f.message for f in here] == ["context pbx-bridge-inbound present",
+                                         "context pbx-bridge-outbound present"]
+
+
+def test_outbound_use_names_the_routes_and_the_extensions_cells() -> None:
+    assert routing.outbound_use_phrase([], []) == []
+    assert routing.outbound_use_phrase(["+44"], ["101", "102"]) == [
+        "outbound route(s) +44", "the outbound cells of extension(s) 101, 102"]
+
+
+def _ringing(did: str, target: str) -> ResolvedRoute:
+    return ResolvedRoute(did, target, Announcement.BEFORE_CONNECT, Language.TR,
+                         LegalBasis.CONSENT, TimeoutRule.DECLINED, 8, "default", False)
+
+
+def test_a_route_or_the_default_route_ringing_a_missing_ring_group_is_a_problem() -> None:
+    routes = [_ringing("2125550100", "group:sales"), _ringing("2125550101", "group:ghost"),
+              _ringing("2125550102", "101")]
+    found = routing.ring_group_findings(routes, "group:nobody", {"sales"})
+    assert [(f.status, f.details["route"], f.details["group"]) for f in found] == [
+        (Status.PROBLEM, "2125550101", "ghost"), (Status.PROBLEM, "default", "nobody")]
+    assert found[0].message.startswith(
+        "route 2125550101 rings ring group 'ghost', which does not exist")
+    assert found[1].message.startswith(
+        "[default_route] target rings ring group 'nobody', which does not exist")
+    (fine,) = routing.ring_group_findings(routes[:1], "100", {"sales"})
+    assert fine.status is Status.OK and fine.message == "the ring groups of 1 route(s) all exist"
+    assert routing.ring_group_findings([], "100", set())[0].message == (
+        "no route rings a ring group")
 
 
 def test_http_conf_sessionlimit_with_asterisk_default() -> None:
@@ -392,6 +451,52 @@ def test_command_names_each_prompt_missing_in_a_language_a_route_offers(
         "`pbx-bridge prompts build`, or stop offering it",
     ]
     assert "OK   prompts.manifest:" in result.output  # tr and en, the service's own, built
+
+
+def test_command_names_a_missing_ring_group_and_reads_what_calls_out(
+    dead_asterisk_config: Path,
+) -> None:
+    """A route whose group was removed behind the tools' back (a restored database) and a
+    default route naming a group nobody made: a line each. The outbound routes and cells
+    are read from the same database for the dialplan check."""
+    folder = dead_asterisk_config.parent
+    with dead_asterisk_config.open("a") as config:
+        config.write('[default_route]\ntarget = "group:nobody"\n')
+    assert cli(dead_asterisk_config, "db", "upgrade").exit_code == 0
+    url = f"sqlite+aiosqlite:///{folder}/db.sqlite"
+
+    async def configure() -> list[str]:
+        engine = make_engine(url)
+        try:
+            async with make_session_factory(engine)() as session:
+                await set_group(session, "sales", members=[Member("101", 15)])
+                await set_route(session, "2125550100", default=RouteSettings(),
+                                default_language=Language.TR, target="group:sales")
+                await session.execute(delete(RingGroup).where(RingGroup.name == "sales"))
+                await set_outbound_route(session, "0090", default=OutboundRouteSettings(),
+                                         default_language=Language.TR)
+                await set_extension(session, "102", RecordingMode.ALWAYS,
+                                    cells={"outbound_external": RecordingMode.NEVER})
+                await set_extension(session, "103", RecordingMode.NEVER)
+                await session.commit()
+            async with make_session_factory(engine)() as session:
+                return await routing.outbound_users(session)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(configure()) == [
+        "outbound route(s) 0090", "the outbound cells of extension(s) 102"]
+    result = cli(dead_asterisk_config, "check")
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if "routes.ring_groups" in line]
+    assert lines == [
+        "FAIL routes.ring_groups: route 2125550100 rings ring group 'sales', which does not "
+        "exist: its callers reach nobody; create it (`pbx-bridge group set sales --members "
+        "EXT,...`) or `pbx-bridge route set 2125550100 --target EXT`",
+        "FAIL routes.ring_groups: [default_route] target rings ring group 'nobody', which "
+        "does not exist: callers of every DID without a route reach nobody; create it "
+        "(`pbx-bridge group set nobody --members EXT,...`) or change [default_route] target",
+    ]
 
 
 def test_command_json_for_monitoring(dead_asterisk_config: Path) -> None:

@@ -8,7 +8,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from pbx_bridge.recording_source import RecordingsDirError, check_recordings_dir
 SUPPORTED_MAJOR = 22
 INBOUND_CONTEXT = "pbx-bridge-inbound"
 FALLBACK_CONTEXT = "pbx-bridge-fallback"
+OUTBOUND_CONTEXT = "pbx-bridge-outbound"
 
 
 # -- decisions -----------------------------------------------------------------------------
@@ -191,7 +192,11 @@ async def check_clock(ari: AriClient, limit_s: float) -> list[Finding]:
     return [clock_finding(skew, received - sent, limit_s)]
 
 
-def context_findings(exists: dict[str, bool]) -> list[Finding]:
+def context_findings(
+    exists: dict[str, bool], outbound_users: list[str] | None = None
+) -> list[Finding]:
+    """``outbound_users``: what configures agents' calls out (outbound routes, extensions'
+    outbound cells); None when the database could not say."""
     findings = []
     if exists[INBOUND_CONTEXT]:
         findings.append(ok("asterisk.dialplan", f"context {INBOUND_CONTEXT} present"))
@@ -205,15 +210,32 @@ def context_findings(exists: dict[str, bool]) -> list[Finding]:
             "asterisk.dialplan", f"dialplan context {FALLBACK_CONTEXT} is missing: callers "
             "are cut off without a word while the service is down (dialplan/pbx-bridge.conf "
             "has it)", context=FALLBACK_CONTEXT))
+    if exists.get(OUTBOUND_CONTEXT, True):
+        if OUTBOUND_CONTEXT in exists:
+            findings.append(ok("asterisk.dialplan", f"context {OUTBOUND_CONTEXT} present"))
+    elif outbound_users:
+        findings.append(problem(
+            "asterisk.dialplan", f"dialplan context {OUTBOUND_CONTEXT} is missing, yet "
+            f"{' and '.join(outbound_users)} are configured: agents' calls out never reach "
+            "pbx-bridge, so callees are not told and nothing is recorded; copy "
+            "dialplan/pbx-bridge.conf (it has the context), send the agents' outbound "
+            f"dialling to {OUTBOUND_CONTEXT} and `dialplan reload`", context=OUTBOUND_CONTEXT))
+    elif outbound_users is None:
+        findings.append(warning(
+            "asterisk.dialplan", f"dialplan context {OUTBOUND_CONTEXT} is missing; whether "
+            "outbound routes or extensions' outbound cells need it was not checked: they are "
+            "in the database (see database)", context=OUTBOUND_CONTEXT))
     return findings
 
 
 async def check_dialplan(
-    ari: AriClient, settings: AriSettings, timeout_s: float
+    ari: AriClient, settings: AriSettings, timeout_s: float,
+    outbound_users: Callable[[], Awaitable[list[str]]] | None = None,
 ) -> list[Finding]:
     """ARI lists no dialplan, and evaluates functions only on a channel: a channel that is
     created but never dialed (so no dialplan runs) asks DIALPLAN_EXISTS for us. It must
-    sit in a Stasis application of ours, registered for the moment by an event socket."""
+    sit in a Stasis application of ours, registered for the moment by an event socket.
+    ``outbound_users`` reads what needs [pbx-bridge-outbound] (None: the database is away)."""
     app = f"{settings.app}-check-{uuid.uuid4().hex[:8]}"
     channel_id = f"{app}-probe"
     stream = EventStream(settings.url, settings.username,
@@ -229,11 +251,12 @@ async def check_dialplan(
         await ari.create_channel(f"Local/probe@{app}", app=app, channel_id=channel_id)
         try:
             exists = {}
-            for context in (INBOUND_CONTEXT, FALLBACK_CONTEXT):
+            for context in (INBOUND_CONTEXT, FALLBACK_CONTEXT, OUTBOUND_CONTEXT):
                 value = await ari.get_variable(channel_id, f"DIALPLAN_EXISTS({context})")
                 exists[context] = (value or "").strip() == "1"
         finally:
             with contextlib.suppress(AriError):
                 await ari.hangup(channel_id)
-    return context_findings(exists)
+    users = None if outbound_users is None else await outbound_users()
+    return context_findings(exists, users)
 

@@ -9,7 +9,14 @@ from collections.abc import Awaitable
 from pbx_bridge.calls.routes import ResolvedRoute, list_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.flow.prompts import Manifest
-from pbx_bridge.health_check import asterisk, asterisk_conf, backends, database, disk_space
+from pbx_bridge.health_check import (
+    asterisk,
+    asterisk_conf,
+    backends,
+    database,
+    disk_space,
+    routing,
+)
 from pbx_bridge.health_check import prompts as prompt_checks
 from pbx_bridge.health_check.findings import Finding, Status, ok, problem, skipped, warning
 from pbx_bridge.health_check.runner import Check, run_all
@@ -77,6 +84,15 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
     async def jurisdiction() -> list[Finding]:
         return backends.jurisdiction_findings(await routes(), settings.storage)
 
+    async def outbound_users() -> list[str]:
+        async with make_session_factory(engine)() as session:
+            return await routing.outbound_users(session)
+
+    async def ring_groups() -> list[Finding]:
+        async with make_session_factory(engine)() as session:
+            return await routing.check_ring_groups(session, await routes(),
+                                                   settings.default_route.target)
+
     async def master_keys() -> list[Finding]:
         async with make_session_factory(engine)() as session:
             in_use = await master_keys_in_use(session)
@@ -111,7 +127,7 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
                 Check("asterisk.clock",
                       lambda: asterisk.check_clock(ari, settings.check.max_clock_skew_s)),
                 Check("asterisk.dialplan", lambda: asterisk.check_dialplan(
-                    ari, settings.ari, timeout)),
+                    ari, settings.ari, timeout, outbound_users if db_ok else None)),
             ]
             local = settings.ari.recordings_dir
             if local is not None:
@@ -128,12 +144,14 @@ async def run_checks(settings: Settings, source: str) -> list[Finding]:
                 later.append(skipped("asterisk.recordings_dir", ari_down))
         if db_ok:
             second_checks += [Check("storage.jurisdiction", jurisdiction),
-                              Check("storage.master_keys", master_keys)]
+                              Check("storage.master_keys", master_keys),
+                              Check(routing.CHECK, ring_groups)]
         else:
             later += [skipped("storage.jurisdiction",
                               "the routes' rules need the database (see database)"),
                       skipped("storage.master_keys",
-                              "the keys in use are in the database (see database)")]
+                              "the keys in use are in the database (see database)"),
+                      skipped(routing.CHECK, "the routes are in the database (see database)")]
         second = await run_all(second_checks, timeout)
     finally:
         for read in routes_read:
@@ -147,7 +165,7 @@ def _passed(findings: list[Finding], check: str) -> bool:
     return not any(f.check == check and f.status is Status.PROBLEM for f in findings)
 
 
-_AREAS = ("config", "database", "asterisk", "prompts", "storage")
+_AREAS = ("config", "database", "routes", "asterisk", "prompts", "storage")
 
 
 def _ordered(findings: list[Finding]) -> list[Finding]:

@@ -1,8 +1,10 @@
 """The admin in a real browser (chromium, against a real ``pbx-bridge web``): signs in,
 follows the header's links, adds a user (whose one-time password then signs them in)
 and a route that never records (then in ``route list`` and the extension's policy in
-``ext list``), with a refused value shown beside its field first. Screenshots
-``admin-users-en.png``, ``admin-routes-en.png`` and ``admin-route-error-en.png``."""
+``ext list``), with a refused value shown beside its field first; and a ring group (then in
+``group list`` and the audit trail), a refused member's seconds shown beside Members first.
+Screenshots ``admin-users-en.png``, ``admin-routes-en.png``, ``admin-route-error-en.png`` and
+``admin-ring-groups-en.png``."""
 
 from __future__ import annotations
 
@@ -75,3 +77,33 @@ def test_the_admin_adds_a_user_and_a_route_in_the_browser(
     kerem = sign_in(browser, console, "kerem", password, lands="/audit")  # an auditor
     expect(kerem.get_by_role("navigation").get_by_role("link", name="Routes")).to_have_count(0)
     assert kerem.goto(console.url + "/admin/routes").status == 403  # type: ignore[union-attr]
+
+
+def test_the_admin_makes_a_ring_group_in_the_browser(
+    browser: Browser, console: WebConsole
+) -> None:
+    page = sign_in(browser, console, "ayse", PASSWORD, lands="/dashboard")
+    page.get_by_role("navigation").get_by_role("link", name="Ring groups").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Ring groups")
+    form = page.locator("#group-form")
+    form.get_by_label("Group", exact=True).fill("sales")
+    form.get_by_label("Members", exact=True).fill("100:15,101:2")
+    form.get_by_label("Strategy", exact=True).select_option("order")
+    form.get_by_role("button", name="Save").click()
+    expect(page.locator("#members-error")).to_have_text(
+        "ring group sales: member 101 rings 2s; each member rings between 5 and 300 seconds")
+    expect(form.get_by_label("Members", exact=True)).to_have_value("100:15,101:2")
+    form.get_by_label("Members", exact=True).fill("100:15,101:20")
+    form.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "Ring group sales saved: routes ring it with the target group:sales.")
+    row = page.locator('tr[data-group="sales"]')
+    expect(row.locator("li[data-member]")).to_have_text(["100: 15 s", "101: 20 s"])
+    expect(row.locator('td[data-field="strategy"]')).to_have_text("in turn")
+    screenshot(page, "admin-ring-groups-en")
+
+    groups = console.cli("group", "list")
+    assert any(line.split()[:4] == ["sales", "order", "100:15,", "101:20"]
+               for line in groups.splitlines()), groups
+    trail = console.cli("audit", "list", "--target", "ring_group:sales")
+    assert "user:ayse" in trail and "ring_group.created" in trail

@@ -98,6 +98,8 @@ async def test_bad_input_is_refused_beside_its_field_with_the_clis_message(
         assert refused.status_code == 422, data
         assert message in field_error(refused.text, field), data
         assert f'aria-describedby="{field}-error"' in refused.text
+        heading = "Change a ring group" if data["name"] == "sales" else "Add a ring group"
+        assert heading in refused.text, data
         if field != "strategy":
             assert input_value(refused.text, field) == data[field].strip()  # kept as typed
     async with web.sessions() as session:

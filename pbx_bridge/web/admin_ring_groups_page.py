@@ -53,10 +53,10 @@ async def _page(
     default_target = state.config.default_route.target
     # Who rings each group: its routes' DIDs, and whether the default route does.
     rung_by = {g.name: [r.did for r in routes if r.target == g.target] for g in groups}
-    editing = None
+    # Changing a group that exists (its edit link, or a refused change of it).
+    name = request.query_params.get("edit") if values is None else values.get("name")
+    editing = next((g for g in groups if g.name == name), None)
     if values is None:
-        editing = next((g for g in groups if g.name == request.query_params.get("edit")),
-                       None)
         values = {"name": editing.name if editing else "",
                   "members": ",".join(str(m) for m in editing.members) if editing else "",
                   "strategy": (editing.strategy if editing else RingStrategy.ALL).value}

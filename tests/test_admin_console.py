@@ -44,8 +44,9 @@ USERS = [
     ("aylin", Role.ADMIN, [], "tr"),
     ("aydin", Role.AUDITOR, [], "en"),
 ]
-ADMIN_PAGES = ["/admin/routes", "/admin/ring-groups", "/admin/extensions", "/admin/retention",
-               "/admin/users", "/admin/tokens", "/admin/storage"]
+ADMIN_PAGES = ["/admin/routes", "/admin/ring-groups", "/admin/outbound-routes",
+               "/admin/extensions", "/admin/retention", "/admin/users", "/admin/tokens",
+               "/admin/storage"]
 ADMIN_APIS = ["/api/v1/routes", "/api/v1/routes/2125550100", "/api/v1/extensions",
               "/api/v1/extensions/101", "/api/v1/retention-classes", "/api/v1/storage",
               "/api/v1/outbound-routes"]

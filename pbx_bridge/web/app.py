@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pbx_bridge.config import Settings, WebSettings
 from pbx_bridge.web import (
     account_page,
+    admin_outbound_routes_page,
     admin_pages,
     admin_ring_groups_page,
     admin_user_edit_page,
@@ -163,6 +164,7 @@ def create_app(
     app.include_router(dsar_page.router)
     app.include_router(admin_pages.router)
     app.include_router(admin_ring_groups_page.router)
+    app.include_router(admin_outbound_routes_page.router)
     app.include_router(admin_users_page.router)
     app.include_router(admin_user_edit_page.router)
     app.include_router(account_page.router)

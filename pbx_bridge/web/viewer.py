@@ -59,6 +59,7 @@ NAV = (("dashboard", DASHBOARD_READ), ("calls", CALLS_READ), ("shares", SHARES_R
        ("audit", AUDIT_READ), ("dsar", DSAR_READ),
        # The admin's pages (the message key is nav.admin_routes, ...).
        ("admin/routes", ROUTES_READ), ("admin/ring-groups", ROUTES_READ),
+       ("admin/outbound-routes", ROUTES_READ),
        ("admin/extensions", EXTENSIONS_READ),
        ("admin/retention", RETENTION_READ), ("admin/users", USERS_READ),
        ("admin/tokens", USERS_READ), ("admin/storage", STORAGE_STATUS))

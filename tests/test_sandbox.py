@@ -118,7 +118,7 @@ async def test_trunk_call_enters_stasis_with_did_and_dtmf(
     async with caller:
         start = await ari.expect("StasisStart")
         channel = start["channel"]
-        assert start["args"] == ["inbound", "+902121234567"]
+        assert start["args"] == ["inbound", "+902121234567", ""]  # no campaign set
         assert channel["caller"]["number"] == "05321234567"
         assert channel["name"].startswith("PJSIP/carrier-")
         assert (await ari.http.post(f"/channels/{channel['id']}/answer")).status_code == 204

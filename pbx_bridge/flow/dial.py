@@ -161,7 +161,9 @@ class AgentDialer:
                 channel_id=leg, originator=self._state.caller_id,
             )
         except AriError as exc:
-            log.warning("call %s: cannot dial %s: %s", self._call_id, endpoint, exc)
+            # member.extension, not the endpoint: an outbound endpoint holds the callee's
+            # number (PJSIP/0532...@carrier), which is personal data.
+            log.warning("call %s: cannot dial %s: %s", self._call_id, member.extension, exc)
             await self._drop(leg)
             return None
         return leg

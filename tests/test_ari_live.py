@@ -113,7 +113,7 @@ async def place_call(ari: AriClient, stream: EventStream) -> tuple[str, str]:
     await ari.originate(f"Local/{DID}@pbx-bridge-inbound/n", app=APP, app_args="far",
                         channel_id=far, other_channel_id=near)
     start = await wait_for(stream, ev.StasisStart, lambda e: e.channel.id == near)
-    assert start.args == ("inbound", DID)
+    assert start.args == ("inbound", DID, "")  # no campaign set
     assert start.channel.dialplan_context == "pbx-bridge-inbound"
     assert start.channel.dialplan_exten == DID
     await ari.answer(near)

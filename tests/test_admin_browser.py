@@ -46,7 +46,7 @@ def test_the_admin_adds_a_user_and_a_route_in_the_browser(
     expect(page.locator('tr[data-user="kerem"]')).to_contain_text("auditor")
     screenshot(page, "admin-users-en")
 
-    navigation.get_by_role("link", name="Routes").click()
+    navigation.get_by_role("link", name="Routes", exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Routes")
     form = page.locator("#route-form")
     form.get_by_label("DID (dialled number)").fill("2125550150")
@@ -75,7 +75,8 @@ def test_the_admin_adds_a_user_and_a_route_in_the_browser(
     assert "user:ayse" in trail and "route.created" in trail
 
     kerem = sign_in(browser, console, "kerem", password, lands="/audit")  # an auditor
-    expect(kerem.get_by_role("navigation").get_by_role("link", name="Routes")).to_have_count(0)
+    routes_link = kerem.get_by_role("navigation").get_by_role("link", name="Routes", exact=True)
+    expect(routes_link).to_have_count(0)
     assert kerem.goto(console.url + "/admin/routes").status == 403  # type: ignore[union-attr]
 
 
